@@ -1,0 +1,42 @@
+"""The one interface every brain implements."""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from collections.abc import Sequence
+
+from assistant.tools.base import Tool
+from assistant.types import BrainTurn, ToolCall, ToolResult, Utterance
+
+
+class Router(Protocol):
+    """What a brain may ask of the tool router (implemented in assistant.tools.router)."""
+
+    def call(self, call: ToolCall, *, site: str) -> ToolResult:
+        """Validate and (maybe) execute one call; never raises for bad input."""
+        ...
+
+    def tools(self) -> Sequence[Tool]:
+        """The current tool set, sorted by name."""
+        ...
+
+    @property
+    def tools_version(self) -> int:
+        """Increases whenever the tool set changes (skills reloaded, inventory changed)."""
+        ...
+
+
+class Brain(Protocol):
+    """Speech in, tool calls through the router, a reply out.
+
+    ``handle`` runs in a worker thread; it checks ``cancel`` between steps and
+    returns promptly (with ``understood=False``) once it is set.
+    """
+
+    name: str
+
+    def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+        """Process one utterance end to end."""
+        ...
