@@ -468,7 +468,8 @@ class _Builder:
             return value
         if str in non_none and isinstance(value, str):
             return value
-        return self.problem(node, path, f"must be one of {', '.join(a.__name__ for a in non_none)}, got {value!r}")
+        names = ", ".join(a.__name__ for a in non_none)
+        return self.problem(node, path, f"must be one of {names}, got {value!r}")
 
     def _secret(self, node: yaml.Node | None, path: tuple[str, ...]) -> Secret | _Invalid | None:
         env_name = "ASSISTANT_" + "_".join(p.upper() for p in path)
@@ -494,7 +495,8 @@ class _Builder:
                 try:
                     return Secret(Path(ref).expanduser().read_text(encoding="utf-8").strip())
                 except (OSError, UnicodeDecodeError) as err:
-                    return self.problem(node, path, f"cannot read secret file {ref}: {err.strerror or err}")
+                    reason = getattr(err, "strerror", None) or err
+                    return self.problem(node, path, f"cannot read secret file {ref}: {reason}")
         return self.problem(node, path, "must be text, {env: NAME} or {file: PATH}")
 
     def _dataclass(self, cls: type[Any], node: yaml.Node | None, path: tuple[str, ...]) -> Any:
@@ -521,7 +523,7 @@ class _Builder:
             tp = hints[name]
             if name in given:
                 value = self.build(tp, given[name], (*path, name))
-            elif tp is Secret or typing.get_args(tp) and Secret in typing.get_args(tp):
+            elif tp is Secret or (typing.get_args(tp) and Secret in typing.get_args(tp)):
                 value = self._secret(None, (*path, name))
                 if value is None:
                     continue
@@ -566,9 +568,8 @@ def _check(obj: Any) -> list[tuple[str, str]]:
             problems.append(("port", f"must be 1..65535, got {obj.port}"))
         if obj.password is not None and obj.username is None:
             problems.append(("password", "password is set but username is not"))
-    elif isinstance(obj, Settings):
-        if not obj.site or any(c in obj.site for c in "+#/ "):
-            problems.append(("site", f"must be a non-empty name without + # / or spaces, got {obj.site!r}"))
+    elif isinstance(obj, Settings) and (not obj.site or any(c in obj.site for c in "+#/ ")):
+        problems.append(("site", f"must be a non-empty name without + # / or spaces, got {obj.site!r}"))
     return problems
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol
-
 from collections.abc import Sequence
+from typing import Protocol
 
 from assistant.tools.base import Tool
 from assistant.types import BrainTurn, ToolCall, ToolResult, Utterance
