@@ -17,6 +17,19 @@ class Router(Protocol):
         """Validate and (maybe) execute one call; never raises for bad input."""
         ...
 
+    def pending_confirmation(self, site: str) -> str | None:
+        """The question asked, when a sensitive call from ``site`` waits for a yes (else None)."""
+        ...
+
+    def answer_confirmation(self, transcript: str | None, *, site: str) -> ToolResult:
+        """Resolve the waiting call with the next turn's words.
+
+        Only an explicit yes (or the configured PIN) within the window, from the same
+        site, runs it; anything else, ``None`` (silence, no transcript) or a late
+        answer cancels it and returns a CANCELLED result.
+        """
+        ...
+
     def tools(self) -> Sequence[Tool]:
         """The current tool set, sorted by name."""
         ...
