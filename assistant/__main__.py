@@ -1,0 +1,5 @@
+"""`python -m assistant` runs the CLI."""
+
+from assistant.cli import main
+
+raise SystemExit(main())

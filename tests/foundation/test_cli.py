@@ -1,0 +1,57 @@
+"""The `assistant` command as a user runs it: clear messages, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.foundation.test_config import FIVE_MISTAKES
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "ASSISTANT_CONFIG": "", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_config_check_prints_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("site: kitchen\nmqtt:\n  host: h\n  username: u\n  password: hunter2\n")
+    result = run_cli("config", "check", str(cfg))
+    assert result.returncode == 0, result.stderr
+    assert '"site": "kitchen"' in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "********" in result.stdout
+
+
+def test_config_with_five_mistakes_lists_all_and_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(FIVE_MISTAKES)
+    result = run_cli("--config", str(cfg), "config", "check")
+    assert result.returncode == 2
+    assert "5 problem(s)" in result.stderr
+    assert "Traceback" not in result.stderr
+    for key in ("audoi", "vad.aggressiveness", "mqtt.port", "brain.kind", "tts.sped"):
+        assert key in result.stderr
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path / "nope.yaml"), "process")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_for_every_command() -> None:
+    for args in (["--help"], ["run", "--help"], ["process", "--help"], ["models", "pull", "--help"]):
+        result = run_cli(*args)
+        assert result.returncode == 0
+        assert "usage: assistant" in result.stdout
