@@ -77,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--variant", default="q4", help="decoder/embedding precision (default q4)")
     pull.add_argument("--audio-variant", default="fp32", help="audio-encoder precision (default fp32)")
     pull.add_argument("--dir", type=Path, default=None, help="destination folder")
-    mcheck = models_sub.add_parser("check", help="open every graph and compare it with what the runtime expects")
+    mcheck = models_sub.add_parser(
+        "check", help="open every graph and compare it with what the runtime expects"
+    )
     mcheck.add_argument("dir", type=Path, help="model folder")
     mcheck.add_argument("--variant", default=None, help="decoder variant (default: from settings)")
-    mcheck.add_argument("--audio-variant", default=None, help="audio-encoder variant (default: from settings)")
+    mcheck.add_argument(
+        "--audio-variant", default=None, help="audio-encoder variant (default: from settings)"
+    )
     return parser
 
 

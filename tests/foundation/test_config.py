@@ -59,7 +59,7 @@ def test_every_mistake_reported_at_once_with_line_numbers() -> None:
     assert "bad.yaml:5: vad.aggressiveness" in problems[1]
     assert "bad.yaml:8: mqtt.port: must be a whole number" in problems[2]
     assert "bad.yaml:10: brain.kind: must be one of phrase, gemma, hybrid" in problems[3]
-    assert "bad.yaml:13: tts.sped: unknown key (did you mean 'speed'?)" == problems[4]
+    assert problems[4] == "bad.yaml:13: tts.sped: unknown key (did you mean 'speed'?)"
 
 
 def test_invalid_yaml_reports_line() -> None:

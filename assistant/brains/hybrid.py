@@ -1,0 +1,50 @@
+"""The hybrid brain: the phrase brain first, Gemma for what the grammar rejects.
+
+Simple home commands stay on the fast grammar path; anything it refuses (out of
+grammar, low confidence) goes to Gemma, which hears the same audio. A pending
+confirmation is always answered by the phrase brain, which decodes an explicit
+yes/no grammar: a language model never gets to say "yes" for the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from assistant.brains.base import Brain, Router
+from assistant.types import BrainTurn, Utterance
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class HybridBrain:
+    """Phrase first; Gemma when the phrase brain did not understand."""
+
+    name = "hybrid"
+
+    def __init__(self, phrase: Brain, gemma: Brain) -> None:
+        self._phrase = phrase
+        self._gemma = gemma
+
+    def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+        """Process one utterance: phrase brain, then Gemma for a rejected one."""
+        confirming = router.pending_confirmation(utterance.site) is not None
+        started = time.monotonic()
+        first = self._phrase.handle(utterance, router, cancel)
+        if first.understood or confirming or cancel.is_set():
+            return first
+        phrase_ms = (time.monotonic() - started) * 1000.0
+        _LOGGER.info("phrase brain rejected the utterance (%.0f ms); asking Gemma", phrase_ms)
+        second = self._gemma.handle(utterance, router, cancel)
+        timings = {f"phrase_{k}": v for k, v in first.timings_ms.items()}
+        timings.update(second.timings_ms)
+        timings["phrase_ms"] = phrase_ms
+        return BrainTurn(
+            transcript=second.transcript if second.transcript is not None else first.transcript,
+            tool_calls=second.tool_calls,
+            results=second.results,
+            reply=second.reply,
+            timings_ms=timings,
+            understood=second.understood,
+        )
