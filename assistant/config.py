@@ -109,6 +109,8 @@ class VadSettings:
     """Longest utterance (Gemma 4's audio limit is 30 s); cut there."""
     no_speech_timeout_s: float = 8.0
     """After a wake, give up when nothing is said for this long."""
+    min_speech_dbfs: float = -60.0
+    """Frames quieter than this (RMS, dB full scale) never count as speech; -100 turns the gate off."""
 
 
 @dataclass(frozen=True)
