@@ -43,7 +43,7 @@ def process(settings: Settings, files: list[Path], *, as_json: bool, frontend_on
         try:
             utterances = utterances_from_file(path, settings.vad)
         except AssistantError as err:
-            print(f"assistant process: {path}: {err.message}", file=sys.stderr)
+            print(f"assistant process: {err.message}", file=sys.stderr)
             failed += 1
             continue
         for utt in utterances:
