@@ -443,18 +443,8 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
 
 
 def render_response(result: ToolResult) -> str:
-    """Gemma 4 tool-response text for ``result``.
+    """Gemma 4 tool-response text for ``result`` (see assistant.tools.gemma_format)."""
+    from assistant.tools import gemma_format  # noqa: PLC0415 - avoids an import cycle via Tool
 
-    Delegates to ``assistant.tools.gemma_format.render_response``. Until that module
-    exists, falls back to the template's string form with the JSON of the result:
-    ``<|tool_response>response:NAME{value:<|"|>{...}<|"|>}<tool_response|>``.
-    """
-    try:
-        from assistant.tools import gemma_format  # noqa: PLC0415 - owned elsewhere, optional
-    except ImportError:
-        payload: dict[str, Any] = dict(result.data) if result.ok else {
-            "status": str(result.status), "error": result.error_code, "message": result.speech}
-        text = json.dumps(payload, ensure_ascii=False, sort_keys=True).replace('<|"|>', '"')
-        return f'<|tool_response>response:{result.call.name}{{value:<|"|>{text}<|"|>}}<tool_response|>'
     rendered: str = gemma_format.render_response(result)
     return rendered

@@ -163,19 +163,6 @@ def test_router_exposes_the_registry_tools_and_version(registry: ToolRegistry, r
     assert router.tools_version > before
 
 
-def test_fallback_response_rendering_without_gemma_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    from assistant.tools import router as router_module
-    from assistant.types import ToolResult
-
-    # Simulate the Gemma module being absent to exercise the fallback path.
-    monkeypatch.setitem(sys.modules, "assistant.tools.gemma_format", None)
-    result = ToolResult(ToolCall("get_weather"), ResultStatus.OK, data={"temp_c": 21})
-    assert router_module.render_response(result) == (
-        '<|tool_response>response:get_weather{value:<|"|>{"temp_c": 21}<|"|>}<tool_response|>')
-
-
 HAVE_GEMMA = importlib.util.find_spec("assistant.tools.gemma_format") is not None
 
 

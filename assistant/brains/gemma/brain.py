@@ -1,0 +1,321 @@
+"""The Gemma 4 brain: speech straight into the model, native tool calls through the router.
+
+One turn: log-mel features -> audio encoder -> the per-utterance suffix prefilled on
+top of the cached system+tools prefix -> greedy decoding to a stop id -> parsed calls
+go through the router -> each response block is appended to the live KV cache as
+tokens (history is never re-rendered) -> decoding continues for the spoken reply,
+for at most ``max_rounds`` tool rounds. A simple success can be answered with the
+router's templated reply, skipping the second model pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from assistant.brains.base import Router
+from assistant.brains.gemma.files import ModelFiles, load_model_files
+from assistant.brains.gemma.parser import CALL_CLOSE, ParsedOutput, parse_output
+from assistant.brains.gemma.prompt import ASR_INSTRUCTION, DEFAULT_SYSTEM, generation_prompt, system_prefix
+from assistant.brains.gemma.runtime import Cancelled, GemmaRuntime, KVCache, Sampler, Sampling
+from assistant.config import GemmaSettings
+from assistant.errors import BrainError, ModelFilesError
+from assistant.tools.gemma_format import render_response
+from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
+
+_LOGGER = logging.getLogger(__name__)
+
+SORRY = "Sorry, I didn't catch that."
+FAILED = "Sorry, something went wrong."
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    version: int
+    tokens: int
+    cache: KVCache
+    built_ms: float
+
+
+class _Turn:
+    """Mutable bookkeeping of one utterance (timings, counts, calls)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.calls: list[ToolCall] = []
+        self.results: list[ToolResult] = []
+        self.prefill_tokens = 0
+        self.decode_steps = 0
+        self.first_action: float | None = None
+
+    def add(self, key: str, started: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + (time.monotonic() - started) * 1000.0
+
+
+class GemmaBrain:
+    """Implements ``assistant.brains.base.Brain`` over a GemmaRuntime."""
+
+    name = "gemma"
+
+    def __init__(
+        self,
+        runtime: GemmaRuntime,
+        settings: GemmaSettings,
+        *,
+        system: str = DEFAULT_SYSTEM,
+        prefill_chunk: int = 0,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.system = system
+        self.prefill_chunk = prefill_chunk
+        self._sampling = Sampling(settings.temperature, settings.top_k, settings.top_p)
+        self._prefix: _Prefix | None = None
+        # Re-entrant: handle() holds it and calls warm(), which the daemon may also call on its own.
+        self._lock = threading.RLock()
+
+    # -- prefix cache -------------------------------------------------------------------------
+
+    def warm(self, router: Router, cancel: threading.Event | None = None) -> bool:
+        """Prefill the system+tools prefix unless it matches ``router.tools_version``; True when rebuilt."""
+        with self._lock:
+            return self._warm(router, cancel)
+
+    def _warm(self, router: Router, cancel: threading.Event | None) -> bool:
+        version = router.tools_version
+        if self._prefix is not None and self._prefix.version == version:
+            return False
+        started = time.monotonic()
+        if self._prefix is None:
+            self.runtime.features(np.zeros(1600, dtype=np.float32))  # first numpy FFT call is slow
+        text = system_prefix(router.tools(), system=self.system, thinking=self.settings.thinking)
+        ids = self.runtime.encode(text)
+        _, cache = self.runtime.prefill(
+            self.runtime.empty_cache(), ids, chunk=self.prefill_chunk, cancel=cancel
+        )
+        self._prefix = _Prefix(version, len(ids), cache.frozen(), (time.monotonic() - started) * 1000.0)
+        _LOGGER.info(
+            "gemma prefix prefilled: %d tokens, tools version %d, %.0f ms",
+            len(ids),
+            version,
+            self._prefix.built_ms,
+        )
+        return True
+
+    @property
+    def prefix_cache(self) -> KVCache | None:
+        """The cached prefix state (read-only arrays), None before the first turn."""
+        return None if self._prefix is None else self._prefix.cache
+
+    # -- one utterance ------------------------------------------------------------------------
+
+    def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+        """Process one utterance end to end; never raises for bad audio or bad model output."""
+        with self._lock:
+            turn = _Turn()
+            started = time.monotonic()
+            try:
+                result = self._handle(utterance, router, cancel, turn)
+            except Cancelled:
+                _LOGGER.info("gemma turn cancelled")
+                result = self._finish(turn, Reply("", site=utterance.site), understood=False)
+            except BrainError as exc:
+                _LOGGER.warning("gemma turn failed: %s (%s)", exc.message, exc.code)
+                result = self._finish(
+                    turn, Reply(FAILED, site=utterance.site, is_error=True), understood=False
+                )
+            except Exception:  # onnxruntime/tokenizers failures: one bad turn must not kill the daemon
+                _LOGGER.exception("gemma turn failed unexpectedly")
+                result = self._finish(
+                    turn, Reply(FAILED, site=utterance.site, is_error=True), understood=False
+                )
+            turn.add("total", started)
+            timings = dict(result.timings_ms)
+            timings.update(turn.timings)
+            timings["prefill_tokens"] = float(turn.prefill_tokens)
+            timings["decode_steps"] = float(turn.decode_steps)
+            if turn.first_action is not None:
+                timings["end_of_speech_to_action"] = max(
+                    0.0, (turn.first_action - utterance.ended_at) * 1000.0
+                )
+            return BrainTurn(
+                result.transcript, result.tool_calls, result.results, result.reply, timings, result.understood
+            )
+
+    def _finish(
+        self, turn: _Turn, reply: Reply, *, understood: bool = True, transcript: str | None = None
+    ) -> BrainTurn:
+        return BrainTurn(transcript, tuple(turn.calls), tuple(turn.results), reply, {}, understood)
+
+    def _audio(self, utterance: Utterance, turn: _Turn) -> Any:
+        started = time.monotonic()
+        pcm = np.frombuffer(utterance.pcm[: len(utterance.pcm) // 2 * 2], dtype="<i2")
+        features = self.runtime.features(pcm)
+        turn.add("features", started)
+        turn.timings["audio_tokens"] = float(features.num_tokens)
+        if features.num_tokens == 0:
+            return None
+        started = time.monotonic()
+        audio = self.runtime.encode_audio(features)
+        turn.add("audio_encoder", started)
+        return audio
+
+    def _audio_ids(self, count: int) -> list[int]:
+        tokens = self.runtime.tokens
+        return [tokens.audio_open, *([tokens.audio] * count), tokens.audio_close]
+
+    def _handle(
+        self, utterance: Utterance, router: Router, cancel: threading.Event, turn: _Turn
+    ) -> BrainTurn:
+        site = utterance.site
+        if router.pending_confirmation(site) is not None:
+            return self._confirm(utterance, router, cancel, turn)
+        started = time.monotonic()
+        rebuilt = self.warm(router, cancel)
+        if rebuilt:
+            turn.add("prefix", started)
+        prefix = self._prefix
+        if prefix is None:  # pragma: no cover - warm() always sets it
+            raise BrainError("no prefix cache")
+        turn.timings["prefix_tokens"] = float(prefix.tokens)
+        turn.timings["prefix_rebuilt"] = 1.0 if rebuilt else 0.0
+        audio = self._audio(utterance, turn)
+        if audio is None:
+            return self._finish(turn, Reply(SORRY, site=site), understood=False)
+        suffix = self._audio_ids(audio.shape[0]) + self.runtime.encode(
+            generation_prompt(self.settings.thinking)
+        )
+        started = time.monotonic()
+        logits, cache = self.runtime.prefill(
+            prefix.cache, suffix, audio=audio, chunk=self.prefill_chunk, cancel=cancel
+        )
+        turn.add("prefill", started)
+        turn.prefill_tokens += len(suffix)
+        return self._tool_loop(logits, cache, router, site=site, cancel=cancel, turn=turn)
+
+    def _decode(self, cache: KVCache, logits: Any, cancel: threading.Event, turn: _Turn) -> Any:
+        started = time.monotonic()
+        generation = self.runtime.generate(
+            cache,
+            logits,
+            max_new_tokens=self.settings.max_new_tokens,
+            sampler=Sampler(self._sampling),
+            cancel=cancel,
+        )
+        turn.add("decode", started)
+        turn.decode_steps += generation.steps
+        turn.timings["generated_tokens"] = turn.timings.get("generated_tokens", 0.0) + len(generation.tokens)
+        return generation
+
+    def _tool_loop(
+        self, logits: Any, cache: KVCache, router: Router, *, site: str, cancel: threading.Event, turn: _Turn
+    ) -> BrainTurn:
+        rounds = 0
+        while True:
+            generation = self._decode(cache, logits, cancel, turn)
+            text = self.runtime.decode(generation.tokens)
+            parsed: ParsedOutput = parse_output(text)
+            _LOGGER.debug("gemma round %d output: %r", rounds + 1, text)
+            if not parsed.ok:
+                _LOGGER.warning("gemma output rejected (%s): no action", parsed.error)
+                return self._finish(turn, Reply(SORRY, site=site), understood=False)
+            if not parsed.calls:
+                reply = parsed.text or (self._speech(turn.results) if turn.results else "")
+                if not reply:
+                    return self._finish(turn, Reply(SORRY, site=site), understood=bool(turn.results))
+                return self._finish(turn, Reply(reply, site=site))
+            if rounds >= self.settings.max_rounds:
+                _LOGGER.warning(
+                    "gemma asked for more than %d tool rounds; ignoring %d calls",
+                    self.settings.max_rounds,
+                    len(parsed.calls),
+                )
+                return self._finish(turn, Reply(self._speech(turn.results) or SORRY, site=site))
+            rounds += 1
+            turn.timings["rounds"] = float(rounds)
+            results = self._run_calls(parsed.calls, router, site, cancel, turn)
+            waiting = [r for r in results if r.status is ResultStatus.NEEDS_CONFIRMATION]
+            if waiting:
+                # The router's own question, word for word: the model must not paraphrase a safety prompt.
+                return self._finish(turn, Reply(waiting[0].speech, site=site, expects_answer=True))
+            if self.settings.templated_reply and all(r.ok and r.speech for r in results):
+                return self._finish(turn, Reply(self._speech(results), site=site))
+            feed = list(generation.unfed)
+            if generation.stop_token != self.runtime.tokens.get(
+                "response_open"
+            ) and not text.rstrip().endswith(CALL_CLOSE):
+                close = self.runtime.tokens.get("call_close")
+                feed += [close] if close is not None else []
+            feed += self.runtime.encode("".join(render_response(r) for r in results))
+            started = time.monotonic()
+            logits, cache = self.runtime.prefill(
+                generation.cache, feed, chunk=self.prefill_chunk, cancel=cancel
+            )
+            turn.add("prefill", started)
+            turn.prefill_tokens += len(feed)
+
+    def _run_calls(
+        self, calls: tuple[ToolCall, ...], router: Router, site: str, cancel: threading.Event, turn: _Turn
+    ) -> list[ToolResult]:
+        results = []
+        started = time.monotonic()
+        for call in calls:
+            if cancel.is_set():
+                raise Cancelled("cancelled before a tool call")
+            if turn.first_action is None:
+                turn.first_action = time.monotonic()
+            result = router.call(call, site=site)
+            turn.calls.append(call)
+            turn.results.append(result)
+            results.append(result)
+        turn.add("tools", started)
+        return results
+
+    @staticmethod
+    def _speech(results: list[ToolResult]) -> str:
+        return " ".join(r.speech for r in results if r.speech).strip()
+
+    def _confirm(
+        self, utterance: Utterance, router: Router, cancel: threading.Event, turn: _Turn
+    ) -> BrainTurn:
+        """A sensitive call waits for a yes: transcribe this utterance and let the router decide."""
+        site = utterance.site
+        transcript: str | None = None
+        audio = self._audio(utterance, turn)
+        if audio is not None:
+            ids = [
+                *self.runtime.encode("<bos><|turn>user\n"),
+                *self._audio_ids(audio.shape[0]),
+                *self.runtime.encode(ASR_INSTRUCTION + generation_prompt(False)),
+            ]
+            started = time.monotonic()
+            logits, cache = self.runtime.prefill(
+                self.runtime.empty_cache(), ids, audio=audio, chunk=self.prefill_chunk, cancel=cancel
+            )
+            turn.add("prefill", started)
+            turn.prefill_tokens += len(ids)
+            generation = self._decode(cache, logits, cancel, turn)
+            transcript = self.runtime.decode(generation.tokens, skip_special=True).strip() or None
+        turn.first_action = time.monotonic()
+        result = router.answer_confirmation(transcript, site=site)
+        turn.results.append(result)
+        turn.calls.append(result.call)
+        reply = Reply(result.speech or ("OK." if result.ok else "Cancelled."), site=site)
+        return self._finish(turn, reply, transcript=transcript)
+
+
+def make_gemma_brain(settings: GemmaSettings) -> GemmaBrain:
+    """Load the model files named by settings; ModelFilesError with a clear message when they are unusable."""
+    if settings.model_dir is None:
+        raise ModelFilesError(
+            "brain.gemma.model_dir is not set: download a model with `assistant models pull e2b` "
+            "and set brain.gemma.model_dir to its folder"
+        )
+    files: ModelFiles = load_model_files(settings.model_dir, settings.variant, settings.audio_variant)
+    runtime = GemmaRuntime(files, intra_op_threads=settings.intra_op_threads)
+    return GemmaBrain(runtime, settings)

@@ -1,0 +1,321 @@
+"""Drive the three onnx-community Gemma 4 graphs with ONNX Runtime on the CPU.
+
+embed_tokens(input_ids) -> inputs_embeds + per_layer_inputs; audio_encoder(features,
+mask) -> audio soft tokens, scattered into inputs_embeds at the ``<|audio|>``
+positions; decoder_model_merged(inputs_embeds, per_layer_inputs, attention_mask,
+position_ids, past_key_values.*) -> logits + present.*.
+
+A ``KVCache`` is an immutable snapshot: ONNX Runtime returns fresh ``present``
+arrays on every run, so a cached prefix is reused by many turns without copying
+or recomputing it (its arrays are made read-only to keep it that way).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from assistant.brains.gemma.features import AudioFeatures, FeatureExtractor
+from assistant.brains.gemma.files import ModelFiles, session_problems
+from assistant.errors import BrainError, ModelFilesError
+
+_LOGGER = logging.getLogger(__name__)
+
+_NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class Cancelled(BrainError):
+    """Generation stopped because the cancel flag was set."""
+
+    code = "cancelled"
+
+
+@dataclass(frozen=True)
+class KVCache:
+    """The decoder state after ``length`` tokens: one (key, value) pair per KV slot."""
+
+    keys: tuple[npt.NDArray[Any], ...]
+    values: tuple[npt.NDArray[Any], ...]
+    length: int
+
+    def frozen(self) -> KVCache:
+        """The same cache with read-only arrays (safe to share between turns)."""
+        for array in (*self.keys, *self.values):
+            array.flags.writeable = False
+        return self
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One round of decoding."""
+
+    tokens: tuple[int, ...]
+    """Generated ids including the stop token (when one ended the round)."""
+    stop_token: int | None
+    """The stop id that ended the round; None when max_new_tokens ran out."""
+    cache: KVCache
+    """State after every generated token except the stop token (which is never fed)."""
+    unfed: tuple[int, ...]
+    """Generated non-stop tokens not yet in ``cache`` (the last one when the budget ran out)."""
+    steps: int
+    """Sequential decoder runs."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding policy: greedy when temperature is 0."""
+
+    temperature: float = 0.0
+    top_k: int = 64
+    top_p: float = 0.95
+    seed: int | None = None
+
+
+class Sampler:
+    """Picks the next token from logits."""
+
+    def __init__(self, sampling: Sampling) -> None:
+        self.sampling = sampling
+        self._rng = np.random.default_rng(sampling.seed)
+
+    def __call__(self, logits: npt.NDArray[Any]) -> int:
+        s = self.sampling
+        if s.temperature <= 0.0:
+            return int(np.argmax(logits))
+        scores = logits.astype(np.float64) / s.temperature
+        k = max(1, min(int(s.top_k) if s.top_k > 0 else scores.shape[0], scores.shape[0]))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        probs = np.exp(scores[top] - scores[top[0]])
+        probs /= probs.sum()
+        if 0.0 < s.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), s.top_p) + 1)
+            top, probs = top[:keep], probs[:keep] / probs[:keep].sum()
+        return int(self._rng.choice(top, p=probs))
+
+
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort  # noqa: PLC0415  (only the Gemma brain needs it at import time)
+
+    # External data: on the CPU provider ONNX Runtime memory-maps external initializers by
+    # itself when their offsets are page-aligned; there is no switch to set here.
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(0, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for broken graphs
+        raise ModelFilesError(
+            f"{path}: onnxruntime cannot load it ({exc}); run `assistant models check`"
+        ) from exc
+
+
+class GemmaRuntime:
+    """Sessions, tokenizer and feature extractor for one model directory (thread-safe per call)."""
+
+    def __init__(self, files: ModelFiles, *, intra_op_threads: int = 0) -> None:
+        from tokenizers import Tokenizer  # noqa: PLC0415  (optional dependency: the gemma extra)
+
+        self.files = files
+        self.text = files.text
+        self.tokens = files.tokens
+        try:
+            self.tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
+        except Exception as exc:  # tokenizers raises a plain Exception on bad JSON
+            raise ModelFilesError(f"{files.tokenizer_path}: cannot load ({exc})") from exc
+        self.features = FeatureExtractor(files.features)
+        self.embed_session = _session(str(files.graphs["embed_tokens"]), intra_op_threads)
+        self.audio_session = _session(str(files.graphs["audio_encoder"]), intra_op_threads)
+        self.decoder_session = _session(str(files.graphs["decoder_model_merged"]), intra_op_threads)
+        problems = [
+            f"{name}: {problem}"
+            for name, session in (
+                ("embed_tokens", self.embed_session),
+                ("audio_encoder", self.audio_session),
+                ("decoder_model_merged", self.decoder_session),
+            )
+            for problem in session_problems(name, session, self.text)
+        ]
+        if problems:
+            raise ModelFilesError(
+                f"{files.root} does not match the runtime's contract: " + "; ".join(problems)
+            )
+        dec_inputs = {arg.name: arg for arg in self.decoder_session.get_inputs()}
+        self._embeds_dtype = _NP_TYPES.get(dec_inputs["inputs_embeds"].type, np.float32)
+        self._ple_dtype = _NP_TYPES.get(dec_inputs["per_layer_inputs"].type, np.float32)
+        self._kv_dtype = _NP_TYPES.get(dec_inputs["past_key_values.0.key"].type, np.float32)
+        self._has_logits_to_keep = "num_logits_to_keep" in dec_inputs
+        self._use_cache_branch_rank = (
+            len(dec_inputs["use_cache_branch"].shape) if "use_cache_branch" in dec_inputs else None
+        )
+        audio_inputs = {arg.name: arg for arg in self.audio_session.get_inputs()}
+        self._audio_dtype = _NP_TYPES.get(audio_inputs["input_features"].type, np.float32)
+        slots = self.text.num_kv_slots
+        self._past_names = [(f"past_key_values.{i}.key", f"past_key_values.{i}.value") for i in range(slots)]
+        self._output_names = ["logits"] + [
+            n for i in range(slots) for n in (f"present.{i}.key", f"present.{i}.value")
+        ]
+        self._embed_names = ["inputs_embeds", "per_layer_inputs"]
+        self._lock = threading.Lock()
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text (special-token strings become their ids; no BOS added)."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int], *, skip_special: bool = False) -> str:
+        """Text of ids; special tokens kept unless asked (the call parser needs them)."""
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=skip_special))
+
+    # -- graphs -------------------------------------------------------------------------------
+
+    def embed(self, ids: Sequence[int]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """inputs_embeds and per_layer_inputs for ids.
+
+        Audio placeholders are looked up as the pad id: their embeddings are replaced by
+        audio features anyway, and the per-layer token part at those positions is the
+        pad row, as the reference model computes it (reference section 2.2).
+        """
+        array = np.asarray(ids, dtype=np.int64)
+        lookup = np.where(array == self.tokens.audio, self.tokens.pad, array)[None, :]
+        embeds, per_layer = self.embed_session.run(self._embed_names, {"input_ids": lookup})
+        return embeds, per_layer
+
+    def encode_audio(self, features: AudioFeatures) -> npt.NDArray[Any]:
+        """Audio soft tokens [n, hidden] for one clip, padding rows removed."""
+        out = self.audio_session.run(
+            ["audio_features"],
+            {
+                "input_features": features.features.astype(self._audio_dtype, copy=False),
+                "input_features_mask": features.mask,
+            },
+        )[0]
+        rows = out.reshape(-1, out.shape[-1])
+        if rows.shape[0] != features.num_tokens:
+            if out.ndim == 3 and out.shape[1] >= features.num_tokens:
+                # Rank-3 output with padded positions: keep the encoder-valid ones.
+                mask = features.mask[0]
+                for _ in range(2):
+                    mask = mask[::2]
+                rows = out[0][: mask.shape[0]][mask[: out.shape[1]]]
+            if rows.shape[0] != features.num_tokens:
+                raise BrainError(
+                    f"audio encoder returned {rows.shape[0]} soft tokens, expected {features.num_tokens}",
+                    code="audio_token_mismatch",
+                )
+        result: npt.NDArray[Any] = rows
+        return result
+
+    def empty_cache(self) -> KVCache:
+        """State before any token."""
+        heads = self.text.num_key_value_heads
+        keys = tuple(
+            np.zeros((1, heads, 0, self.text.slot_head_dim(i)), dtype=self._kv_dtype)
+            for i in range(self.text.num_kv_slots)
+        )
+        values = tuple(np.zeros_like(k) for k in keys)
+        return KVCache(keys, values, 0)
+
+    def forward(
+        self, cache: KVCache, embeds: npt.NDArray[Any], per_layer: npt.NDArray[Any]
+    ) -> tuple[npt.NDArray[Any], KVCache]:
+        """Run the decoder on new positions; returns last-position logits and the extended cache."""
+        seq = embeds.shape[1]
+        total = cache.length + seq
+        feed: dict[str, Any] = {
+            "inputs_embeds": embeds.astype(self._embeds_dtype, copy=False),
+            "per_layer_inputs": per_layer.astype(self._ple_dtype, copy=False),
+            "attention_mask": np.ones((1, total), dtype=np.int64),
+            "position_ids": np.arange(cache.length, total, dtype=np.int64)[None, :],
+        }
+        if self._has_logits_to_keep:
+            feed["num_logits_to_keep"] = np.array(1, dtype=np.int64)
+        if self._use_cache_branch_rank is not None:
+            flag = np.array(cache.length > 0, dtype=bool)
+            feed["use_cache_branch"] = flag.reshape((1,) * self._use_cache_branch_rank)
+        for (key_name, value_name), key, value in zip(
+            self._past_names, cache.keys, cache.values, strict=True
+        ):
+            feed[key_name] = key
+            feed[value_name] = value
+        outputs = self.decoder_session.run(self._output_names, feed)
+        logits = outputs[0][0, -1].astype(np.float32, copy=False)
+        presents = outputs[1:]
+        return logits, KVCache(tuple(presents[0::2]), tuple(presents[1::2]), total)
+
+    def prefill(
+        self,
+        cache: KVCache,
+        ids: Sequence[int],
+        *,
+        audio: npt.NDArray[Any] | None = None,
+        chunk: int = 0,
+        cancel: threading.Event | None = None,
+    ) -> tuple[npt.NDArray[Any], KVCache]:
+        """Feed ids (audio soft tokens scattered at ``<|audio|>`` positions), optionally in chunks."""
+        if not ids:
+            raise ValueError("prefill needs at least one token")
+        embeds, per_layer = self.embed(ids)
+        positions = np.flatnonzero(np.asarray(ids) == self.tokens.audio)
+        if positions.size:
+            if audio is None or audio.shape[0] != positions.size:
+                got = 0 if audio is None else audio.shape[0]
+                raise BrainError(
+                    f"{positions.size} audio placeholders but {got} audio soft tokens",
+                    code="audio_token_mismatch",
+                )
+            embeds = embeds.copy()
+            embeds[0, positions] = audio.astype(embeds.dtype, copy=False)
+        step = chunk if chunk > 0 else len(ids)
+        logits: npt.NDArray[Any] | None = None
+        for start in range(0, len(ids), step):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled during prefill")
+            logits, cache = self.forward(
+                cache, embeds[:, start : start + step], per_layer[:, start : start + step]
+            )
+        if logits is None:  # pragma: no cover - ids is non-empty
+            raise ValueError("nothing was fed")
+        return logits, cache
+
+    def generate(
+        self,
+        cache: KVCache,
+        logits: npt.NDArray[Any],
+        *,
+        max_new_tokens: int,
+        sampler: Sampler,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
+        """Decode from ``logits`` until a stop id or the budget; the cancel flag is checked every step."""
+        stops = self.tokens.stop
+        tokens: list[int] = []
+        steps = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled during decoding")
+            token = sampler(logits)
+            tokens.append(token)
+            if token in stops:
+                return Generation(tuple(tokens), token, cache, (), steps)
+            if len(tokens) >= max_new_tokens:
+                return Generation(tuple(tokens), None, cache, (token,), steps)
+            lookup = self.tokens.pad if token == self.tokens.audio else token
+            embeds, per_layer = self.embed_session.run(
+                self._embed_names, {"input_ids": np.array([[lookup]], dtype=np.int64)}
+            )
+            logits, cache = self.forward(cache, embeds, per_layer)
+            steps += 1
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Serialises turns that share this runtime."""
+        return self._lock

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Gemma brain loop on the tiny synthetic model: critical-path token counts and loop overhead.
+
+1. Per utterance after the end of speech (a 2 s command, thinking off, prefix cached):
+   tokens prefilled and sequential decode steps, with the templated reply (one model
+   pass) and with the model's own spoken reply (second pass). These counts depend on
+   the prompt format and the tokenizer, not on the model's size.
+2. Loop overhead per generated token: GemmaRuntime.generate against a bare loop of the
+   same two session.run calls (embed_tokens + decoder) with nothing else, same model,
+   same steps, in the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assistant.brains.gemma.brain import make_gemma_brain  # noqa: E402
+from assistant.brains.gemma.files import load_model_files  # noqa: E402
+from assistant.brains.gemma.runtime import GemmaRuntime, Sampler, Sampling  # noqa: E402
+from assistant.config import GemmaSettings  # noqa: E402
+from assistant.tools.base import Tool  # noqa: E402
+from assistant.tools.registry import ToolRegistry  # noqa: E402
+from assistant.tools.router import Router  # noqa: E402
+from assistant.types import Utterance  # noqa: E402
+
+CONTEXT = "<|turn>model\n<|channel>thought\n<channel|>"
+CALL = '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light<|"|>}<tool_call|><|tool_response>'
+RESPONSE = '<|tool_response>response:HassTurnOn{state:<|"|>on<|"|>}<tool_response|>'
+REPLY = "The kitchen light is on now.<turn|>"
+
+
+def _generator():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("make_tiny_gemma", ROOT / "scripts" / "make_tiny_gemma.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["make_tiny_gemma"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _router() -> Router:
+    registry = ToolRegistry()
+    registry.add(
+        Tool(
+            name="HassTurnOn",
+            description="Turns on a device or entity",
+            parameters={
+                "type": "object",
+                "properties": {"name": {"type": "string", "enum": ["kitchen light", "bedroom lamp"]}},
+                "required": ["name"],
+            },
+            handler=lambda name: {"state": "on"},
+            reply="Turned on the {name}.",
+            source="home",
+        ),
+        group="home",
+    )
+    return Router(registry)
+
+
+# Published Raspberry Pi 5 rates for Gemma 4 E2B (reference gemma4.md section 7).
+PI5_LITERT = (133.0, 7.6)  # LiteRT-LM CPU: prefill tok/s, decode tok/s
+PI5_LLAMA_CPP = (28.0, 6.7)  # llama.cpp Q4_K_M pp512 / tg128
+
+
+def counts(scripted: Path) -> None:
+    rng = np.random.default_rng(0)
+    router = _router()
+    try:
+        for seconds in (1.0, 2.0, 4.0):
+            pcm = (rng.standard_normal(int(16000 * seconds)) * 2000).astype("<i2").tobytes()
+            utterance = Utterance(pcm=pcm, start_s=0.0, end_s=seconds, source="bench")
+            for templated in (True, False):
+                settings = GemmaSettings(model_dir=scripted, variant="fp32", templated_reply=templated)
+                brain = make_gemma_brain(settings)
+                brain.warm(router)
+                turn = brain.handle(utterance, router, threading.Event())
+                t = turn.timings_ms
+                mode = "templated reply (1 pass)" if templated else "model reply (2 passes)"
+                print(
+                    f"{seconds:3.0f} s {mode:26s} audio_tokens={t['audio_tokens']:.0f} "
+                    f"prefill_tokens={t['prefill_tokens']:.0f} decode_steps={t['decode_steps']:.0f} "
+                    f"generated={t['generated_tokens']:.0f} prefix_tokens(cached)={t['prefix_tokens']:.0f} "
+                    f"reply={turn.reply.text!r}"
+                )
+                if templated:
+                    for label, (pp, tg) in (("LiteRT-LM", PI5_LITERT), ("llama.cpp", PI5_LLAMA_CPP)):
+                        estimate = t["prefill_tokens"] / pp + t["decode_steps"] / tg
+                        print(
+                            f"      Pi 5 E2B at {label} rates ({pp:.0f} pp / {tg:.1f} tg tok/s): "
+                            f"{estimate:.2f} s prefill+decode to the action (audio encoder not included)"
+                        )
+    finally:
+        router.close()
+
+
+def overhead(general: Path, steps: int = 200, repeats: int = 15) -> None:
+    runtime = GemmaRuntime(load_model_files(general, "fp32", "fp32"))
+    prefix = runtime.encode("<bos><|turn>system\nYou are a voice assistant.<turn|>\n<|turn>user\nhello")
+    logits, cache = runtime.prefill(runtime.empty_cache(), prefix)
+    never_stop = frozenset({-1})
+    runtime.tokens = dataclasses.replace(runtime.tokens, stop=never_stop)
+    sampler = Sampler(Sampling())
+    embed, decoder = runtime.embed_session, runtime.decoder_session
+    names = ["logits"] + [f"present.{i}.{kv}" for i in range(3) for kv in ("key", "value")]
+
+    def ours() -> float:
+        started = time.perf_counter()
+        generation = runtime.generate(cache, logits, max_new_tokens=steps + 1, sampler=sampler)
+        if generation.steps != steps:
+            raise RuntimeError(f"expected {steps} steps, got {generation.steps}")
+        return (time.perf_counter() - started) / steps
+
+    def bare() -> float:
+        past = list(cache.keys) + list(cache.values)
+        kv = {f"past_key_values.{i}.key": past[i] for i in range(3)}
+        kv |= {f"past_key_values.{i}.value": past[3 + i] for i in range(3)}
+        token = int(np.argmax(logits))
+        length = cache.length
+        started = time.perf_counter()
+        for _ in range(steps):
+            emb, ple = embed.run(None, {"input_ids": np.array([[token]], dtype=np.int64)})
+            out = decoder.run(
+                names,
+                {
+                    "inputs_embeds": emb,
+                    "per_layer_inputs": ple,
+                    "attention_mask": np.ones((1, length + 1), dtype=np.int64),
+                    "position_ids": np.array([[length]], dtype=np.int64),
+                    **kv,
+                },
+            )
+            length += 1
+            token = int(np.argmax(out[0][0, -1]))
+            for i in range(3):
+                kv[f"past_key_values.{i}.key"] = out[1 + 2 * i]
+                kv[f"past_key_values.{i}.value"] = out[2 + 2 * i]
+        return (time.perf_counter() - started) / steps
+
+    ours(), bare()  # warm-up
+    results_ours, results_bare = [], []
+    for _ in range(repeats):  # interleaved so background load hits both alike
+        results_bare.append(bare())
+        results_ours.append(ours())
+    for label, pick in (("best", min), ("median", np.median)):
+        b, o = float(pick(results_bare)), float(pick(results_ours))
+        print(
+            f"per generated token ({steps} steps, {label} of {repeats}): bare session.run {b * 1e6:.0f} us, "
+            f"GemmaRuntime.generate {o * 1e6:.0f} us, overhead {100 * (o - b) / b:+.1f}% (goal <= 10%)"
+        )
+
+
+def main() -> int:
+    gen = _generator()
+    with tempfile.TemporaryDirectory() as tmp:
+        scripted = gen.make_tiny_gemma(
+            Path(tmp) / "scripted",
+            variants=("fp32",),
+            script=[(CONTEXT, False), (CALL, True), (RESPONSE, False), (REPLY, True)],
+        )
+        general = gen.make_tiny_gemma(Path(tmp) / "general", variants=("fp32",))
+        counts(scripted)
+        overhead(general)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
