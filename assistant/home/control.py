@@ -1,0 +1,741 @@
+"""Home-control tools named after Home Assistant's intents, over the inventory and MQTT.
+
+Schema contract (shared with the brains): every tool has optional string parameters
+``name`` (enum of spoken entity names), ``area`` (enum of spoken areas) and ``domain``
+(enum of domains present), plus its own value: HassLightSet.brightness (0..100) and
+.color_temp (kelvin), HassSetPosition.position (0..100),
+HassClimateSetTemperature.temperature, HassFanSetSpeed.percentage (0..100).
+
+Handlers resolve name/area/domain against the inventory, build the exact command topic
+and payload per domain (and light schema), publish through ``MqttClient`` and return
+``{"speech": ..., "entities": [...], "published": [...]}`` (the reply template is
+``{speech}``). Sensitive commands (unlock, opening a garage/door/gate cover, disarming,
+``home.sensitive_extra``) are flagged for the router's confirmation and never queued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from assistant.errors import HomeError, ToolError
+from assistant.home.client import MqttClient, PublishOutcome, PublishStatus
+from assistant.home.discovery import Entity
+from assistant.home.inventory import Inventory, Match
+from assistant.tools.base import Tool
+
+_LOGGER = logging.getLogger(__name__)
+
+_ON_OFF_DOMAINS = ("light", "switch", "fan", "climate")
+TOOL_DOMAINS: Mapping[str, tuple[str, ...]] = {
+    "HassTurnOn": (
+        "light",
+        "switch",
+        "fan",
+        "cover",
+        "lock",
+        "climate",
+        "scene",
+        "button",
+        "alarm_control_panel",
+    ),
+    "HassTurnOff": ("light", "switch", "fan", "cover", "lock", "climate", "alarm_control_panel"),
+    "HassToggle": ("light", "switch", "fan", "cover", "lock"),
+    "HassLightSet": ("light",),
+    "HassSetPosition": ("cover",),
+    "HassClimateSetTemperature": ("climate",),
+    "HassFanSetSpeed": ("fan",),
+    "HassGetState": (
+        "light",
+        "switch",
+        "fan",
+        "cover",
+        "lock",
+        "climate",
+        "sensor",
+        "binary_sensor",
+        "number",
+        "select",
+        "alarm_control_panel",
+    ),
+    "HassClimateGetTemperature": ("climate", "sensor"),
+}
+"""Which domains each tool acts on."""
+
+_DESCRIPTIONS = {
+    "HassTurnOn": "Turn on a device: lights, switches, fans; also opens covers, locks locks, activates "
+    "scenes and presses buttons. Give a name, or an area and/or a domain.",
+    "HassTurnOff": "Turn off a device: lights, switches, fans; also closes covers and unlocks locks. "
+    "Give a name, or an area and/or a domain.",
+    "HassToggle": "Toggle a device between on and off (or open and closed).",
+    "HassLightSet": "Set the brightness (percent) and/or color temperature (kelvin) of lights.",
+    "HassSetPosition": "Set the position of a cover, blind or shade in percent (0 closed, 100 open).",
+    "HassClimateSetTemperature": "Set the target temperature of a thermostat.",
+    "HassFanSetSpeed": "Set the speed of a fan in percent.",
+    "HassGetState": "Answer a question about the state of a device or sensor.",
+    "HassClimateGetTemperature": "Tell the current temperature (of a thermostat or temperature sensor).",
+}
+
+_SENSITIVE_COVER_CLASSES = frozenset({"garage", "door", "gate"})
+_CAN_SWEEP = frozenset({"light", "switch"})
+"""Domains where a call matching several entities acts on all of them."""
+
+ChangeCallback = Callable[[list[Tool]], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One MQTT publish for one entity."""
+
+    entity: Entity
+    topic: str
+    payload: str
+    verb: str
+    """Past-tense verb for the reply ("turned on", "opened")."""
+    qos: int = 0
+    retain: bool = False
+
+
+def _fmt_number(value: float) -> str:
+    if math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _the(entity: Entity) -> str:
+    return f"the {entity.spoken}"
+
+
+class HomeControl:
+    """Builds the home tools from the inventory and executes them over MQTT."""
+
+    def __init__(
+        self, inventory: Inventory, client: MqttClient | None = None, *, sensitive_extra: Iterable[str] = ()
+    ) -> None:
+        self.inventory = inventory
+        self.client = client
+        self.sensitive_extra = frozenset(s.lower() for s in sensitive_extra)
+        self._listeners: list[ChangeCallback] = []
+        self.dry_run: list[tuple[str, str]] = []
+        """(topic, payload) of commands that had no broker to go to (mqtt.host unset)."""
+        self.outcomes: list[PublishOutcome] = []
+        """Late outcomes of queued commands (sent after reconnect, or dropped as stale)."""
+        inventory.add_listener(self._inventory_changed)
+
+    # ------------------------------------------------------------------ tools
+
+    def add_listener(self, callback: ChangeCallback) -> None:
+        """Call ``callback(tools)`` whenever the tool set changes (inventory changed)."""
+        self._listeners.append(callback)
+
+    def _inventory_changed(self) -> None:
+        tools = self.tools()
+        for callback in list(self._listeners):
+            try:
+                callback(tools)
+            except Exception:
+                _LOGGER.exception("home tools change callback failed")
+
+    def tools(self) -> list[Tool]:
+        """The home tools for the current inventory (a tool with nothing to act on is left out)."""
+        entities = self.inventory.entities()
+        tools: list[Tool] = []
+        value_params: dict[str, tuple[dict[str, Any], list[str]]] = {
+            "HassLightSet": (
+                {
+                    "brightness": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "Brightness in percent.",
+                    },
+                    "color_temp": {
+                        "type": "integer",
+                        "minimum": 1000,
+                        "maximum": 12000,
+                        "description": "Color temperature in kelvin.",
+                    },
+                },
+                [],
+            ),
+            "HassSetPosition": (
+                {
+                    "position": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "Position in percent (0 closed, 100 open).",
+                    }
+                },
+                ["position"],
+            ),
+            "HassClimateSetTemperature": (
+                {"temperature": {"type": "number", "description": "Target temperature in degrees."}},
+                ["temperature"],
+            ),
+            "HassFanSetSpeed": (
+                {
+                    "percentage": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "Fan speed in percent.",
+                    }
+                },
+                ["percentage"],
+            ),
+        }
+        for tool_name, domains in TOOL_DOMAINS.items():
+            usable = [e for e in entities if e.domain in domains and self._usable(tool_name, e)]
+            if not usable:
+                continue
+            props: dict[str, Any] = {}
+            names = sorted({e.spoken for e in usable})
+            areas = sorted({e.area for e in usable if e.area})
+            present = sorted({e.domain for e in usable})
+            props["name"] = {"type": "string", "description": "Name of the device, as spoken.", "enum": names}
+            if areas:
+                props["area"] = {"type": "string", "description": "Area (room).", "enum": areas}
+            props["domain"] = {"type": "string", "description": "Kind of device.", "enum": present}
+            extra, required = value_params.get(tool_name, ({}, []))
+            props.update(extra)
+            parameters = {
+                "type": "object",
+                "properties": props,
+                "required": required,
+                "additionalProperties": False,
+            }
+            tools.append(
+                Tool(
+                    name=tool_name,
+                    description=_DESCRIPTIONS[tool_name],
+                    parameters=parameters,
+                    handler=self._handler(tool_name),
+                    reply="{speech}",
+                    sensitive=self._rule(tool_name),
+                    confirm=self._confirm_template(tool_name, usable),
+                    source="home",
+                )
+            )
+        return tools
+
+    @staticmethod
+    def _usable(tool_name: str, entity: Entity) -> bool:
+        cfg = entity.config
+        if tool_name == "HassLightSet":
+            if cfg.get("schema") == "json":
+                modes = cfg.get("supported_color_modes")
+                return not (isinstance(modes, list) and modes == ["onoff"])
+            return "brightness_command_topic" in cfg or "color_temp_command_topic" in cfg
+        if tool_name == "HassSetPosition":
+            return "set_position_topic" in cfg
+        if tool_name == "HassClimateSetTemperature":
+            return "temperature_command_topic" in cfg
+        if tool_name == "HassFanSetSpeed":
+            return "percentage_command_topic" in cfg
+        if tool_name == "HassClimateGetTemperature":
+            return entity.domain == "climate" or entity.device_class == "temperature"
+        if tool_name in ("HassTurnOn", "HassTurnOff", "HassToggle") and entity.domain == "cover":
+            return "command_topic" in cfg or "set_position_topic" in cfg
+        if tool_name in ("HassTurnOn", "HassTurnOff") and entity.domain == "climate":
+            return "power_command_topic" in cfg or "mode_command_topic" in cfg
+        return True
+
+    def _confirm_template(self, tool_name: str, usable: list[Entity]) -> str:
+        verbs: list[str] = []
+        for entity in usable:
+            verb = self._sensitive_verb(tool_name, entity)
+            if verb and verb not in verbs:
+                verbs.append(verb)
+        if not verbs:
+            return ""
+        return f"Do you want me to {' or '.join(verbs)} the {{name}}?"
+
+    def _sensitive_verb(self, tool_name: str, entity: Entity) -> str | None:
+        """The verb of ``tool_name`` on ``entity`` when that needs confirmation, else None."""
+        if tool_name in ("HassGetState", "HassClimateGetTemperature"):
+            return None
+        domain = entity.domain
+        if domain == "lock" and tool_name in ("HassTurnOff", "HassToggle"):
+            return "unlock"
+        if (
+            domain == "cover"
+            and entity.device_class in _SENSITIVE_COVER_CLASSES
+            and tool_name in ("HassTurnOn", "HassToggle", "HassSetPosition")
+        ):
+            return "open"
+        if domain == "alarm_control_panel" and tool_name in ("HassTurnOff", "HassToggle"):
+            return "disarm"
+        ids = {entity.entity_id, entity.spoken, (entity.unique_id or "").lower(), entity.key.lower()}
+        if self.sensitive_extra & ids:
+            return {"HassTurnOff": "turn off", "HassToggle": "toggle"}.get(tool_name, "operate")
+        return None
+
+    def _rule(self, tool_name: str) -> Callable[[Mapping[str, Any]], bool]:
+        def rule(arguments: Mapping[str, Any]) -> bool:
+            try:
+                targets = self._resolve(tool_name, arguments)
+            except ToolError:
+                return False  # nothing to act on: the handler refuses anyway
+            if tool_name == "HassSetPosition" and arguments.get("position") == 0:
+                return any(self._sensitive_verb(tool_name, e) not in (None, "open") for e in targets)
+            return any(self._sensitive_verb(tool_name, e) for e in targets)
+
+        return rule
+
+    def _handler(self, tool_name: str) -> Callable[..., Any]:
+        def handler(**arguments: Any) -> Any:
+            return self.run(tool_name, arguments)
+
+        handler.__name__ = tool_name
+        return handler
+
+    # ------------------------------------------------------------------ resolution
+
+    def _resolve(self, tool_name: str, arguments: Mapping[str, Any]) -> list[Entity]:
+        name, area, domain = (arguments.get(k) for k in ("name", "area", "domain"))
+        for label, value in (("name", name), ("area", area), ("domain", domain)):
+            if value is not None and not isinstance(value, str):
+                raise ToolError(f"{label} must be text", code="wrong_type")
+        if not (name or area or domain):
+            raise ToolError("Which device do you mean?", code="no_target")
+        domains = TOOL_DOMAINS[tool_name]
+        match: Match = self.inventory.match(name, area, domain, domains=domains)
+        hits = [e for e in match.entities if self._usable(tool_name, e)]
+        if not hits:
+            raise ToolError(self._not_found(name, area, domain), code="no_match")
+        if len(hits) == 1 or tool_name in ("HassGetState", "HassClimateGetTemperature"):
+            return hits
+        sweep = tool_name in ("HassTurnOn", "HassTurnOff", "HassToggle", "HassLightSet")
+        if (
+            sweep
+            and all(e.domain in _CAN_SWEEP for e in hits)
+            and (match.area or not match.by_name)
+            and not any(self._sensitive_verb(tool_name, e) for e in hits)
+        ):
+            return hits
+        listing = _join(
+            [_the(e) + (f" in the {e.area}" if e.area and not match.area else "") for e in hits[:5]]
+        )
+        raise ToolError(f"Which one do you mean: {listing}?", code="ambiguous")
+
+    @staticmethod
+    def _not_found(name: Any, area: Any, domain: Any) -> str:
+        what = f"the {name}" if name else (f"any {domain}" if domain else "anything")
+        where = f" in the {area}" if area else ""
+        return f"I couldn't find {what}{where}."
+
+    # ------------------------------------------------------------------ execution
+
+    def run(self, tool_name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Execute one home tool call (validated arguments); raises ToolError with a code."""
+        if tool_name not in TOOL_DOMAINS:
+            raise ToolError(f"unknown home tool {tool_name}", code="unknown_tool")
+        targets = self._resolve(tool_name, arguments)
+        if tool_name == "HassGetState":
+            return self._answer_state(targets)
+        if tool_name == "HassClimateGetTemperature":
+            return self._answer_temperature(targets)
+        commands: list[Command] = []
+        for entity in targets:
+            commands.extend(self._commands(tool_name, entity, arguments))
+        sensitive = any(self._sensitive_verb(tool_name, e) for e in targets)
+        return self._publish(commands, sensitive=sensitive)
+
+    def _commands(self, tool_name: str, entity: Entity, args: Mapping[str, Any]) -> list[Command]:
+        cfg = entity.config
+        domain = entity.domain
+        qos = int(cfg.get("qos", 0))
+        retain = bool(cfg.get("retain", False)) if isinstance(cfg.get("retain"), bool) else False
+
+        def cmd(topic_key: str, payload: str, verb: str) -> Command:
+            topic = cfg.get(topic_key)
+            if not isinstance(topic, str):
+                raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
+            return Command(entity, topic, payload, verb, qos, retain)
+
+        if tool_name == "HassToggle":
+            state = self.inventory.state(entity).state
+            if domain == "cover":
+                tool_name = "HassTurnOff" if state in ("open", "opening") else "HassTurnOn"
+            elif domain == "lock":
+                tool_name = "HassTurnOff" if state == "locked" else "HassTurnOn"
+            else:
+                tool_name = "HassTurnOff" if state == "on" else "HassTurnOn"
+        on = tool_name == "HassTurnOn"
+        if tool_name in ("HassTurnOn", "HassTurnOff"):
+            if domain == "light" and cfg.get("schema") == "json":
+                return [
+                    cmd(
+                        "command_topic",
+                        json.dumps({"state": "ON" if on else "OFF"}),
+                        "turned on" if on else "turned off",
+                    )
+                ]
+            if domain in ("light", "switch", "fan"):
+                key = "payload_on" if on else "payload_off"
+                return [
+                    cmd(
+                        "command_topic",
+                        str(cfg.get(key, "ON" if on else "OFF")),
+                        "turned on" if on else "turned off",
+                    )
+                ]
+            if domain == "cover":
+                if "command_topic" not in cfg:
+                    return self._cover_position(entity, 100 if on else 0)
+                key, default = ("payload_open", "OPEN") if on else ("payload_close", "CLOSE")
+                return [cmd("command_topic", str(cfg.get(key, default)), "opened" if on else "closed")]
+            if domain == "lock":
+                key, default = ("payload_lock", "LOCK") if on else ("payload_unlock", "UNLOCK")
+                return [cmd("command_topic", str(cfg.get(key, default)), "locked" if on else "unlocked")]
+            if domain == "climate":
+                if "power_command_topic" in cfg:
+                    key, default = ("payload_on", "ON") if on else ("payload_off", "OFF")
+                    return [
+                        cmd(
+                            "power_command_topic",
+                            str(cfg.get(key, default)),
+                            "turned on" if on else "turned off",
+                        )
+                    ]
+                modes = list(cfg.get("modes", ["auto", "off", "cool", "heat", "dry", "fan_only"]))
+                if on:
+                    mode = next(
+                        (m for m in ("heat", "auto", "cool") if m in modes),
+                        next((m for m in modes if m != "off"), None),
+                    )
+                else:
+                    mode = "off" if "off" in modes else None
+                if mode is None:
+                    raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
+                return [cmd("mode_command_topic", mode, "turned on" if on else "turned off")]
+            if domain == "scene":
+                return [cmd("command_topic", str(cfg.get("payload_on", "ON")), "activated")]
+            if domain == "button":
+                return [cmd("command_topic", str(cfg.get("payload_press", "PRESS")), "pressed")]
+            if domain == "alarm_control_panel":
+                if "command_template" in cfg:
+                    raise ToolError(f"The {entity.spoken} needs a code I can't send.", code="unsupported")
+                key, default = ("payload_arm_away", "ARM_AWAY") if on else ("payload_disarm", "DISARM")
+                return [cmd("command_topic", str(cfg.get(key, default)), "armed" if on else "disarmed")]
+            raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
+        if tool_name == "HassLightSet":
+            return self._light_set(entity, args.get("brightness"), args.get("color_temp"))
+        if tool_name == "HassSetPosition":
+            return self._cover_position(entity, _int_arg(args, "position", 0, 100))
+        if tool_name == "HassClimateSetTemperature":
+            value = args.get("temperature")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ToolError("Which temperature?", code="missing_value")
+            low = float(cfg.get("min_temp", 7))
+            high = float(cfg.get("max_temp", 35))
+            if not low <= float(value) <= high:
+                raise ToolError(
+                    f"The {entity.spoken} can be set from {_fmt_number(low)} to {_fmt_number(high)} degrees.",
+                    code="out_of_range",
+                )
+            return [
+                cmd(
+                    "temperature_command_topic",
+                    _fmt_number(float(value)),
+                    f"set to {_fmt_number(float(value))} degrees",
+                )
+            ]
+        if tool_name == "HassFanSetSpeed":
+            pct = _int_arg(args, "percentage", 0, 100)
+            if pct == 0:
+                return [cmd("command_topic", str(cfg.get("payload_off", "OFF")), "turned off")]
+            low, high = int(cfg.get("speed_range_min", 1)), int(cfg.get("speed_range_max", 100))
+            raw = math.ceil(pct * (high - low + 1) / 100 + low - 1)
+            return [cmd("percentage_command_topic", str(raw), f"set to {pct} percent")]
+        raise ToolError(f"unknown home tool {tool_name}", code="unknown_tool")
+
+    def _light_set(self, entity: Entity, brightness: Any, color_temp: Any) -> list[Command]:
+        cfg = entity.config
+        qos = int(cfg.get("qos", 0))
+        if brightness is None and color_temp is None:
+            raise ToolError("What should I set the light to?", code="missing_value")
+        pct = None if brightness is None else _int_value(brightness, "brightness", 0, 100)
+        kelvin = None if color_temp is None else _int_value(color_temp, "color_temp", 1000, 12000)
+        scale = int(cfg.get("brightness_scale", 255))
+        mireds_or_k = None
+        if kelvin is not None:
+            mireds_or_k = kelvin if cfg.get("color_temp_kelvin") else round(1_000_000 / kelvin)
+        verb = self._light_verb(pct, kelvin)
+        if cfg.get("schema") == "json":
+            if pct == 0:
+                return [
+                    Command(entity, cfg["command_topic"], json.dumps({"state": "OFF"}), "turned off", qos)
+                ]
+            body: dict[str, Any] = {"state": "ON"}
+            if pct is not None:
+                body["brightness"] = round(pct * scale / 100)
+            if mireds_or_k is not None:
+                body["color_temp"] = mireds_or_k
+            return [Command(entity, cfg["command_topic"], json.dumps(body), verb, qos)]
+        out: list[Command] = []
+        if pct == 0:
+            return [
+                Command(entity, cfg["command_topic"], str(cfg.get("payload_off", "OFF")), "turned off", qos)
+            ]
+        if pct is not None:
+            if "brightness_command_topic" not in cfg:
+                raise ToolError(f"The {entity.spoken} can't be dimmed.", code="unsupported")
+            out.append(
+                Command(entity, cfg["brightness_command_topic"], str(round(pct * scale / 100)), verb, qos)
+            )
+        if mireds_or_k is not None:
+            if "color_temp_command_topic" not in cfg:
+                raise ToolError(
+                    f"The {entity.spoken} can't change its color temperature.", code="unsupported"
+                )
+            out.append(Command(entity, cfg["color_temp_command_topic"], str(mireds_or_k), verb, qos))
+        on = Command(entity, cfg["command_topic"], str(cfg.get("payload_on", "ON")), verb, qos)
+        on_type = cfg.get("on_command_type", "last")
+        if on_type == "first":
+            out.insert(0, on)
+        elif on_type != "brightness":
+            out.append(on)
+        return out
+
+    @staticmethod
+    def _light_verb(pct: int | None, kelvin: int | None) -> str:
+        parts = []
+        if pct is not None:
+            parts.append(f"{pct} percent")
+        if kelvin is not None:
+            parts.append(f"{kelvin} kelvin")
+        return "set to " + " and ".join(parts)
+
+    def _cover_position(self, entity: Entity, position: int) -> list[Command]:
+        cfg = entity.config
+        if "set_position_topic" not in cfg:
+            raise ToolError(f"The {entity.spoken} can't be set to a position.", code="unsupported")
+        closed, opened = int(cfg.get("position_closed", 0)), int(cfg.get("position_open", 100))
+        raw = round(closed + position * (opened - closed) / 100)
+        verb = "opened" if position == 100 else "closed" if position == 0 else f"set to {position} percent"
+        return [Command(entity, cfg["set_position_topic"], str(raw), verb, int(cfg.get("qos", 0)))]
+
+    def _publish(self, commands: list[Command], *, sensitive: bool) -> dict[str, Any]:
+        published: list[dict[str, Any]] = []
+        queued = False
+        client = self.client
+        for command in commands:
+            if client is None or not client.enabled:
+                self.dry_run.append((command.topic, command.payload))
+                _LOGGER.info("no MQTT broker: would publish %s to %s", command.payload, command.topic)
+                published.append({"topic": command.topic, "payload": command.payload, "status": "dry_run"})
+                continue
+            try:
+                outcome = client.publish_command(
+                    command.topic,
+                    command.payload,
+                    qos=command.qos,
+                    retain=command.retain,
+                    sensitive=sensitive,
+                    on_outcome=self._late_outcome,
+                )
+            except HomeError as err:
+                raise ToolError(
+                    "I can't reach the home hub right now, so I did nothing.",
+                    code="offline" if err.code == "mqtt_offline" else err.code,
+                ) from err
+            queued = queued or outcome.status is PublishStatus.QUEUED
+            published.append(
+                {"topic": command.topic, "payload": command.payload, "status": str(outcome.status)}
+            )
+            if "state_topic" not in command.entity.config and not command.verb.startswith("set"):
+                self._optimistic(command)
+        speech = self._speech(commands, queued=queued, dry_run=client is None or not client.enabled)
+        entities = sorted({c.entity.spoken for c in commands})
+        return {"speech": speech, "entities": entities, "published": published, "queued": queued}
+
+    def _late_outcome(self, outcome: PublishOutcome) -> None:
+        self.outcomes.append(outcome)
+        del self.outcomes[:-100]
+        if outcome.status is PublishStatus.DROPPED_STALE:
+            _LOGGER.warning(
+                "a queued home command to %s was dropped: %.1f s old when the connection came back",
+                outcome.topic,
+                outcome.age_s,
+            )
+
+    def _optimistic(self, command: Command) -> None:
+        state = {
+            "turned on": "on",
+            "turned off": "off",
+            "opened": "open",
+            "closed": "closed",
+            "locked": "locked",
+            "unlocked": "unlocked",
+        }.get(command.verb)
+        if state is not None:
+            self.inventory.set_state(command.entity.key, state)
+
+    @staticmethod
+    def _speech(commands: list[Command], *, queued: bool, dry_run: bool) -> str:
+        by_verb: dict[str, list[str]] = {}
+        for command in commands:
+            names = by_verb.setdefault(command.verb, [])
+            if _the(command.entity) not in names:
+                names.append(_the(command.entity))
+        clauses = []
+        for verb, names in by_verb.items():
+            shown = names if len(names) <= 4 else [*names[:3], f"{len(names) - 3} more"]
+            if verb.startswith("set to"):
+                clauses.append(f"set {_join(shown)} to {verb[len('set to ') :]}")
+            else:
+                clauses.append(f"{verb} {_join(shown)}")
+        text = _join(clauses)
+        if dry_run:
+            return f"I would have {text}, but no home connection is configured."
+        if queued:
+            return "The home hub is offline right now; I will send that as soon as the connection is back."
+        return text[:1].upper() + text[1:] + "."
+
+    # ------------------------------------------------------------------ questions
+
+    def _answer_state(self, targets: list[Entity]) -> dict[str, Any]:
+        sentences = [self._describe(e) for e in targets[:5]]
+        return {
+            "speech": " ".join(sentences),
+            "entities": [e.spoken for e in targets[:5]],
+            "states": {e.spoken: self.inventory.state(e).state for e in targets[:5]},
+        }
+
+    def _describe(self, entity: Entity) -> str:
+        st = self.inventory.state(entity)
+        value = st.state
+        attrs = st.attributes
+        the = _the(entity).capitalize()
+        domain = entity.domain
+        if domain == "climate":
+            parts = []
+            if isinstance(attrs.get("temperature"), float):
+                parts.append(f"{the} is set to {_fmt_number(attrs['temperature'])} degrees")
+            if isinstance(attrs.get("current_temperature"), float):
+                parts.append(
+                    f"it is {_fmt_number(attrs['current_temperature'])} degrees"
+                    + (f" in the {entity.area}" if entity.area else "")
+                )
+            if attrs.get("mode"):
+                parts.append(f"the mode is {attrs['mode']}")
+            if not parts:
+                return f"I don't know the state of {_the(entity)} yet."
+            text = ", and ".join(parts)
+            return text[:1].upper() + text[1:] + "."
+        if value is None:
+            return f"I don't know the state of {_the(entity)} yet."
+        if domain == "sensor":
+            unit = entity.config.get("unit_of_measurement")
+            number = _number_text(value)
+            if entity.device_class == "temperature" and number is not None:
+                return (
+                    f"It is {number} degrees in the {entity.area}."
+                    if entity.area
+                    else f"{the} is {number} degrees."
+                )
+            if entity.device_class == "humidity" and number is not None:
+                return (
+                    f"The humidity in the {entity.area} is {number} percent."
+                    if entity.area
+                    else f"{the} is {number} percent."
+                )
+            unit_text = f" {_unit_words(unit)}" if isinstance(unit, str) and unit else ""
+            return f"{the} is {number if number is not None else value}{unit_text}."
+        if domain == "binary_sensor":
+            words = {
+                "door": ("open", "closed"),
+                "window": ("open", "closed"),
+                "opening": ("open", "closed"),
+                "garage_door": ("open", "closed"),
+                "motion": ("detecting motion", "clear"),
+                "occupancy": ("occupied", "clear"),
+                "presence": ("home", "away"),
+                "moisture": ("wet", "dry"),
+                "smoke": ("detecting smoke", "clear"),
+            }
+            on_word, off_word = words.get(entity.device_class or "", ("on", "off"))
+            return f"{the} is {on_word if value == 'on' else off_word if value == 'off' else value}."
+        extra = ""
+        if domain == "light" and value == "on" and isinstance(attrs.get("brightness"), int):
+            extra = f" at {attrs['brightness']} percent"
+        if domain == "cover" and isinstance(attrs.get("position"), int) and value not in ("closed",):
+            extra = f" at {attrs['position']} percent"
+        if domain == "fan" and value == "on" and isinstance(attrs.get("percentage"), int):
+            extra = f" at {attrs['percentage']} percent"
+        return f"{the} is {value.replace('_', ' ')}{extra}."
+
+    def _answer_temperature(self, targets: list[Entity]) -> dict[str, Any]:
+        for entity in targets:
+            st = self.inventory.state(entity)
+            if entity.domain == "climate":
+                current = st.attributes.get("current_temperature")
+                if isinstance(current, float):
+                    return self._temperature_speech(entity, current)
+            elif entity.device_class == "temperature" and st.state is not None:
+                number = _number_text(st.state)
+                if number is not None:
+                    return self._temperature_speech(entity, float(st.state))
+        names = _join([_the(e) for e in targets[:3]])
+        return {
+            "speech": f"I don't know the temperature of {names} yet.",
+            "entities": [e.spoken for e in targets],
+        }
+
+    @staticmethod
+    def _temperature_speech(entity: Entity, value: float) -> dict[str, Any]:
+        where = f"in the {entity.area}" if entity.area else f"at {_the(entity)}"
+        return {
+            "speech": f"It is {_fmt_number(value)} degrees {where}.",
+            "entities": [entity.spoken],
+            "temperature": value,
+        }
+
+
+def _number_text(value: str) -> str | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return _fmt_number(number) if math.isfinite(number) else None
+
+
+def _unit_words(unit: str) -> str:
+    return {
+        "°C": "degrees",
+        "°F": "degrees",
+        "%": "percent",
+        "W": "watts",
+        "kWh": "kilowatt hours",
+        "V": "volts",
+        "A": "amps",
+        "lx": "lux",
+        "ppm": "parts per million",
+    }.get(unit, unit)
+
+
+def _int_value(value: Any, label: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ToolError(f"{label} must be a number", code="wrong_type")
+    number = round(value)
+    if not low <= number <= high:
+        raise ToolError(f"{label} must be between {low} and {high}", code="out_of_range")
+    return int(number)
+
+
+def _int_arg(args: Mapping[str, Any], label: str, low: int, high: int) -> int:
+    if label not in args:
+        raise ToolError(f"Which {label}?", code="missing_value")
+    return _int_value(args[label], label, low, high)

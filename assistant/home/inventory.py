@@ -1,0 +1,734 @@
+"""The home inventory: entities from HA MQTT discovery and settings, their tracked state, and
+matching of spoken names and areas.
+
+Discovery configs and state messages arrive in the MQTT thread; readers (tools, brains)
+call from other threads, so every shared structure is behind one lock. Listeners hear
+about inventory changes (entities added, removed or renamed), debounced so that the burst
+of retained configs at start-up triggers one rebuild, not two hundred.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from assistant.home.client import Message, MqttClient, Subscription
+from assistant.home.discovery import (
+    SUPPORTED_DOMAINS,
+    Entity,
+    build_entity,
+    parse_component_payload,
+    parse_device_payload,
+    parse_discovery_topic,
+)
+from assistant.home.sanitize import clean_state, spoken
+from assistant.home.templates import render_value
+
+_LOGGER = logging.getLogger(__name__)
+
+ChangeListener = Callable[[], None]
+
+DEFAULT_BIRTH_TOPIC = "homeassistant/status"
+"""Where Home Assistant announces itself (``online``) unless configured otherwise."""
+
+
+@dataclass(frozen=True)
+class EntityState:
+    """What is known about an entity now: ``state`` is None while unknown."""
+
+    state: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    updated: float | None = None
+    """``time.monotonic()`` of the last update."""
+
+
+# Words people use for a domain, singular (plurals are reduced before lookup).
+DOMAIN_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "light": "light",
+        "lamp": "light",
+        "bulb": "light",
+        "lighting": "light",
+        "switch": "switch",
+        "plug": "switch",
+        "socket": "switch",
+        "outlet": "switch",
+        "fan": "fan",
+        "ventilator": "fan",
+        "cover": "cover",
+        "blind": "cover",
+        "shade": "cover",
+        "shutter": "cover",
+        "curtain": "cover",
+        "awning": "cover",
+        "garage door": "cover",
+        "gate": "cover",
+        "window": "cover",
+        "lock": "lock",
+        "door lock": "lock",
+        "thermostat": "climate",
+        "heating": "climate",
+        "heater": "climate",
+        "climate": "climate",
+        "air conditioner": "climate",
+        "air conditioning": "climate",
+        "scene": "scene",
+        "button": "button",
+        "sensor": "sensor",
+        "alarm": "alarm_control_panel",
+        "alarm control panel": "alarm_control_panel",
+        "binary sensor": "binary_sensor",
+        "number": "number",
+        "select": "select",
+    }
+)
+
+_ARTICLES = ("the ", "a ", "an ", "my ", "our ", "all the ", "all ", "every ", "both ")
+
+
+def singular(word: str) -> str:
+    """English singular of the last word of a phrase ("kitchen lights" -> "kitchen light")."""
+    head, _, last = word.rpartition(" ")
+    if len(last) > 3 and last.endswith("ies"):
+        last = last[:-3] + "y"
+    elif len(last) > 3 and last.endswith(("ches", "shes", "sses", "xes", "zes")):
+        last = last[:-2]
+    elif len(last) > 2 and last.endswith("s") and not last.endswith(("ss", "us", "is")):
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
+def normalize(phrase: str | None) -> str:
+    """Spoken form without leading articles: "The Kitchen-Light" -> "kitchen light"."""
+    if not phrase:
+        return ""
+    text = spoken(phrase)
+    changed = True
+    while changed:
+        changed = False
+        for article in _ARTICLES:
+            if text.startswith(article):
+                text = text[len(article) :]
+                changed = True
+    text = text.replace("'s ", " ")
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Match:
+    """The entities a name/area/domain triple refers to, and how it was understood."""
+
+    entities: tuple[Entity, ...]
+    area: str | None = None
+    domain: str | None = None
+    by_name: bool = False
+    """True when a name picked the entities (as opposed to an area/domain sweep)."""
+
+
+class Inventory:
+    """Entities (discovered + hand-declared), their states, and name matching."""
+
+    def __init__(
+        self,
+        client: MqttClient | None,
+        *,
+        discovery_prefix: str = "homeassistant",
+        manual_entities: Sequence[Mapping[str, Any]] = (),
+        ignore_device_ids: Iterable[str] = (),
+        debounce_s: float = 0.3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.prefix = discovery_prefix
+        self._ignore_devices = frozenset(ignore_device_ids)
+        self._debounce_s = debounce_s
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._entities: dict[str, Entity] = {}
+        self._states: dict[str, EntityState] = {}
+        self._state_subs: dict[str, list[Subscription]] = {}
+        self._device_members: dict[str, set[str]] = {}
+        self._listeners: list[ChangeListener] = []
+        self._timer: threading.Timer | None = None
+        self._version = 0
+        self._started = False
+        self.rejected = 0
+        """Discovery payloads refused so far (bad JSON, wrong types, wildcards, ...)."""
+        for index, raw in enumerate(manual_entities):
+            self.add_manual(raw, index)
+
+    # ------------------------------------------------------------------ wiring
+
+    @property
+    def discovery_filters(self) -> tuple[str, str]:
+        """Topic filters of per-component and device-based configs."""
+        return (f"{self.prefix}/+/+/config", f"{self.prefix}/+/+/+/config")
+
+    @property
+    def birth_topics(self) -> tuple[str, ...]:
+        """Home Assistant's status topics (birth ``online`` / will ``offline``).
+
+        HA's default ``homeassistant/status`` does not follow a changed discovery prefix,
+        so both ``<prefix>/status`` and the default are watched.
+        """
+        return tuple(dict.fromkeys((f"{self.prefix}/status", DEFAULT_BIRTH_TOPIC)))
+
+    def start(self) -> None:
+        """Subscribe to discovery, HA's birth message and the state topics of known entities."""
+        if self.client is None or self._started:
+            return
+        self._started = True
+        for topic_filter in self.discovery_filters:
+            self.client.subscribe(topic_filter, self._on_config)
+        for topic in self.birth_topics:
+            self.client.subscribe(topic, self._on_birth)
+        with self._lock:
+            for entity in self._entities.values():
+                self._follow(entity)
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener()`` (debounced) whenever entities are added, removed or changed."""
+        self._listeners.append(listener)
+
+    @property
+    def version(self) -> int:
+        """Increases with every inventory change."""
+        return self._version
+
+    # ------------------------------------------------------------------ reading
+
+    def entities(self) -> list[Entity]:
+        """All entities, sorted by spoken name."""
+        with self._lock:
+            return sorted(self._entities.values(), key=lambda e: (e.spoken, e.key))
+
+    def get(self, key: str) -> Entity | None:
+        """The entity with this inventory key."""
+        with self._lock:
+            return self._entities.get(key)
+
+    def state(self, entity: Entity | str) -> EntityState:
+        """The tracked state (unknown when nothing arrived yet)."""
+        key = entity if isinstance(entity, str) else entity.key
+        with self._lock:
+            return self._states.get(key, EntityState())
+
+    def names(self) -> list[str]:
+        """Spoken entity names, sorted, unique."""
+        with self._lock:
+            return sorted({e.spoken for e in self._entities.values()})
+
+    def areas(self) -> list[str]:
+        """Spoken area names, sorted, unique."""
+        with self._lock:
+            return sorted({e.area for e in self._entities.values() if e.area})
+
+    def domains(self) -> list[str]:
+        """Domains present, sorted."""
+        with self._lock:
+            return sorted({e.domain for e in self._entities.values()})
+
+    # ------------------------------------------------------------------ matching
+
+    def match(
+        self,
+        name: str | None = None,
+        area: str | None = None,
+        domain: str | None = None,
+        *,
+        domains: Iterable[str] | None = None,
+    ) -> Match:
+        """Entities meant by a spoken name / area / domain ("the lights in the kitchen").
+
+        ``domains`` limits the candidates to what the asking tool can act on.
+        """
+        allowed = frozenset(domains) if domains is not None else None
+        with self._lock:
+            pool = [e for e in self._entities.values() if allowed is None or e.domain in allowed]
+            known_areas = {e.area for e in self._entities.values() if e.area}
+        area_n = self._area_of(normalize(area), known_areas) if area else None
+        if area and area_n is None:
+            return Match((), normalize(area), None)
+        domain_n = self._domain_of(normalize(domain)) if domain else None
+        if domain and domain_n is None:
+            return Match((), area_n, normalize(domain))
+        name_n = normalize(name)
+
+        if name_n:
+            # "the lights in the kitchen", "kitchen lights", "the kitchen": split area and domain words
+            for sep in (" in the ", " in ", " on the ", " at the "):
+                if sep in name_n:
+                    head, tail = name_n.split(sep, 1)
+                    tail_area = self._area_of(normalize(tail), known_areas)
+                    if tail_area and (area_n is None or area_n == tail_area):
+                        area_n, name_n = tail_area, normalize(head)
+                        break
+            hits = self._by_name(pool, name_n, area_n, domain_n, exact=True)
+            if hits:
+                return Match(tuple(hits), area_n, domain_n, by_name=True)
+            plural = singular(name_n) != name_n
+            sweep = self._domain_of(name_n) is not None or self._split_area_domain(name_n, known_areas)
+            if not (plural and sweep):
+                # "kitchen lights" means the lights in the kitchen, not the one called "kitchen light"
+                hits = self._by_name(pool, name_n, area_n, domain_n, exact=False)
+                if hits:
+                    return Match(tuple(hits), area_n, domain_n, by_name=True)
+            if not name_n:
+                pass
+            elif (word_domain := self._domain_of(name_n)) is not None:
+                domain_n = domain_n or word_domain
+            elif (word_area := self._area_of(name_n, known_areas)) is not None:
+                area_n = area_n or word_area
+            else:
+                split = self._split_area_domain(name_n, known_areas)
+                if split is None:
+                    return Match((), area_n, domain_n)
+                area_n = area_n or split[0]
+                domain_n = domain_n or split[1]
+        if area_n is None and domain_n is None:
+            return Match((), None, None)
+        hits = [
+            e
+            for e in pool
+            if (area_n is None or e.area == area_n) and (domain_n is None or e.domain == domain_n)
+        ]
+        return Match(tuple(sorted(hits, key=lambda e: e.spoken)), area_n, domain_n)
+
+    @staticmethod
+    def _by_name(
+        pool: list[Entity], name: str, area: str | None, domain: str | None, *, exact: bool
+    ) -> list[Entity]:
+        if not name:
+            return []
+        scoped = [
+            e for e in pool if (area is None or e.area == area) and (domain is None or e.domain == domain)
+        ]
+        if exact:
+            return sorted((e for e in scoped if e.spoken == name), key=lambda e: e.spoken)
+        wanted = {name, singular(name)}
+        hits = [e for e in scoped if e.spoken in wanted or singular(e.spoken) in wanted]
+        if hits or area is None:
+            return sorted(hits, key=lambda e: e.spoken)
+        # "the light" in the kitchen -> "kitchen light": the name without its area words
+        loose = []
+        for e in scoped:
+            rest = re.sub(rf"\b{re.escape(area)}\b", " ", e.spoken)
+            rest = " ".join(rest.split())
+            if rest in wanted or singular(rest) in wanted:
+                loose.append(e)
+        return sorted(loose, key=lambda e: e.spoken)
+
+    @staticmethod
+    def _domain_of(word: str) -> str | None:
+        if not word:
+            return None
+        for candidate in (word, singular(word)):
+            if candidate in DOMAIN_WORDS:
+                return DOMAIN_WORDS[candidate]
+        return None
+
+    @staticmethod
+    def _area_of(word: str, known: set[str]) -> str | None:
+        if not word:
+            return None
+        for candidate in (word, singular(word)):
+            if candidate in known:
+                return candidate
+        return None
+
+    def _split_area_domain(self, phrase: str, known: set[str]) -> tuple[str | None, str | None] | None:
+        """ "kitchen lights" -> ("kitchen", "light"); "lights kitchen" is not English, so no."""
+        words = phrase.split()
+        for cut in range(1, len(words)):
+            head, tail = " ".join(words[:cut]), " ".join(words[cut:])
+            area = self._area_of(head, known)
+            dom = self._domain_of(tail)
+            if area and dom:
+                return area, dom
+        return None
+
+    # ------------------------------------------------------------------ discovery intake
+
+    def _on_config(self, message: Message) -> None:
+        self.handle_config(message.topic, message.payload)
+
+    def handle_config(self, topic: str, payload: bytes) -> None:
+        """Apply one discovery message (empty payload = removal). Never raises."""
+        parsed = parse_discovery_topic(self.prefix, topic)
+        if parsed is None:
+            return
+        try:
+            if not payload.strip():
+                self._remove_config(parsed.key, parsed.component == "device")
+                return
+            try:
+                data = json.loads(payload.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ValueError("payload is not UTF-8") from None
+            except (json.JSONDecodeError, RecursionError) as err:
+                raise ValueError(f"payload is not JSON: {err}") from None
+            if parsed.component == "device":
+                entities, problems = parse_device_payload(parsed, data)
+                for problem in problems:
+                    _LOGGER.warning("discovery %s: %s; component skipped", topic, problem)
+                    self.rejected += 1
+                entities = [e for e in entities if not self._ignored(e)]
+                self._set_device(parsed.key, entities)
+            else:
+                if parsed.component not in SUPPORTED_DOMAINS:
+                    return
+                entity = parse_component_payload(parsed, data)
+                if self._ignored(entity):
+                    return
+                self._put(entity)
+        except ValueError as err:
+            self.rejected += 1
+            _LOGGER.warning("discovery %s refused: %s", topic, err)
+        except Exception:
+            self.rejected += 1
+            _LOGGER.exception("discovery %s failed", topic)
+
+    def _ignored(self, entity: Entity) -> bool:
+        return bool(self._ignore_devices.intersection(entity.device_ids))
+
+    def add_manual(self, raw: Mapping[str, Any], index: int = 0) -> Entity | None:
+        """Add one entity declared in settings (discovery keys plus ``component``); None if invalid."""
+        try:
+            if not isinstance(raw, Mapping):
+                raise ValueError("must be a mapping")
+            component = raw.get("component") or raw.get("platform") or raw.get("p")
+            if not isinstance(component, str):
+                raise ValueError("needs 'component' (light, switch, ...)")
+            body = {k: v for k, v in raw.items() if k not in ("component", "platform", "p")}
+            entity = build_entity(component, body, key=f"manual/{index}", source="manual")
+        except ValueError as err:
+            _LOGGER.error("home.entities[%d] skipped: %s", index, err)
+            return None
+        self._put(entity)
+        return entity
+
+    def _put(self, entity: Entity) -> None:
+        with self._lock:
+            old = self._entities.get(entity.key)
+            if old == entity:
+                return
+            if old is not None:
+                self._unfollow(old.key)
+            self._entities[entity.key] = entity
+            if old is None or old.config.get("state_topic") != entity.config.get("state_topic"):
+                self._states.pop(entity.key, None)
+            self._follow(entity)
+            changed = old is None or (old.spoken, old.area, old.domain) != (
+                entity.spoken,
+                entity.area,
+                entity.domain,
+            )
+        _LOGGER.debug(
+            "%s %s: %s (%s)%s",
+            "updated" if old else "discovered",
+            entity.domain,
+            entity.spoken,
+            entity.key,
+            f" in {entity.area}" if entity.area else "",
+        )
+        if changed:
+            self._changed()
+
+    def _set_device(self, device_key: str, entities: list[Entity]) -> None:
+        with self._lock:
+            keep = {e.key for e in entities}
+            for key in self._device_members.get(device_key, set()) - keep:
+                self._remove_entity(key)
+            self._device_members[device_key] = keep
+        for entity in entities:
+            self._put(entity)
+        self._changed()
+
+    def _remove_config(self, key: str, is_device: bool) -> None:
+        with self._lock:
+            keys = self._device_members.pop(key, set()) if is_device else {key}
+            removed = [k for k in keys if self._remove_entity(k)]
+        if removed:
+            _LOGGER.info("removed by empty discovery payload: %s", ", ".join(sorted(removed)))
+            self._changed()
+
+    def _remove_entity(self, key: str) -> bool:
+        with self._lock:
+            entity = self._entities.pop(key, None)
+            if entity is None:
+                return False
+            self._unfollow(key)
+            self._states.pop(key, None)
+            return True
+
+    def _on_birth(self, message: Message) -> None:
+        if message.payload.strip() != b"online" or self.client is None:
+            return
+        _LOGGER.info("Home Assistant came online; re-reading retained discovery configs")
+        for topic_filter in self.discovery_filters:
+            self.client.resubscribe(topic_filter)
+
+    # ------------------------------------------------------------------ change notification
+
+    def _changed(self) -> None:
+        self._version += 1
+        if self._debounce_s <= 0:
+            self._notify()
+            return
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self._debounce_s, self._notify)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _notify(self) -> None:
+        with self._lock:
+            count, areas = len(self._entities), len({e.area for e in self._entities.values() if e.area})
+        _LOGGER.info("home inventory: %d entities in %d areas", count, areas)
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                _LOGGER.exception("inventory change listener failed")
+
+    def close(self) -> None:
+        """Cancel a pending change notification."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    # ------------------------------------------------------------------ state tracking
+
+    def _follow(self, entity: Entity) -> None:
+        if self.client is None or not self._started:
+            return
+        subs = []
+        for topic, reader in _state_readers(entity):
+
+            def handler(message: Message, key: str = entity.key, read: _Reader = reader) -> None:
+                self._on_state(key, read, message)
+
+            subs.append(self.client.subscribe(topic, handler))
+        self._state_subs[entity.key] = subs
+
+    def _unfollow(self, key: str) -> None:
+        if self.client is None:
+            return
+        for sub in self._state_subs.pop(key, []):
+            self.client.unsubscribe(sub)
+
+    def _on_state(self, key: str, read: _Reader, message: Message) -> None:
+        try:
+            text = message.text()
+        except ValueError as err:
+            _LOGGER.warning("state for %s ignored: %s", key, err)
+            return
+        with self._lock:
+            entity = self._entities.get(key)
+            if entity is None:
+                return
+            current = self._states.get(key, EntityState())
+            try:
+                update = read(entity, text)
+            except Exception:  # readers parse untrusted text; a bug there must not stop the others
+                _LOGGER.exception("state reader for %s failed", key)
+                return
+            state = current.state
+            attributes = dict(current.attributes)
+            for name, value in update.items():
+                if name == "state":
+                    state = value
+                else:
+                    attributes[name] = value
+            self._states[key] = EntityState(state, MappingProxyType(attributes), self._clock())
+
+    def set_state(self, key: str, state: str | None, **attributes: Any) -> None:
+        """Record a state by hand (optimistic updates, tests)."""
+        with self._lock:
+            current = self._states.get(key, EntityState())
+            self._states[key] = EntityState(
+                state, MappingProxyType({**current.attributes, **attributes}), self._clock()
+            )
+
+
+# ---------------------------------------------------------------------------- state readers
+
+_Reader = Callable[[Entity, str], dict[str, Any]]
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _on_off(entity: Entity, value: str | None) -> str | None:
+    if value is None:
+        return None
+    cfg = entity.config
+    on = cfg.get("state_on", cfg.get("payload_on", "ON"))
+    off = cfg.get("state_off", cfg.get("payload_off", "OFF"))
+    if value == on:
+        return "on"
+    if value == off:
+        return "off"
+    if value.lower() in ("on", "off"):
+        return value.lower()
+    return None
+
+
+def _scaled_to_percent(raw: float | None, low: float, high: float) -> int | None:
+    if raw is None or high <= low:
+        return None
+    return max(0, min(100, round((raw - low) * 100 / (high - low))))
+
+
+def _read_main(entity: Entity, text: str) -> dict[str, Any]:
+    cfg = entity.config
+    template = cfg.get("state_value_template") or cfg.get("value_template")
+    domain = entity.domain
+    if domain == "light" and cfg.get("schema") == "json":
+        return _read_json_light(entity, text)
+    value = render_value(template, text)
+    if domain in ("light", "switch", "fan", "binary_sensor"):
+        return {"state": _on_off(entity, value)}
+    if domain == "cover":
+        if value is None:
+            return {"state": None}
+        table = {
+            cfg.get("state_open", "open"): "open",
+            cfg.get("state_closed", "closed"): "closed",
+            cfg.get("state_opening", "opening"): "opening",
+            cfg.get("state_closing", "closing"): "closing",
+            cfg.get("state_stopped", "stopped"): "stopped",
+        }
+        return {"state": table.get(value, clean_state(value).lower() or None)}
+    if domain == "lock":
+        if value is None:
+            return {"state": None}
+        table = {
+            cfg.get("state_locked", "LOCKED"): "locked",
+            cfg.get("state_unlocked", "UNLOCKED"): "unlocked",
+            cfg.get("state_locking", "LOCKING"): "locking",
+            cfg.get("state_unlocking", "UNLOCKING"): "unlocking",
+            cfg.get("state_jammed", "JAMMED"): "jammed",
+            cfg.get("state_open", "OPEN"): "open",
+        }
+        return {"state": table.get(value, clean_state(value).lower() or None)}
+    if value is None:
+        return {"state": None}
+    return {"state": clean_state(value) or None}
+
+
+def _read_json_light(entity: Entity, text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    if isinstance(data.get("state"), str):
+        out["state"] = _on_off(entity, data["state"])
+    scale = entity.config.get("brightness_scale", 255)
+    brightness = data.get("brightness")
+    if isinstance(brightness, (int, float)) and not isinstance(brightness, bool):
+        out["brightness"] = _scaled_to_percent(float(brightness), 0, scale)
+    color_temp = data.get("color_temp")
+    if isinstance(color_temp, (int, float)) and not isinstance(color_temp, bool) and color_temp > 0:
+        out["color_temp_kelvin"] = (
+            int(color_temp) if entity.config.get("color_temp_kelvin") else round(1_000_000 / color_temp)
+        )
+    return out
+
+
+def _attr_reader(
+    attribute: str, template_key: str | None, convert: Callable[[Entity, str | None], Any]
+) -> _Reader:
+    def read(entity: Entity, text: str) -> dict[str, Any]:
+        template = entity.config.get(template_key) if template_key else None
+        return {attribute: convert(entity, render_value(template, text))}
+
+    return read
+
+
+def _brightness(entity: Entity, value: str | None) -> int | None:
+    return _scaled_to_percent(_number(value), 0, entity.config.get("brightness_scale", 255))
+
+
+def _position(entity: Entity, value: str | None) -> int | None:
+    cfg = entity.config
+    closed, opened = int(cfg.get("position_closed", 0)), int(cfg.get("position_open", 100))
+    raw = _number(value)
+    if raw is None or opened == closed:
+        return None
+    return max(0, min(100, round((raw - closed) * 100 / (opened - closed))))
+
+
+def _percentage(entity: Entity, value: str | None) -> int | None:
+    cfg = entity.config
+    low, high = int(cfg.get("speed_range_min", 1)), int(cfg.get("speed_range_max", 100))
+    raw = _number(value)
+    if raw is None:
+        return None
+    if raw <= 0:
+        return 0
+    return max(0, min(100, math.ceil(raw * 100 / (high - low + 1))))
+
+
+def _text(_entity: Entity, value: str | None) -> str | None:
+    return clean_state(value).lower() or None if value is not None else None
+
+
+def _float(_entity: Entity, value: str | None) -> float | None:
+    return _number(value)
+
+
+def _kelvin(entity: Entity, value: str | None) -> int | None:
+    raw = _number(value)
+    if raw is None or raw <= 0:
+        return None
+    return int(raw) if entity.config.get("color_temp_kelvin") else round(1_000_000 / raw)
+
+
+def _state_readers(entity: Entity) -> list[tuple[str, _Reader]]:
+    """(topic, reader) pairs that keep an entity's state current."""
+    cfg = entity.config
+    readers: list[tuple[str, _Reader]] = []
+    if isinstance(cfg.get("state_topic"), str):
+        readers.append((cfg["state_topic"], _read_main))
+    extra: tuple[tuple[str, str, str | None, Callable[[Entity, str | None], Any]], ...] = ()
+    if entity.domain == "light" and cfg.get("schema") != "json":
+        extra = (
+            ("brightness_state_topic", "brightness", "brightness_value_template", _brightness),
+            ("color_temp_state_topic", "color_temp_kelvin", "color_temp_value_template", _kelvin),
+        )
+    elif entity.domain == "cover":
+        extra = (("position_topic", "position", "position_template", _position),)
+    elif entity.domain == "fan":
+        extra = (("percentage_state_topic", "percentage", "percentage_value_template", _percentage),)
+    elif entity.domain == "climate":
+        extra = (
+            ("current_temperature_topic", "current_temperature", "current_temperature_template", _float),
+            ("temperature_state_topic", "temperature", "temperature_state_template", _float),
+            ("mode_state_topic", "mode", "mode_state_template", _text),
+        )
+    for topic_key, attribute, template_key, convert in extra:
+        topic = cfg.get(topic_key)
+        if isinstance(topic, str):
+            readers.append((topic, _attr_reader(attribute, template_key, convert)))
+    return readers
