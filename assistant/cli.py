@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     proc.add_argument(
         "--frontend-only", action="store_true", help="only find utterances (no brain, router, TTS)"
     )
+    proc.add_argument(
+        "--tts",
+        choices=["espeak", "piper", "mqtt", "file", "none"],
+        default=None,
+        help="override tts.kind for this run (e.g. none: print replies only)",
+    )
 
     say = sub.add_parser("say", help="speak TEXT through the configured TTS sink")
     say.add_argument("text", help="what to say")
@@ -140,7 +146,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "process":
         files = [Path(f) for f in args.files] or sorted(SAMPLES_DIR.glob("*.wav"))
-        return commands.process(settings, files, as_json=args.json, frontend_only=args.frontend_only)
+        return commands.process(
+            settings, files, as_json=args.json, frontend_only=args.frontend_only, tts_kind=args.tts
+        )
     if args.command == "devices":
         return commands.devices()
     if args.command == "say":

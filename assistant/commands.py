@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError
+from assistant.pipeline import speak_safely
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,29 +34,85 @@ def _emit(record: dict[str, Any], as_json: bool) -> None:
     print("  ".join(parts), flush=True)
 
 
-def process(settings: Settings, files: list[Path], *, as_json: bool, frontend_only: bool) -> int:
-    """Run recordings through the pipeline; one line per utterance. Exit 1 if a file failed."""
+def process(
+    settings: Settings,
+    files: list[Path],
+    *,
+    as_json: bool,
+    frontend_only: bool,
+    tts_kind: str | None = None,
+) -> int:
+    """Run recordings through the pipeline; one line per utterance.
+
+    Exit 0 when everything ran (whatever was understood), 1 when a file could not be
+    read or a part failed to start.
+    """
     from assistant.audio.frontend import utterances_from_file  # noqa: PLC0415
 
     if not files:
         print("assistant process: no recordings given and no bundled samples found", file=sys.stderr)
         return 1
+    parts = None
+    if not frontend_only:
+        from assistant.pipeline import build_parts, with_demo_house  # noqa: PLC0415
+
+        settings, demo = with_demo_house(settings)
+        if demo:
+            print(
+                "assistant process: no MQTT broker and no home.entities configured: using the demo "
+                "house; home commands are shown, not sent",
+                file=sys.stderr,
+            )
+        if tts_kind is not None:
+            settings = replace(settings, tts=replace(settings.tts, kind=tts_kind))  # type: ignore[arg-type]
+        parts = build_parts(settings)
+        parts.start_services()
     failed = 0
-    for path in files:
-        try:
-            utterances = utterances_from_file(path, settings.vad)
-        except AssistantError as err:
-            print(f"assistant process: {err.message}", file=sys.stderr)
-            failed += 1
-            continue
-        for utt in utterances:
-            record: dict[str, Any] = {
-                "file": str(path),
-                "start_s": round(utt.start_s, 3),
-                "end_s": round(utt.end_s, 3),
-            }
-            _emit(record, as_json)
+    tts_broken = False
+    try:
+        for path in files:
+            try:
+                utterances = utterances_from_file(path, settings.vad)
+            except AssistantError as err:
+                print(f"assistant process: {err.message}", file=sys.stderr)
+                failed += 1
+                continue
+            for utt in utterances:
+                record: dict[str, Any] = {
+                    "file": str(path),
+                    "start_s": round(utt.start_s, 3),
+                    "end_s": round(utt.end_s, 3),
+                }
+                if parts is not None:
+                    record.update(_think(parts, replace(utt, site=settings.site)))
+                    if not tts_broken and record["reply"]:
+                        started = time.monotonic()
+                        problem = speak_safely(parts, record["reply"])
+                        if problem:
+                            tts_broken = True
+                            print(f"assistant process: speech output disabled: {problem}", file=sys.stderr)
+                        else:
+                            record["timings_ms"]["tts"] = round((time.monotonic() - started) * 1000, 1)
+                _emit(record, as_json)
+    finally:
+        if parts is not None:
+            parts.close()
     return 1 if failed else 0
+
+
+def _think(parts: Any, utt: Any) -> dict[str, Any]:
+    """One utterance through brain and router, as the JSON fields of `process`."""
+    import threading  # noqa: PLC0415
+
+    turn = parts.brain.handle(utt, parts.router, threading.Event())
+    return {
+        "transcript": turn.transcript,
+        "understood": turn.understood,
+        "tool_calls": [c.to_json() for c in turn.tool_calls],
+        "results": [r.to_json() for r in turn.results],
+        "reply": turn.reply.text,
+        "timings_ms": {k: round(float(v), 1) for k, v in turn.timings_ms.items()},
+    }
 
 
 def devices() -> int:
@@ -70,20 +129,51 @@ def devices() -> int:
 
 
 def say(settings: Settings, text: str) -> int:
-    """Speak text through the configured sink."""
-    raise AssistantError("`assistant say` is not available yet", code="not_implemented")
+    """Speak text through the configured sink (tts.kind)."""
+    import threading  # noqa: PLC0415
+
+    from assistant.tts import make_tts  # noqa: PLC0415
+
+    publish = None
+    client = None
+    if settings.tts.kind == "mqtt":
+        from assistant.home.client import MqttClient  # noqa: PLC0415
+
+        client = MqttClient(settings.mqtt, site=settings.site)
+        client.start()
+        if not client.wait_connected(5.0):
+            client.stop()
+            raise AssistantError(f"cannot reach the MQTT broker at {settings.mqtt.host}", code="mqtt_offline")
+        publish = client.publish_simple
+    sink = make_tts(settings, publish)
+    try:
+        result = sink.speak(text, threading.Event())
+    finally:
+        sink.close()
+        if client is not None:
+            client.stop()
+    if result.path:
+        print(result.path)
+    return 0
 
 
 def run(settings: Settings, *, config_path: str | None) -> int:
-    """Run the daemon."""
-    raise AssistantError("`assistant run` is not available yet", code="not_implemented")
+    """Run the daemon until SIGTERM/SIGINT."""
+    from assistant.service import run_daemon  # noqa: PLC0415 - loads every part
+
+    return run_daemon(settings, config_path=config_path)
 
 
 def models_pull(settings: Settings, model: str, variant: str, audio_variant: str, dest: Path | None) -> int:
-    """Download a Gemma export."""
-    raise AssistantError("`assistant models pull` is not available yet", code="not_implemented")
+    """Download a Gemma export (the only command that downloads anything)."""
+    from assistant.brains.gemma import cli as gemma_cli  # noqa: PLC0415
+
+    return gemma_cli.models_pull(model, dest, variant, audio_variant)
 
 
 def models_check(settings: Settings, directory: Path, variant: str | None, audio_variant: str | None) -> int:
-    """Check a Gemma export folder."""
-    raise AssistantError("`assistant models check` is not available yet", code="not_implemented")
+    """Check a Gemma export folder against what the runtime expects."""
+    from assistant.brains.gemma import cli as gemma_cli  # noqa: PLC0415
+
+    gemma = settings.brain.gemma
+    return gemma_cli.models_check(directory, variant or gemma.variant, audio_variant or gemma.audio_variant)
