@@ -1,0 +1,375 @@
+"""The orchestrator end to end in-process: real wake words, segmenter and TTS streaming;
+fake brain and router (their own tests live with them) and an in-memory frame source."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.audio.frontend import Segmenter
+from assistant.config import Settings, WakeSettings, WakeWordSettings
+from assistant.daemon import ERROR_MESSAGE, Orchestrator, State, ThreadedFrameSource
+from assistant.errors import AssistantError, TtsError
+from assistant.tts import SpeakerSink
+from assistant.tts.espeak import EspeakSynthesizer
+from assistant.types import AudioFrame, BrainTurn, Reply, Utterance
+from assistant.wake import WakeDetector
+from tests.daemon.daemon_helpers import (
+    EventLog,
+    FakeRouter,
+    MemorySource,
+    NotifySocket,
+    PacedPlayer,
+    RecordingEarcons,
+    RecordingSink,
+    ScriptedBrain,
+    Segment,
+    espeak16,
+    failing,
+    piper16,
+    silence,
+    tool_reply,
+    until,
+)
+
+
+def make_settings(tmp_path: Path, **wake: Any) -> Settings:
+    return Settings(
+        state_dir=tmp_path,
+        wake=WakeSettings(words=(WakeWordSettings("okay_nabu"),), stop_words=("hey_mycroft",), **wake),
+    )
+
+
+def command(text: str = "turn on the kitchen light") -> bytes:
+    """Wake phrase, a pause, a command, and the silence that ends it."""
+    return silence(0.4) + espeak16("okay nabu") + silence(0.6) + espeak16(text) + silence(1.5)
+
+
+class Rig:
+    """An orchestrator with real wake words, segmenter and a recording sink."""
+
+    def __init__(self, tmp_path: Path, segments: list[Segment], brain: ScriptedBrain, *,
+                 tts: Any = None, paced: bool = False, hang: bool = False, settings: Settings | None = None,
+                 **kwargs: Any) -> None:
+        self.settings = settings if settings is not None else make_settings(tmp_path)
+        self.source = MemorySource(segments, paced=paced, hang=hang)
+        self.brain = brain
+        self.router = FakeRouter()
+        self.sink = tts if tts is not None else RecordingSink()
+        self.earcons = RecordingEarcons()
+        self.log = EventLog()
+        self.orch = Orchestrator(
+            self.settings, source=self.source, segmenter=Segmenter(self.settings.vad), brain=brain,
+            router=self.router, tts=self.sink, wake=WakeDetector.from_settings(self.settings.wake),
+            earcons=self.earcons, listeners=[self.log], **kwargs,
+        )
+
+    def run(self, timeout: float = 30.0) -> None:
+        asyncio.run(asyncio.wait_for(self.orch.run(), timeout))
+
+
+def test_wake_utterance_brain_reply_spoken(tmp_path: Path) -> None:
+    command_audio = espeak16("turn on the kitchen light")
+    rig = Rig(tmp_path, [Segment(command())], ScriptedBrain(tool_reply("Turned on the kitchen light.")))
+    rig.run()
+    assert rig.sink.spoken == ["Turned on the kitchen light."]
+    assert [c.name for c in rig.router.calls] == ["HassTurnOn"]
+    # The brain heard the command alone: not the wake word, not the earcon.
+    (utterance,) = rig.brain.utterances
+    assert abs(utterance.duration - len(command_audio) / 32000) < 1.0
+    assert rig.log.types() == [
+        "run-start", "wake-detected", "listen-start", "speech-end", "think-start", "tool-call",
+        "tool-result", "think-end", "transcript", "tts-start", "tts-end", "run-end",
+    ]
+    assert [e.data["state"] for e in rig.log.of("tool-call")] == ["acting"]
+    assert rig.earcons.played == ["wake"]
+    (end,) = rig.log.of("run-end")
+    assert (end.data["outcome"], end.data["state"]) == ("ok", "idle")
+    assert set(end.data["timings_ms"]) == {
+        "wake_to_end_of_speech", "end_of_speech_to_tool_call", "end_of_speech_to_action",
+        "end_of_speech_to_first_audio", "think"}
+    assert end.data["counters"]["wakes"] == 1
+    assert rig.orch.state is State.IDLE
+
+
+def test_ordinary_speech_does_not_wake(tmp_path: Path) -> None:
+    speech = b"".join(espeak16(t) + silence(0.5) for t in ("turn on the kitchen light", "what time is it"))
+    rig = Rig(tmp_path, [Segment(speech)], ScriptedBrain(tool_reply("no")))
+    rig.run()
+    assert rig.brain.utterances == []
+    assert rig.orch.counters.wakes == 0
+
+
+def test_a_failing_brain_returns_to_idle_and_the_next_utterance_works(tmp_path: Path) -> None:
+    brain = ScriptedBrain(failing(), tool_reply("Turned on the kitchen light."))
+    rig: Rig | None = None
+
+    def after_failure() -> bool:
+        return rig is not None and bool(rig.log.of("error")) and rig.orch.state is State.IDLE
+
+    rig = Rig(tmp_path, [Segment(command()), Segment(command(), wait_for=after_failure)], brain)
+    rig.run()
+    (error,) = rig.log.of("error")
+    assert (error.data["stage"], error.data["code"]) == ("brain", "brain_failed")
+    assert rig.sink.spoken == [ERROR_MESSAGE, "Turned on the kitchen light."]
+    assert rig.earcons.played == ["wake", "error", "wake"]
+    assert [e.data["outcome"] for e in rig.log.of("run-end")] == ["error", "ok"]
+    assert rig.orch.counters.errors == 1
+
+
+def test_confirmation_question_listens_without_wake_word(tmp_path: Path) -> None:
+    brain = ScriptedBrain(
+        tool_reply("Do you want me to unlock the front door?", tool="HassTurnOff", expects_answer=True),
+        tool_reply("Unlocked the front door."),
+    )
+    rig: Rig | None = None
+
+    def asked() -> bool:
+        starts = rig.log.of("listen-start") if rig is not None else []
+        return any(e.data.get("reason") == "confirmation" for e in starts)
+
+    rig = Rig(tmp_path, [Segment(command("unlock the front door")),
+                         Segment(espeak16("yes") + silence(1.5), wait_for=asked)], brain)
+    rig.run()
+    assert len(brain.utterances) == 2
+    assert rig.orch.counters.wakes == 1
+    assert [e.data["reason"] for e in rig.log.of("listen-start")] == ["wake", "confirmation"]
+    assert rig.log.of("confirmation-requested")[0].data["question"].startswith("Do you want")
+    assert rig.sink.spoken[-1] == "Unlocked the front door."
+
+
+def test_confirmation_silence_cancels_through_the_router(tmp_path: Path) -> None:
+    brain = ScriptedBrain(tool_reply("Do you want me to open the garage?", expects_answer=True))
+    rig: Rig | None = None
+
+    def asked() -> bool:
+        return rig is not None and rig.orch.state is State.LISTENING and len(brain.utterances) == 1
+
+    settings_timeout = make_settings(tmp_path).vad.no_speech_timeout_s
+    rig = Rig(tmp_path, [Segment(command("open the garage")),
+                         Segment(silence(settings_timeout + 1.0), wait_for=asked)], brain)
+    rig.run()
+    assert len(brain.utterances) == 1
+    assert rig.log.of("listen-timeout")[0].data["reason"] == "confirmation"
+    assert rig.router.answers == [None]
+
+
+def test_stop_word_while_speaking_cancels_speech_within_300_ms(tmp_path: Path) -> None:
+    player = PacedPlayer()
+    sink = SpeakerSink("espeak", EspeakSynthesizer(), player)
+    long_reply = " ".join(f"This is sentence {i} of a long answer." for i in range(10))
+    stop_word = piper16("hey mycroft")
+    rig: Rig | None = None
+
+    def speaking() -> bool:
+        return rig is not None and rig.orch.state is State.SPEAKING and bool(player.played)
+
+    rig = Rig(tmp_path, [
+        Segment(command(), paced=False),
+        Segment(silence(0.5) + stop_word + silence(1.0), wait_for=speaking, label="stop", paced=True),
+    ], ScriptedBrain(tool_reply(long_reply)), tts=sink)
+    rig.run()
+    assert player.stopped_at is not None, "speech was not cancelled"
+    stop_word_end = rig.source.starts["stop"] + 0.5 + len(stop_word) / 32000
+    cancelled_stream_time = rig.source.stream_time_at(player.stopped_at)
+    assert cancelled_stream_time - stop_word_end <= 0.3
+    (cancel,) = rig.log.of("cancelled")
+    assert (cancel.data["word"], cancel.data["kind"]) == ("hey_mycroft", "stop")
+    assert rig.log.of("run-end")[-1].data["outcome"] == "cancelled"
+    assert len(rig.brain.utterances) == 1  # the assistant did not listen to itself or the stop word
+    assert rig.orch.counters.cancelled_wakes == 1
+
+
+def test_wake_word_while_thinking_cancels_generation_and_listens_again(tmp_path: Path) -> None:
+    saw_cancel = threading.Event()
+    started = threading.Event()
+
+    def slow_generation(utterance: Utterance, router: Any, cancel: threading.Event) -> BrainTurn:
+        started.set()
+        if cancel.wait(10):
+            saw_cancel.set()
+        return BrainTurn(None, (), (), Reply("too late"), understood=False)
+
+    brain = ScriptedBrain(slow_generation, tool_reply("Second answer."))
+    rig = Rig(tmp_path, [Segment(command()), Segment(command(), wait_for=started.is_set)], brain)
+    rig.run()
+    assert saw_cancel.is_set()
+    assert rig.sink.spoken == ["Second answer."]
+    assert rig.orch.counters.wakes == 2
+    assert rig.log.of("cancelled")[0].data["kind"] == "wake"
+
+
+def test_stuck_audio_stops_watchdog_pings(tmp_path: Path, notify_socket: NotifySocket) -> None:
+    rig = Rig(tmp_path, [Segment(silence(1.0), paced=True)], ScriptedBrain(tool_reply("x")), hang=True,
+              watchdog_interval_s=0.05, frame_stall_s=0.3)
+    result: dict[str, list[str]] = {}
+
+    async def scenario() -> None:
+        task = asyncio.create_task(rig.orch.run())
+        await asyncio.sleep(0.6)  # audio flows
+        result["healthy"] = notify_socket.drain()
+        await until(rig.source.hung.is_set)
+        await asyncio.sleep(0.3 + 0.2)  # the stall bound passes
+        notify_socket.drain()
+        await asyncio.sleep(0.6)
+        result["stuck"] = notify_socket.drain()
+        rig.orch.stop()
+        await asyncio.wait_for(task, 3)
+        result["stop"] = notify_socket.drain()
+
+    asyncio.run(scenario())
+    assert result["healthy"][0].startswith("READY=1")
+    assert result["healthy"].count("WATCHDOG=1") >= 3
+    assert "WATCHDOG=1" not in result["stuck"]
+    assert any(m.startswith("STOPPING=1") for m in result["stop"])
+
+
+def test_stuck_brain_stops_watchdog_pings(tmp_path: Path, notify_socket: NotifySocket) -> None:
+    release = threading.Event()
+
+    def stuck(utterance: Utterance, router: Any, cancel: threading.Event) -> BrainTurn:
+        release.wait(5)  # ignores cancel: a hung decoder
+        return BrainTurn(None, (), (), Reply(""))
+
+    rig = Rig(tmp_path, [Segment(command(), paced=False), Segment(silence(5.0), paced=True)],
+              ScriptedBrain(stuck), watchdog_interval_s=0.05, brain_stall_s=0.3)
+    result: dict[str, list[str]] = {}
+
+    async def scenario() -> None:
+        task = asyncio.create_task(rig.orch.run())
+        await until(lambda: bool(rig.brain.utterances))
+        await asyncio.sleep(0.5)
+        notify_socket.drain()
+        await asyncio.sleep(0.5)
+        result["stuck"] = notify_socket.drain()
+        release.set()
+        rig.orch.stop()
+        await asyncio.wait_for(task, 3)
+
+    asyncio.run(scenario())
+    assert "WATCHDOG=1" not in result["stuck"]
+
+
+def test_sigterm_stops_within_2_s_with_hooks_run(tmp_path: Path, notify_socket: NotifySocket) -> None:
+    hooks: list[str] = []
+    reloads: list[str] = []
+
+    async def async_hook() -> None:
+        await asyncio.sleep(0.01)
+        hooks.append("availability offline")
+
+    rig = Rig(tmp_path, [Segment(silence(30.0), paced=True)], ScriptedBrain(tool_reply("x")),
+              shutdown_hooks=[lambda: hooks.append("timers persisted"), async_hook],
+              reload_hooks=[lambda: reloads.append("config reloaded")],
+              handle_signals=True)
+    timing: dict[str, float] = {}
+
+    async def scenario() -> None:
+        task = asyncio.create_task(rig.orch.run())
+        await until(lambda: any(m.startswith("READY=1") for m in notify_socket.drain()))
+        os.kill(os.getpid(), signal.SIGHUP)  # reload
+        await until(lambda: bool(reloads))
+        os.kill(os.getpid(), signal.SIGUSR1)  # push-to-talk
+        await until(lambda: bool(rig.log.of("listen-start")))
+        timing["start"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 5)
+        timing["end"] = time.monotonic()
+
+    asyncio.run(scenario())
+    assert timing["end"] - timing["start"] < 2.0
+    assert hooks == ["timers persisted", "availability offline"]
+    assert rig.source.closed
+    assert rig.log.of("wake-detected")[0].data["reason"] == "push_to_talk"
+    messages = notify_socket.drain()
+    assert "RELOADING=1" in messages
+    assert any(m.startswith("STOPPING=1") for m in messages)
+    assert reloads == ["config reloaded"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
+
+
+def test_announce_speaks_when_idle(tmp_path: Path) -> None:
+    rig: Rig | None = None
+
+    def announce_then_wait() -> bool:
+        assert rig is not None
+        rig.orch.announce("Your timer is done.")
+        return True
+
+    rig = Rig(tmp_path, [Segment(silence(0.3)),
+                         Segment(silence(0.5), wait_for=announce_then_wait, paced=True)],
+              ScriptedBrain(tool_reply("x")))
+    rig.run()
+    assert rig.sink.spoken == ["Your timer is done."]
+
+
+@pytest.mark.parametrize("enabled", [False])
+def test_without_wake_words_only_push_to_talk_listens(tmp_path: Path, enabled: bool) -> None:
+    settings = Settings(state_dir=tmp_path, wake=WakeSettings(enabled=enabled))
+    source = MemorySource([Segment(command())])
+    brain = ScriptedBrain(tool_reply("x"))
+    orch = Orchestrator(settings, source=source, segmenter=Segmenter(settings.vad), brain=brain,
+                        router=FakeRouter(), tts=RecordingSink(),
+                        wake=WakeDetector.from_settings(make_settings(tmp_path).wake))
+    asyncio.run(asyncio.wait_for(orch.run(), 20))
+    assert brain.utterances == []
+
+
+def test_follow_up_listens_without_wake_word(tmp_path: Path) -> None:
+    rig: Rig | None = None
+
+    def following() -> bool:
+        starts = rig.log.of("listen-start") if rig is not None else []
+        return any(e.data.get("reason") == "follow_up" for e in starts)
+
+    brain = ScriptedBrain(tool_reply("Turned on the kitchen light."), tool_reply("Turned it off."))
+    rig = Rig(tmp_path, [Segment(command()),
+                         Segment(espeak16("and turn it off again") + silence(1.5), wait_for=following)],
+              brain,
+              settings=make_settings(tmp_path, follow_up_s=4.0))
+    rig.run()
+    assert rig.sink.spoken == ["Turned on the kitchen light.", "Turned it off."]
+    assert rig.orch.counters.wakes == 1
+    assert [e.data["reason"] for e in rig.log.of("run-start")] == ["wake", "follow_up", "follow_up"]
+    assert [e.data["outcome"] for e in rig.log.of("run-end")] == ["ok", "ok"]
+
+
+def test_a_failing_tts_sink_is_a_coded_error_and_back_to_idle(tmp_path: Path) -> None:
+    class BrokenSink(RecordingSink):
+        def speak(self, text: str, cancel: threading.Event) -> Any:
+            raise TtsError("output device gone", code="tts_output_unavailable")
+
+    rig = Rig(tmp_path, [Segment(command()), Segment(command())], ScriptedBrain(tool_reply("x")),
+              tts=BrokenSink())
+    rig.run()
+    errors = [(e.data["stage"], e.data["code"]) for e in rig.log.of("error")]
+    assert errors == [("tts", "tts_output_unavailable")] * 2
+    assert len(rig.brain.utterances) == 2
+    assert rig.orch.state is State.IDLE
+
+
+def test_threaded_frame_source_bridges_a_blocking_source() -> None:
+    stopped = threading.Event()
+    blocking = [AudioFrame(bytes(960), i * 0.03) for i in range(50)]
+
+    async def collect(source: ThreadedFrameSource) -> list[AudioFrame]:
+        return [frame async for frame in source]
+
+    got = asyncio.run(collect(ThreadedFrameSource(iter(blocking), stop=stopped.set)))
+    assert got == blocking
+    assert stopped.is_set()
+
+    def broken() -> Any:
+        yield blocking[0]
+        raise OSError("device unplugged")
+
+    with pytest.raises(AssistantError, match="device unplugged") as info:
+        asyncio.run(collect(ThreadedFrameSource(broken())))
+    assert info.value.code == "audio_source_failed"
