@@ -1,0 +1,182 @@
+"""`assistant run`: every part built from settings and handed to the orchestrator.
+
+The orchestrator (assistant.daemon) owns the state machine; this module owns the
+wiring: live audio source, segmenter, wake words, brain, router with skills and home
+tools, TTS sink, earcons, the assistant's own Home Assistant device (state, transcript,
+intent, timings, mute, volume, listen button, say) and SIGHUP reloads (a new settings
+file is validated first; a bad one is reported and the running daemon keeps going).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from assistant.config import Settings, load_settings
+from assistant.errors import AssistantError, ConfigError
+from assistant.types import Event, EventType
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class DaemonController:
+    """What the assistant-control skill may change: volume, mute, stop (thread-safe)."""
+
+    def __init__(self, volume: int) -> None:
+        self._lock = threading.Lock()
+        self._volume = volume
+        self._muted = False
+        self.on_volume: list[Any] = []
+        self.on_mute: list[Any] = []
+        self.on_stop: list[Any] = []
+
+    def stop(self, site: str | None) -> None:
+        """Stop what is playing (the reply to "stop" is silence)."""
+        for callback in self.on_stop:
+            callback()
+
+    def get_volume(self) -> int:
+        """Output volume in percent."""
+        with self._lock:
+            return self._volume
+
+    def set_volume(self, percent: int) -> None:
+        """Set the output volume in percent (0..100)."""
+        with self._lock:
+            self._volume = max(0, min(100, int(percent)))
+            value = self._volume
+        for callback in self.on_volume:
+            callback(value)
+
+    def is_muted(self) -> bool:
+        """True while wake-word detection is off."""
+        with self._lock:
+            return self._muted
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute the wake word."""
+        with self._lock:
+            self._muted = bool(muted)
+        for callback in self.on_mute:
+            callback(bool(muted))
+
+
+def run_daemon(settings: Settings, *, config_path: str | None) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads. Exit status 0, or 1 when audio failed for good."""
+    while True:
+        outcome = asyncio.run(_run_once(settings))
+        if outcome == "stop":
+            return 0
+        if outcome == "failed":
+            return 1
+        try:
+            settings = load_settings(config_path)
+        except ConfigError as err:
+            # Reload refused: keep the settings we had, and say exactly why.
+            for problem in err.problems:
+                _LOGGER.error("reload refused: %s", problem)
+        else:
+            _LOGGER.info("settings reloaded")
+
+
+async def _run_once(settings: Settings) -> str:
+    """One daemon lifetime with fixed settings: "stop", "reload" or "failed"."""
+    from assistant.audio.frontend import Segmenter  # noqa: PLC0415 - heavy imports, run only
+    from assistant.audio.sources import make_source  # noqa: PLC0415
+    from assistant.daemon import Orchestrator, ThreadedFrameSource  # noqa: PLC0415
+    from assistant.pipeline import build_parts  # noqa: PLC0415
+    from assistant.tts import make_earcons  # noqa: PLC0415
+    from assistant.wake.detector import WakeDetector  # noqa: PLC0415
+
+    controller = DaemonController(round(settings.audio.volume * 100))
+    holder: dict[str, Orchestrator] = {}
+
+    def push_to_talk() -> None:
+        if "orch" in holder:
+            holder["orch"].push_to_talk()
+
+    def say(text: str) -> None:
+        if "orch" in holder:
+            holder["orch"].announce(text)
+
+    parts = build_parts(
+        settings,
+        controller=controller,
+        on_listen_pressed=push_to_talk,
+        on_say=say,
+        on_mute=controller.set_muted,
+        on_volume=controller.set_volume,
+    )
+    if parts.brain is None or parts.tts is None:  # build_parts makes both unless told not to
+        raise AssistantError("brain or TTS sink missing", code="internal_error")
+    wake = WakeDetector.from_settings(settings.wake) if settings.wake.enabled else None
+    stop_event = threading.Event()
+    source = make_source(settings, stop_event=stop_event)
+    frames = ThreadedFrameSource(source, stop=source.stop)
+    segmenter = Segmenter(settings.vad, source=f"live:{settings.audio.source}", site=settings.site)
+    device = parts.home.device if parts.home.client.enabled else None
+    reload_requested = {"flag": False}
+
+    def on_event(event: Event) -> None:
+        if device is None:
+            return
+        try:
+            state = event.data.get("state")
+            if isinstance(state, str):
+                device.set_state(state)
+            if event.type is EventType.TRANSCRIPT:
+                device.set_transcript(str(event.data.get("text", "")))
+            elif event.type is EventType.TOOL_CALL and "name" in event.data:
+                device.publish_intent(str(event.data["name"]), event.data.get("arguments") or {})
+            elif event.type is EventType.RUN_END:
+                device.publish_timings(dict(event.data))
+        except Exception:  # observers must never break the pipeline
+            _LOGGER.exception("publishing event %s failed", event.type)
+
+    def request_reload() -> None:
+        reload_requested["flag"] = True
+        holder["orch"].stop()
+
+    orch = Orchestrator(
+        settings,
+        source=frames,
+        segmenter=segmenter,
+        brain=parts.brain,
+        router=parts.router,
+        tts=parts.tts,
+        wake=wake,
+        earcons=make_earcons(settings, parts.tts),
+        listeners=[on_event],
+        shutdown_hooks=[stop_event.set, parts.close],
+        reload_hooks=[request_reload],
+        handle_signals=True,
+    )
+    holder["orch"] = orch
+    controller.on_mute.append(orch.set_muted)
+    if device is not None:
+        controller.on_mute.append(device.set_muted)
+        controller.on_volume.append(device.set_volume)
+    parts.notifier.announce_to = lambda text, _site: orch.announce(text)
+    parts.start_services()
+    warm = getattr(parts.brain, "warm", None)
+    if callable(warm):  # Gemma: fill the prompt prefix before the first wake
+        threading.Thread(target=warm, args=(parts.router,), name="brain-warm", daemon=True).start()
+    _LOGGER.info(
+        "assistant running: site=%s brain=%s tts=%s wake=%s mqtt=%s",
+        settings.site,
+        settings.brain.kind,
+        settings.tts.kind,
+        ",".join(w.model for w in settings.wake.words) if wake else "off",
+        settings.mqtt.host or "none",
+    )
+    try:
+        await orch.run()
+    finally:
+        parts.close()
+        if wake is not None:
+            wake.close()
+    if getattr(orch, "failure", None) is not None:
+        return "failed"
+    return "reload" if reload_requested["flag"] else "stop"
