@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models" and args.models_command is None:
             parser.parse_args(["models", "--help"])
         settings = load_settings(args.config)
-        _setup_logging(args.verbose, settings)
+        # `process` prints results on stdout; its logs stay quiet unless asked for with -v.
+        _setup_logging(args.verbose, None if args.command == "process" else settings)
         return _dispatch(args, settings)
     except ConfigError as err:
         _print_config_error(err)
