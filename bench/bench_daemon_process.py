@@ -80,7 +80,8 @@ def main() -> None:
             try:
                 time.sleep(args.warmup_s)
                 if daemon.poll() is not None:
-                    raise SystemExit(f"daemon exited early:\n{daemon.stderr.read().decode() if daemon.stderr else ''}")
+                    err = daemon.stderr.read().decode() if daemon.stderr else ""
+                    raise SystemExit(f"daemon exited early:\n{err}")
                 cpu0, wall0 = cpu_seconds(daemon.pid), time.monotonic()
                 time.sleep(args.window_s)
                 cpu1, wall1 = cpu_seconds(daemon.pid), time.monotonic()
