@@ -175,8 +175,9 @@ class PhraseSettings:
 
     language: str = "en"
     """Sentence-template language."""
-    rejection_threshold: float = 0.0
-    """Confidence below which speech is rejected; the brain's docs say what the figure means."""
+    rejection_threshold: float = 40.0
+    """Cost (natural log, per word) of the filler-word path competing with the commands; speech
+    decoded through it is rejected. Lower rejects more. See assistant.brains.phrase.brain."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,322 @@
+"""The phrase brain: pocketsphinx grammar recognition -> hassil intent -> tool call -> router.
+
+Nothing to download: the acoustic model, dictionary and generic language model (used
+only to rank filler words) ship in the pocketsphinx wheel; the sentence templates ship
+in home-assistant-intents. The grammar is generated from the router's tool set and
+rebuilt in a background thread when ``router.tools_version`` changes; the previous
+grammar keeps serving until the new one is installed.
+
+Rejection (``PhraseSettings.rejection_threshold``): inside the same decoding pass the
+command paths compete with a loop of the 80 most frequent English words of three or
+more phones that are not grammar words (a filler path that may start at the beginning
+or after a command's first three words). Each filler word costs
+``rejection_threshold`` in natural-log units of grammar probability (pocketsphinx then
+scales it by its language weight, 6.5). When the best path uses a filler word, or its
+words match no intent, the turn is rejected: reply "Sorry, I didn't catch that.", no
+router call. Lower values reject more (safer, more misses); higher values accept more.
+Default 40: of the values benched on the synthesized test set
+(scripts/make_phrase_testset.py, bench/bench_phrase.py), 30 / 40 / 50 gave 0 / 0 / 1
+actions on 28 out-of-domain clips and 83.7 / 85.9 / 87.0 % exact commands.
+
+When the router has a sensitive call waiting for this site, the utterance is decoded
+with a small yes / no / PIN-digits grammar and handed to ``answer_confirmation``
+(``None`` when rejected).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from hassil import recognize_best
+
+from assistant.brains.base import Router
+from assistant.brains.phrase.decoder import Decoded, GrammarDecoder, frequent_words, trim_silence
+from assistant.brains.phrase.graph import GraphBuilder, WordGraph
+from assistant.brains.phrase.pronounce import Pronouncer, default_pronouncer
+from assistant.brains.phrase.templates import IntentSet, build_intent_set
+from assistant.config import PhraseSettings
+from assistant.errors import BrainError
+from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
+
+_LOGGER = logging.getLogger(__name__)
+
+NOT_UNDERSTOOD = "Sorry, I didn't catch that."
+
+CONFIRM_PHRASES = (
+    "yes", "yes please", "yeah", "yep", "sure", "do it", "confirm", "okay", "ok",
+    "no", "no thanks", "cancel", "stop", "don't",
+)
+"""What the confirmation grammar accepts besides a spoken PIN (three or more digits, "one two three four")."""
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_CONFIRM_SEARCH = "confirm"
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """One installed command grammar."""
+
+    router: int
+    """``id()`` of the router whose tools it was built from."""
+    version: int
+    search: str
+    intents: IntentSet
+    sentences: int
+    words: int
+    build_ms: float
+
+
+@dataclass(frozen=True)
+class Match:
+    """A transcript matched to a tool call."""
+
+    call: ToolCall
+    intent: str
+
+
+class PhraseBrain:
+    """Speech -> pocketsphinx grammar -> hassil -> ToolCall -> router. ``handle`` is thread-safe."""
+
+    name = "phrase"
+
+    def __init__(self, settings: PhraseSettings, *, pronouncer: Pronouncer | None = None,
+                 decoder: GrammarDecoder | None = None) -> None:
+        self._settings = settings
+        self._pronouncer = pronouncer or default_pronouncer()
+        if decoder is None:
+            ranked = frequent_words(self._pronouncer.words())
+            decoder = GrammarDecoder(ranked, self._pronouncer.phones)
+        self._decoder = decoder
+        self._grammar: Grammar | None = None
+        self._retired: str | None = None
+        self._build_lock = threading.Lock()
+        self._match_lock = threading.Lock()
+        self._builder: threading.Thread | None = None
+        self._ids = count(1)
+        self._install_confirmation()
+
+    # ------------------------------------------------------------------ grammar
+
+    @property
+    def grammar(self) -> Grammar | None:
+        """The grammar currently serving (None before the first build)."""
+        return self._grammar
+
+    def _phones_for_grammar(self, names: frozenset[str]) -> Any:
+        def phones(word: str) -> str | None:
+            return self._pronouncer.phones(word, spell=word in names)
+        return phones
+
+    def build(self, router: Router) -> Grammar:
+        """Build and install the grammar for the router's current tools (blocking)."""
+        with self._build_lock:
+            version = router.tools_version
+            current = self._grammar
+            if current is not None and (current.router, current.version) == (id(router), version):
+                return current
+            started = time.monotonic()
+            tools = list(router.tools())
+            intents = build_intent_set(tools, self._settings.language)
+            builder = GraphBuilder(intents.intents, intents.slot_lists, self._settings.language)
+            builder.add_intents()
+            graph = builder.build()
+            name_words = frozenset(
+                w for value in (*intents.name_domains, *_area_names(intents)) for w in value.split()
+            )
+            phones = self._phones_for_grammar(name_words)
+            graph.prune(lambda word: phones(word) is not None)
+            graph.remove_epsilons()
+            search = f"commands{next(self._ids)}"
+            self._decoder.install(search, graph, phones, self._settings.rejection_threshold)
+            self._warm_up(intents)
+            grammar = Grammar(
+                router=id(router), version=version, search=search, intents=intents,
+                sentences=builder.sentences,
+                words=len(graph.words), build_ms=(time.monotonic() - started) * 1000.0,
+            )
+            self._grammar = grammar
+            # the previous search stays one generation: a turn may still be decoding with it
+            if self._retired is not None:
+                self._decoder.remove(self._retired)
+            self._retired = current.search if current is not None else None
+            _LOGGER.info(
+                "Phrase grammar v%d: %d tools, %d templates, %d words, %d arcs, built in %.0f ms",
+                version, len(tools), builder.sentences, grammar.words, len(graph.arcs), grammar.build_ms,
+            )
+            return grammar
+
+    def rebuild_in_background(self, router: Router) -> threading.Thread | None:
+        """Start a background rebuild unless one is running; returns its thread."""
+        with self._match_lock:
+            if self._builder is not None and self._builder.is_alive():
+                return None
+            thread = threading.Thread(target=self._rebuild, args=(router,), name="phrase-grammar",
+                                      daemon=True)
+            self._builder = thread
+        thread.start()
+        return thread
+
+    def _rebuild(self, router: Router) -> None:
+        try:
+            self.build(router)
+        except Exception:  # a broken tool set must not kill the worker; the old grammar keeps serving
+            _LOGGER.exception("Phrase grammar rebuild failed; keeping the previous grammar")
+
+    def _current_grammar(self, router: Router) -> Grammar:
+        grammar = self._grammar
+        if grammar is None:
+            return self.build(router)
+        if id(router) != grammar.router:
+            return self.build(router)  # another router: its tools, now
+        if router.tools_version != grammar.version:
+            self.rebuild_in_background(router)
+        return grammar
+
+    def _warm_up(self, intents: IntentSet) -> None:
+        """hassil builds its number tries lazily: pay that here, not on the first command."""
+        with self._match_lock:
+            for text in ("set a timer for five minutes", "set the brightness to fifty percent"):
+                recognize_best(text, intents.intents, slot_lists=dict(intents.slot_lists),
+                               language=self._settings.language, best_slot_name="name")
+
+    def _install_confirmation(self) -> None:
+        graph = WordGraph()
+        builder_phrases = list(CONFIRM_PHRASES)
+        for phrase in builder_phrases:
+            state = graph.start
+            words = phrase.split()
+            for i, word in enumerate(words):
+                nxt = graph.final if i == len(words) - 1 else graph.new_state()
+                graph.arcs.append((state, nxt, word))
+                state = nxt
+        # a PIN is three or more digits: single digits match noise too easily
+        first, second, loop = graph.new_state(), graph.new_state(), graph.new_state()
+        for digit in DIGITS:
+            graph.arcs.append((graph.start, first, digit))
+            graph.arcs.append((first, second, digit))
+            graph.arcs.append((second, loop, digit))
+            graph.arcs.append((second, graph.final, digit))
+            graph.arcs.append((loop, loop, digit))
+            graph.arcs.append((loop, graph.final, digit))
+        self._decoder.install(_CONFIRM_SEARCH, graph, self._pronouncer.phones,
+                              self._settings.rejection_threshold)
+
+    # ------------------------------------------------------------------ matching
+
+    def match(self, text: str, grammar: Grammar) -> Match | None:
+        """Map a transcript to a tool call with hassil (None when no intent matches)."""
+        intents = grammar.intents
+        with self._match_lock:
+            result = recognize_best(text, intents.intents, slot_lists=dict(intents.slot_lists),
+                                    language=self._settings.language, best_slot_name="name")
+        if result is None or result.intent.name not in intents.tools:
+            return None
+        slots: dict[str, Any] = {name: entity.value for name, entity in result.entities.items()}
+        arguments = intents.arguments(result.intent.name, slots)
+        return Match(call=ToolCall(result.intent.name, arguments), intent=result.intent.name)
+
+    # ------------------------------------------------------------------ turns
+
+    def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+        """Process one utterance end to end."""
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        site = utterance.site
+        if cancel.is_set():
+            return _rejected(None, site, timings)
+        question = router.pending_confirmation(site)
+        pcm = trim_silence(utterance.pcm)
+        if question is not None:
+            return self._confirm(pcm, utterance, router, cancel, timings)
+        try:
+            grammar = self._current_grammar(router)
+        except Exception as err:
+            raise BrainError(f"phrase grammar could not be built: {err}") from err
+        t0 = time.monotonic()
+        try:
+            decoded = self._decoder.decode(pcm, grammar.search)
+        except KeyError:  # retired meanwhile by two quick rebuilds: use the newest
+            grammar = self._current_grammar(router)
+            decoded = self._decoder.decode(pcm, grammar.search)
+        t1 = time.monotonic()
+        timings["decode"] = (t1 - t0) * 1000.0
+        match = None if decoded.rejected else self.match(decoded.text, grammar)
+        t2 = time.monotonic()
+        timings["match"] = (t2 - t1) * 1000.0
+        transcript = _transcript(decoded)
+        if match is None or cancel.is_set():
+            _LOGGER.info("Rejected %r (%d filler words)", decoded.text, decoded.fillers)
+            timings["total"] = (time.monotonic() - started) * 1000.0
+            return _rejected(transcript, site, timings)
+        result = router.call(match.call, site=site)
+        t3 = time.monotonic()
+        timings["router"] = (t3 - t2) * 1000.0
+        timings["end_of_speech_to_action"] = (t3 - utterance.ended_at) * 1000.0
+        timings["total"] = (t3 - started) * 1000.0
+        return BrainTurn(
+            transcript=transcript, tool_calls=(match.call,), results=(result,),
+            reply=_reply(result, site), timings_ms=timings, understood=True,
+        )
+
+    def _confirm(self, pcm: bytes, utterance: Utterance, router: Router, cancel: threading.Event,
+                 timings: dict[str, float]) -> BrainTurn:
+        """Decode a yes / no / PIN answer and resolve the waiting call with it."""
+        t0 = time.monotonic()
+        decoded = self._decoder.decode(pcm, _CONFIRM_SEARCH)
+        t1 = time.monotonic()
+        timings["decode"] = (t1 - t0) * 1000.0
+        timings["match"] = 0.0
+        answer = None if decoded.rejected or cancel.is_set() else decoded.text
+        result = router.answer_confirmation(answer, site=utterance.site)
+        t2 = time.monotonic()
+        timings["router"] = (t2 - t1) * 1000.0
+        timings["end_of_speech_to_action"] = (t2 - utterance.ended_at) * 1000.0
+        reply = _reply(result, utterance.site)
+        if answer is None and not reply.text:
+            reply = Reply(NOT_UNDERSTOOD, utterance.site, is_error=True)
+        return BrainTurn(
+            transcript=answer, tool_calls=(), results=(result,), reply=reply,
+            timings_ms=timings, understood=answer is not None,
+        )
+
+    def transcribe(self, pcm: bytes, router: Router) -> Decoded:
+        """Decode PCM with the command grammar only (no matching, no router call)."""
+        return self._decoder.decode(trim_silence(pcm), self._current_grammar(router).search)
+
+
+def _area_names(intents: IntentSet) -> list[str]:
+    from hassil import TextSlotList  # noqa: PLC0415 - only the type check needs it
+
+    areas = intents.slot_lists.get("area")
+    if not isinstance(areas, TextSlotList):
+        return []
+    return [str(v.value_out) for v in areas.values]
+
+
+def _transcript(decoded: Decoded) -> str | None:
+    return None if decoded.fillers or not decoded.words else decoded.text
+
+
+def _reply(result: ToolResult, site: str) -> Reply:
+    is_error = result.status is ResultStatus.ERROR
+    text = result.speech or ("Sorry, that didn't work." if is_error else "")
+    return Reply(text, site, is_error=is_error,
+                 expects_answer=result.status is ResultStatus.NEEDS_CONFIRMATION)
+
+
+def _rejected(transcript: str | None, site: str, timings: Mapping[str, float]) -> BrainTurn:
+    return BrainTurn(
+        transcript=transcript, tool_calls=(), results=(), reply=Reply(NOT_UNDERSTOOD, site, is_error=True),
+        timings_ms=dict(timings), understood=False,
+    )
+
+
+def make_phrase_brain(settings: PhraseSettings) -> PhraseBrain:
+    """The phrase brain with its decoder loaded (about 0.3 s); grammars build on first use."""
+    return PhraseBrain(settings)

@@ -1,0 +1,214 @@
+"""pocketsphinx in grammar (FSG) mode, with a filler-word path for rejection.
+
+One ``pocketsphinx.Decoder`` (acoustic model and dictionary from the wheel, no language
+model) is loaded once. Grammars are installed as named FSG searches; decoding takes a
+lock, so one decoder serves every thread in turn.
+
+Rejection: every grammar gets a competing "filler" path made of the most frequent
+English words that are not grammar words (ranked by the unigram probabilities of the
+generic en-us language model that ships in the wheel). The filler path can start at
+the beginning of the utterance or after the first few words of a command ("what's the"
++ "weather like"), loops freely, and costs ``penalty`` (natural log, before pocketsphinx's
+language weight) per filler word. Speech that fits a command path wins over a
+penalised filler sequence; speech that fits no command comes out with filler words
+and is rejected. The penalty is the rejection threshold: lower rejects more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.brains.phrase.graph import WordGraph
+
+_LOGGER = logging.getLogger(__name__)
+
+_ALT_PRON = re.compile(r"\(\d+\)$")  # "on(2)": second pronunciation of "on"
+FILLER_PREFIX = "filler_"
+FILLER_WORDS = 80
+"""Filler vocabulary size: more words reject more out-of-domain speech but decode slower."""
+FILLER_PREFIX_WORDS = 3
+"""The filler path may also start after the first words of a command, up to this many
+("what is the" + "capital of france"); deeper entry points reject little more and slow decoding."""
+_RANKED_WORDS = 800
+MIN_FILLER_PHONES = 3
+"""Shorter words ("a", "or") fit almost any sound and would reject good commands."""
+MIN_SAMPLES = 1600
+"""Shorter input (0.1 s) is not speech worth decoding."""
+"""How many frequent words are ranked (fillers are the top ones not in the grammar)."""
+
+# Beams wider than pocketsphinx's defaults (1e-48 / 7e-29): synthetic and far-field
+# speech otherwise loses the right path mid-sentence and ends with no result at all.
+_DECODER_OPTIONS = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e-60}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoding pass."""
+
+    words: tuple[str, ...]
+    """Grammar words of the best path (filler words removed)."""
+    fillers: int
+    """How many filler words the best path used (0 for a clean command path)."""
+    frames: int
+    """10 ms frames decoded."""
+
+    @property
+    def text(self) -> str:
+        """The grammar words joined by spaces."""
+        return " ".join(self.words)
+
+    @property
+    def rejected(self) -> bool:
+        """True when the filler path won or nothing was recognized."""
+        return self.fillers > 0 or not self.words
+
+
+def frequent_words(entries: Iterable[str], limit: int = _RANKED_WORDS) -> list[str]:
+    """The ``limit`` most frequent words among ``entries``, by the bundled LM's unigram scores."""
+    import pocketsphinx  # noqa: PLC0415 - native module, loaded only for this brain
+
+    model = pocketsphinx.NGramModel(
+        pocketsphinx.Config(), pocketsphinx.LogMath(), pocketsphinx.get_model_path("en-us/en-us.lm.bin")
+    )
+    floor = -(2**29)  # score of an unknown word
+    scored: list[tuple[int, str]] = []
+    for word in entries:
+        if not re.fullmatch(r"[a-z]+('[a-z]+)?", word):
+            continue
+        score = int(model.prob([word]))
+        if score > floor:
+            scored.append((score, word))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [word for _, word in scored[:limit]]
+
+
+class GrammarDecoder:
+    """A pocketsphinx decoder with named grammar searches; thread-safe."""
+
+    def __init__(self, ranked_fillers: list[str], phones: Callable[[str], str | None]) -> None:
+        import pocketsphinx  # noqa: PLC0415 - native module, loaded only for this brain
+
+        # bestpath=False: the lattice pass of bestpath returns word strings outside an FSG.
+        self._decoder = pocketsphinx.Decoder(lm=None, bestpath=False, loglevel="ERROR", **_DECODER_OPTIONS)
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._searches: set[str] = set()
+        self._fillers: list[str] = []
+        for word in ranked_fillers:
+            pron = phones(word)
+            if pron is not None and len(pron.split()) >= MIN_FILLER_PHONES:
+                self._fillers.append(word)
+        for i, word in enumerate(self._fillers):
+            self._decoder.add_word(FILLER_PREFIX + word, phones(word) or "", i == len(self._fillers) - 1)
+
+    def install(self, name: str, graph: WordGraph, phones: Callable[[str], str | None],
+                penalty: float | None) -> None:
+        """Compile ``graph`` (plus the filler path costing ``penalty`` per word) as search ``name``.
+
+        ``graph`` must be free of epsilon arcs (``WordGraph.remove_epsilons``).
+        """
+        transitions: list[tuple[int, int, float] | tuple[int, int, float, str]] = []
+        start = graph.n_states
+        final = graph.n_states + 1
+        transitions.append((start, graph.start, 1.0))
+        transitions.append((graph.final, final, 1.0))
+        for src, dst, word in graph.arcs:
+            if word is None:
+                transitions.append((src, dst, 1.0))
+            else:
+                transitions.append((src, dst, 1.0, word))
+        if penalty is not None:
+            grammar_words = graph.words
+            fillers = [w for w in self._fillers if w not in grammar_words][:FILLER_WORDS]
+            entry, loop = graph.n_states + 2, graph.n_states + 3
+            prob = math.exp(-penalty)
+            sources = {start} | graph.states_within(FILLER_PREFIX_WORDS)
+            sources.discard(graph.final)
+            transitions.extend((src, entry, 1.0) for src in sorted(sources))
+            for word in fillers:
+                transitions.append((entry, loop, prob, FILLER_PREFIX + word))
+                transitions.append((loop, loop, prob, FILLER_PREFIX + word))
+            transitions.append((loop, final, 1.0))
+        new_words = sorted(w for w in graph.words if w not in self._known)
+        with self._lock:
+            missing: list[tuple[str, str]] = []
+            for word in new_words:
+                pron = phones(word)
+                if pron is None:
+                    continue
+                if self._decoder.lookup_word(word) is None:
+                    missing.append((word, pron))
+                self._known.add(word)
+            for i, (word, pron) in enumerate(missing):
+                # the decoder's dictionary is rebuilt once, with the last word
+                self._decoder.add_word(word, pron, i == len(missing) - 1)
+            fsg = self._decoder.create_fsg(name, start, final, transitions)
+            self._decoder.add_fsg(name, fsg)
+            self._searches.add(name)
+
+    def remove(self, name: str) -> None:
+        """Forget a search (an older grammar)."""
+        with self._lock:
+            if name in self._searches:
+                self._searches.discard(name)
+                self._decoder.remove_search(name)
+
+    def decode(self, pcm: bytes, search: str) -> Decoded:
+        """Decode 16 kHz mono int16 PCM with the named grammar."""
+        samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype=np.int16)
+        if samples.size < MIN_SAMPLES:
+            return Decoded(words=(), fillers=0, frames=0)
+        with self._lock:
+            if search not in self._searches:
+                raise KeyError(search)
+            self._decoder.activate_search(search)
+            self._decoder.start_utt()
+            try:
+                self._decoder.process_raw(samples.tobytes(), False, True)
+            finally:
+                self._decoder.end_utt()  # a failed utterance must not wedge the decoder
+            hyp = self._decoder.hyp()
+            frames = int(self._decoder.n_frames())
+            segments = [seg.word for seg in self._decoder.seg() or ()] if hyp is not None else []
+        words: list[str] = []
+        fillers = 0
+        for raw in segments:
+            word = _ALT_PRON.sub("", raw)
+            if word.startswith(FILLER_PREFIX):
+                fillers += 1
+            elif word.startswith(("<", "[", "+", "(")):
+                continue  # silence, noise words and null transitions
+            else:
+                words.append(word)
+        return Decoded(words=tuple(words), fillers=fillers, frames=frames)
+
+
+def trim_silence(pcm: bytes, *, rate: int = 16_000, margin_s: float = 0.25) -> bytes:
+    """Cut leading and trailing quiet (pre-roll, endpointer silence) before decoding.
+
+    A frame is quiet when its energy is 35 dB below the loudest 10 ms frame (and below
+    -50 dBFS at most); ``margin_s`` of audio is kept on both sides. Decoding time is
+    proportional to length, and the endpointer hands over ~0.6 s of trailing silence.
+    """
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype=np.int16).astype(np.float32)
+    hop = rate // 100
+    n = samples.size // hop
+    if n < 3:
+        return pcm
+    frames = samples[: n * hop].reshape(n, hop)
+    energy = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-3) - 90.3  # dBFS for int16
+    threshold = max(float(energy.max()) - 35.0, -50.0)
+    loud = np.flatnonzero(energy > threshold)
+    if loud.size == 0:
+        return pcm
+    pad = int(margin_s * 100)
+    first = max(int(loud[0]) - pad, 0)
+    last = min(int(loud[-1]) + pad + 1, n)
+    return samples[first * hop : last * hop].astype(np.int16).tobytes()

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Phrase brain over the full synthesized test set: accuracy, false actions, confirmations, latency.
+
+Prints: exact tool calls on commands (acceptance group, and the British-voice stress group
+apart), actions on out-of-domain speech, the outcome of sensitive commands (must be a
+confirmation question), yes/no answers to a waiting confirmation, every failure, end of
+speech -> router call latency (median / p90; goal median <= 150 ms on this machine), and
+the grammar rebuild time for 200 entities.
+
+Usage: bench/bench_phrase.py [--testset DIR] [--threshold X [X ...]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from make_phrase_testset import Clip, load_manifest, make_testset  # noqa: E402
+
+from assistant.brains.phrase import PhraseBrain  # noqa: E402
+from assistant.brains.phrase.testkit import RecordingRouter, demo_tools, skill_tools, synthetic_entities  # noqa: E402
+from assistant.brains.phrase.testkit import home_tools as make_home_tools  # noqa: E402
+from assistant.config import PhraseSettings  # noqa: E402
+from assistant.types import ResultStatus, ToolCall, Utterance  # noqa: E402
+
+
+def _pcm(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes())
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:
+    """Every clip through the brain with a fresh recording router; returns the tallies."""
+    never = threading.Event()
+    ok = {"main": 0, "stress": 0}
+    total = {"main": 0, "stress": 0}
+    false_actions = 0
+    ood = 0
+    sensitive_ok = 0
+    sensitive = 0
+    answers_ok = 0
+    answers = 0
+    latencies: list[float] = []
+    decode_ms: list[float] = []
+    failures: list[str] = []
+    by_synth: dict[str, list[int]] = {}
+    router = RecordingRouter(demo_tools())  # one router, as in the daemon: one grammar
+    for clip in clips:
+        router.reset()
+        pcm = _pcm(folder / clip.file)
+        if clip.kind == "answer":
+            parked = router.call(ToolCall("HassTurnOff", {"name": "front door"}), site="default")
+            assert parked.status is ResultStatus.NEEDS_CONFIRMATION  # noqa: S101 - bench sanity
+        utterance = Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source=clip.file,
+                              ended_at=time.monotonic())
+        turn = brain.handle(utterance, router, never)
+        if "decode" in turn.timings_ms:
+            decode_ms.append(turn.timings_ms["decode"])
+        if "end_of_speech_to_action" in turn.timings_ms and clip.kind != "answer":
+            latencies.append(turn.timings_ms["end_of_speech_to_action"])
+        got = [c.to_json() for c in router.calls]
+        noise = " noise" if clip.snr_db else ""
+        via = f" via {clip.rate} Hz" if clip.rate else ""
+        label = f"{clip.id} [{clip.voice}{noise}{via}]"
+        if clip.kind == "command":
+            total[clip.group] += 1
+            good = got == [clip.expected] and router.executed == router.calls
+            ok[clip.group] += good
+            if clip.group == "main":
+                synth = clip.voice.split(":")[0]
+                by_synth.setdefault(synth, [0, 0])
+                by_synth[synth][0] += good
+                by_synth[synth][1] += 1
+            if not good:
+                failures.append(f"{clip.group:6s} {label} {clip.text!r} -> heard {turn.transcript!r}, "
+                                f"calls {got}")
+        elif clip.kind == "sensitive":
+            sensitive += 1
+            good = (got == [clip.expected] and not router.executed
+                    and turn.results[0].status is ResultStatus.NEEDS_CONFIRMATION)
+            sensitive_ok += good
+            if not good:
+                failures.append(f"sensitive {label} {clip.text!r} -> heard {turn.transcript!r}, calls {got}")
+        elif clip.kind == "ood":
+            ood += 1
+            if router.calls:
+                false_actions += 1
+                failures.append(f"OOD ACTION {label} {clip.text!r} -> heard {turn.transcript!r}, calls {got}")
+        elif clip.kind == "answer":
+            answers += 1
+            expect_run = clip.text == "yes"
+            ran = len(router.executed) == 1
+            good = ran == expect_run and router.answers == [clip.text]
+            answers_ok += good
+            if not good:
+                failures.append(f"answer {label} {clip.text!r} -> heard {router.answers}, executed {ran}")
+    return {"ok": ok, "total": total, "false_actions": false_actions, "ood": ood,
+            "sensitive_ok": sensitive_ok, "sensitive": sensitive, "answers_ok": answers_ok,
+            "answers": answers, "latencies": latencies, "decode_ms": decode_ms, "failures": failures,
+            "by_synth": by_synth}
+
+
+def bench_rebuild(brain: PhraseBrain, entities: int) -> tuple[float, int, int]:
+    """Median grammar build time (ms) for a home of ``entities`` entities, plus its size."""
+    tools = sorted([*make_home_tools(synthetic_entities(entities)), *skill_tools()], key=lambda t: t.name)
+    router = RecordingRouter(tools)
+    times: list[float] = []
+    grammar = None
+    for _ in range(3):
+        router.set_tools(tools)
+        started = time.monotonic()
+        grammar = brain.build(router)
+        times.append((time.monotonic() - started) * 1000.0)
+    assert grammar is not None  # noqa: S101 - bench sanity
+    return statistics.median(times), grammar.sentences, grammar.words
+
+
+def main() -> int:
+    """Command-line entry."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--testset", type=Path, default=None,
+                        help="folder with manifest.jsonl (made if empty)")
+    parser.add_argument("--threshold", type=float, nargs="*", default=None,
+                        help="rejection thresholds to compare (default: the settings default)")
+    args = parser.parse_args()
+    tmp = None
+    folder = args.testset
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix="phrase-testset-")
+        folder = Path(tmp.name)
+    if not (folder / "manifest.jsonl").exists():
+        started = time.monotonic()
+        make_testset(folder)
+        print(f"synthesized the test set in {time.monotonic() - started:.1f} s -> {folder}")
+    clips = load_manifest(folder)
+    thresholds = args.threshold or [PhraseSettings().rejection_threshold]
+    for threshold in thresholds:
+        settings = dataclasses.replace(PhraseSettings(), rejection_threshold=threshold)
+        started = time.monotonic()
+        brain = PhraseBrain(settings)
+        load_s = time.monotonic() - started
+        started = time.monotonic()
+        brain.build(RecordingRouter(demo_tools()))
+        build_ms = (time.monotonic() - started) * 1000.0
+        tally = run(brain, clips, folder)  # its own router: the grammar is rebuilt once for it
+        ok, total = tally["ok"], tally["total"]
+        assert isinstance(ok, dict) and isinstance(total, dict)  # noqa: S101 - typing
+        lat = tally["latencies"]
+        dec = tally["decode_ms"]
+        assert isinstance(lat, list) and isinstance(dec, list)  # noqa: S101 - typing
+        print(f"\n=== rejection_threshold = {threshold}  "
+              f"(brain load {load_s:.2f} s, 12-entity grammar {build_ms:.0f} ms)")
+        print(f"commands, exact tool call (acceptance: piper joe + 5 espeak en-us voices): "
+              f"{ok['main']}/{total['main']} = {ok['main'] / max(total['main'], 1):.1%}")
+        by_synth = tally["by_synth"]
+        assert isinstance(by_synth, dict)  # noqa: S101 - typing
+        print("   by synthesizer: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_synth.items())))
+        print(f"commands, exact tool call (stress: espeak en-gb, British accent): "
+              f"{ok['stress']}/{total['stress']} = {ok['stress'] / max(total['stress'], 1):.1%}")
+        print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
+        print("sensitive commands ending in a confirmation question: "
+              f"{tally['sensitive_ok']}/{tally['sensitive']}")
+        print(f"yes/no answers resolved as said: {tally['answers_ok']}/{tally['answers']}")
+        if lat:
+            print(f"end of speech -> router call: median {statistics.median(lat):.0f} ms, "
+                  f"p90 {_pct(lat, 0.9):.0f} ms over {len(lat)} turns (goal: median <= 150 ms)")
+        if dec:
+            print(f"decode alone: median {statistics.median(dec):.0f} ms, p90 {_pct(dec, 0.9):.0f} ms "
+                  f"over {len(dec)} clips")
+        failures = tally["failures"]
+        assert isinstance(failures, list)  # noqa: S101 - typing
+        print(f"failures ({len(failures)}):")
+        for line in failures:
+            print("  " + line)
+    rebuild_ms, sentences, words = bench_rebuild(brain, 200)
+    print(f"\ngrammar rebuild for 200 entities: {rebuild_ms:.0f} ms median of 3 "
+          f"({sentences} templates, {words} words)")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

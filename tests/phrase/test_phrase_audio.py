@@ -1,0 +1,167 @@
+"""The phrase brain on synthesized speech, with real pocketsphinx and a recording router.
+
+The router is a small recording stand-in (assistant.brains.phrase.testkit.RecordingRouter)
+implementing the brain-facing Router protocol; nothing is mocked inside the brain.
+Accuracy figures over the whole set come from bench/bench_phrase.py, not from here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import wave
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.brains.phrase import NOT_UNDERSTOOD, PhraseBrain
+from assistant.brains.phrase.testkit import DEMO_ENTITIES, DemoEntity, RecordingRouter, demo_tools
+from assistant.types import BrainTurn, ResultStatus, ToolCall, Utterance
+
+
+def read_pcm(path: Path) -> bytes:
+    """Frames of a 16 kHz mono WAV file."""
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes())
+
+NEVER = threading.Event()
+
+
+def _utterance(pcm: bytes, site: str = "default") -> Utterance:
+    return Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test", site=site,
+                     ended_at=time.monotonic())
+
+
+def _run(brain: PhraseBrain, pcm: bytes,
+         router: RecordingRouter | None = None) -> tuple[RecordingRouter, BrainTurn]:
+    router = router or RecordingRouter(demo_tools())
+    turn = brain.handle(_utterance(pcm), router, NEVER)
+    return router, turn
+
+
+def test_spoken_commands_become_exact_tool_calls(phrase_brain: PhraseBrain, spoken_set) -> None:  # type: ignore[no-untyped-def]
+    folder, clips = spoken_set
+    commands = [c for c in clips if c.kind == "command" and c.group == "main"]
+    exact = 0
+    for clip in commands:
+        router, turn = _run(phrase_brain, read_pcm(folder / clip.file))
+        if [c.to_json() for c in router.calls] == [clip.expected]:
+            exact += 1
+            assert turn.understood and turn.timings_ms["end_of_speech_to_action"] > 0
+    # the full-set figure is in bench/bench_phrase.py; this slice guards against regressions
+    assert exact >= 0.75 * len(commands), f"{exact}/{len(commands)}"
+
+
+def test_out_of_domain_speech_never_reaches_the_router(phrase_brain: PhraseBrain, spoken_set) -> None:  # type: ignore[no-untyped-def]
+    folder, clips = spoken_set
+    ood = [c for c in clips if c.kind == "ood"]
+    assert len(ood) >= 10
+    for clip in ood:
+        router, turn = _run(phrase_brain, read_pcm(folder / clip.file))
+        assert router.calls == [], (clip.text, turn.transcript)
+        assert not turn.understood and turn.reply.text == NOT_UNDERSTOOD
+
+
+def test_sensitive_commands_end_in_a_question_not_an_action(phrase_brain: PhraseBrain, say) -> None:  # type: ignore[no-untyped-def]
+    for text, expected in (("unlock the front door", "HassTurnOff"), ("open the garage door", "HassTurnOn")):
+        router, turn = _run(phrase_brain, say(text))
+        assert [c.name for c in router.calls] == [expected], text
+        assert router.executed == []
+        assert turn.results[0].status is ResultStatus.NEEDS_CONFIRMATION
+        assert turn.reply.expects_answer and turn.reply.text.startswith("Do you want me to")
+
+
+@pytest.mark.parametrize(("answer", "runs"), [("yes", True), ("no", False)])
+def test_a_waiting_confirmation_is_answered_with_the_yes_no_grammar(
+    phrase_brain: PhraseBrain, say: Callable[[str], bytes], answer: str, runs: bool
+) -> None:
+    router = RecordingRouter(demo_tools())
+    parked = router.call(ToolCall("HassTurnOff", {"name": "front door"}), site="default")
+    assert parked.status is ResultStatus.NEEDS_CONFIRMATION
+    _run(phrase_brain, say(answer), router)
+    assert router.answers == [answer]
+    assert (len(router.executed) == 1) is runs
+    assert router.calls == [ToolCall("HassTurnOff", {"name": "front door"})]  # no new command
+
+
+def test_noise_and_silence_are_rejected_without_a_router_call(phrase_brain: PhraseBrain) -> None:
+    rng = np.random.default_rng(3)
+    noise = (rng.standard_normal(16000 * 2) * 3000).astype(np.int16).tobytes()
+    silence = bytes(32000)
+    for pcm in (noise, silence, b"", b"\x01"):
+        router, turn = _run(phrase_brain, pcm)
+        assert router.calls == []
+        assert not turn.understood
+
+
+def test_noise_after_a_question_never_confirms(phrase_brain: PhraseBrain) -> None:
+    for seed in range(3):
+        router = RecordingRouter(demo_tools())
+        router.call(ToolCall("HassTurnOn", {"name": "garage door"}), site="default")
+        noise = (np.random.default_rng(seed).standard_normal(16000) * 3000).astype(np.int16).tobytes()
+        _run(phrase_brain, noise, router)
+        assert len(router.answers) == 1 and router.answers[0] not in ("yes", "yeah", "yep", "sure")
+        assert router.executed == []
+
+
+def test_a_set_cancel_flag_stops_before_the_router(phrase_brain: PhraseBrain, say) -> None:  # type: ignore[no-untyped-def]
+    router = RecordingRouter(demo_tools())
+    cancel = threading.Event()
+    cancel.set()
+    turn = phrase_brain.handle(_utterance(say("turn on the kitchen light")), router, cancel)
+    assert router.calls == [] and not turn.understood
+
+
+def test_handle_is_thread_safe(phrase_brain: PhraseBrain, say) -> None:  # type: ignore[no-untyped-def]
+    texts = ["turn on the kitchen light", "turn off the coffee maker", "set a timer for five minutes",
+             "what time is it"]
+    audio = [say(t) for t in texts]
+    sequential = [[c.to_json() for c in _run(phrase_brain, pcm)[0].calls] for pcm in audio]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(
+            lambda pcm: [c.to_json() for c in _run(phrase_brain, pcm)[0].calls], audio * 2))
+    assert parallel == sequential * 2
+
+
+def test_grammar_follows_the_tool_set_and_rebuilds_in_the_background(say) -> None:  # type: ignore[no-untyped-def]
+    from assistant.config import PhraseSettings
+
+    brain = PhraseBrain(PhraseSettings())
+    router = RecordingRouter(demo_tools())
+    old = brain.build(router)
+    porch = say("turn on the porch light")
+    first, _ = _run(brain, porch, router)
+    assert first.calls == [] or first.calls[0].arguments.get("name") != "porch light"
+
+    router.set_tools(demo_tools((*DEMO_ENTITIES, DemoEntity("porch light", "light", "porch"))))
+    router.calls.clear()
+    brain.handle(_utterance(say("what time is it")), router, NEVER)  # served by the old grammar
+    assert [c.name for c in router.calls] == ["get_time"]
+    deadline = time.monotonic() + 30
+    while (brain.grammar is None or brain.grammar.version == old.version) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert brain.grammar is not None and brain.grammar.version == router.tools_version
+    router.calls.clear()
+    brain.handle(_utterance(porch), router, NEVER)
+    expected = {"name": "HassTurnOn", "arguments": {"name": "porch light"}}
+    assert [c.to_json() for c in router.calls] == [expected]
+
+
+def test_a_broken_tool_set_keeps_the_old_grammar(phrase_brain: PhraseBrain, say) -> None:  # type: ignore[no-untyped-def]
+    class Broken(RecordingRouter):
+        def tools(self):  # type: ignore[no-untyped-def]
+            raise RuntimeError("registry exploded")
+
+    router = Broken(demo_tools())
+    brain = phrase_brain
+    brain.build(RecordingRouter(demo_tools()))
+    router._version = 999
+    thread = brain.rebuild_in_background(router)
+    if thread is not None:
+        thread.join(30)
+    assert brain.grammar is not None and brain.grammar.version != 999
+    _, turn = _run(brain, say("turn on the kitchen light"))
+    assert turn.understood
