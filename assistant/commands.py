@@ -67,6 +67,11 @@ def process(
             settings = replace(settings, tts=replace(settings.tts, kind=tts_kind))  # type: ignore[arg-type]
         parts = build_parts(settings)
         parts.start_services()
+        parts.wait_for_home()
+        if parts.brain is not None:
+            from assistant.brains.base import warm_brain  # noqa: PLC0415
+
+            warm_brain(parts.brain, parts.router)
     failed = 0
     tts_broken = False
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -102,6 +103,24 @@ class Parts:
         for service in self.skills.services:
             service.start()
         self.home.start()
+
+    def wait_for_home(self, timeout_s: float = 10.0, quiet_s: float = 0.6) -> bool:
+        """Wait until the broker is connected and the home tools stop changing (retained
+        discovery has arrived); True when settled. Without a broker: True at once."""
+        if not self.home.client.enabled:
+            return True
+        deadline = time.monotonic() + timeout_s
+        if not self.home.client.wait_connected(timeout_s):
+            _LOGGER.warning("MQTT broker not reachable within %.0f s; going on without it", timeout_s)
+            return False
+        version, since = self.registry.version, time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.registry.version != version:
+                version, since = self.registry.version, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return True
+        return False
 
     def close(self) -> None:
         """Stop services, persist state, disconnect (availability offline), release devices."""

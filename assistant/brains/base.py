@@ -52,3 +52,16 @@ class Brain(Protocol):
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance end to end."""
         ...
+
+
+def warm_brain(brain: object, router: Router) -> None:
+    """Prepare a brain for the router's current tools (grammar, prompt prefix); blocking.
+
+    Brains that prepare lazily expose ``warm(router)`` (Gemma, hybrid) or
+    ``build(router)`` (phrase); others need nothing.
+    """
+    for method in ("warm", "build"):
+        prepare = getattr(brain, method, None)
+        if callable(prepare):
+            prepare(router)
+            return

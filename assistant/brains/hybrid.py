@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 
-from assistant.brains.base import Brain, Router
+from assistant.brains.base import Brain, Router, warm_brain
 from assistant.types import BrainTurn, Utterance
 
 _LOGGER = logging.getLogger(__name__)
@@ -26,6 +26,11 @@ class HybridBrain:
     def __init__(self, phrase: Brain, gemma: Brain) -> None:
         self._phrase = phrase
         self._gemma = gemma
+
+    def warm(self, router: Router) -> None:
+        """Prepare both brains for the current tools (blocking)."""
+        warm_brain(self._phrase, router)
+        warm_brain(self._gemma, router)
 
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance: phrase brain, then Gemma for a rejected one."""

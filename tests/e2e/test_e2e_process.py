@@ -110,3 +110,47 @@ def test_bad_recordings_are_reported_and_the_rest_still_runs(tmp_path: Path) -> 
     assert len(lines) == 2
     assert "empty.wav" in stderr and "truncated.wav" in stderr
     assert "Traceback" not in stderr
+
+
+def test_process_publishes_to_a_real_broker(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from tests.support.mosquitto import Broker, mosquitto_available
+
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed")
+    with Broker(tmp_path) as broker:
+        seen: list[tuple[str, bytes]] = []
+        lock = threading.Lock()
+
+        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            with lock:
+                seen.append((msg.topic, bytes(msg.payload)))
+
+        ha = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="process-ha")
+        ha.on_message = on_message
+        ha.connect(broker.host, broker.port)
+        ha.subscribe("test/#", qos=1)
+        ha.loop_start()
+        light = {"name": None, "uniq_id": "pk1", "cmd_t": "test/kitchen/light/set",
+                 "dev": {"ids": ["pk"], "name": "Kitchen Light", "sa": "Kitchen"}}
+        ha.publish("homeassistant/light/pk/config", json.dumps(light), qos=1, retain=True).wait_for_publish(5)
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            f"state_dir: {tmp_path / 'state'}\nmqtt:\n  host: {broker.host}\n  port: {broker.port}\n"
+        )
+        try:
+            rc, lines, stderr = process(config, SAMPLE)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not seen:
+                time.sleep(0.05)
+        finally:
+            ha.loop_stop()
+            ha.disconnect()
+    assert rc == 0, stderr
+    assert lines[0]["tool_calls"] == [{"name": "HassTurnOn", "arguments": {"name": "kitchen light"}}]
+    assert lines[0]["results"][0]["data"]["published"][0]["topic"] == "test/kitchen/light/set"
+    assert seen == [("test/kitchen/light/set", b"ON")]
