@@ -37,7 +37,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
@@ -57,6 +57,11 @@ _T = TypeVar("_T")
 
 ERROR_MESSAGE = "Sorry, something went wrong."
 """Spoken when a stage fails without a reply of its own."""
+
+IDLE_BATCH_MS = 90
+"""While idle, capture hands audio on in bursts this long: one thread and loop wake-up per
+burst instead of per 30 ms frame, which is most of the idle CPU. It delays only the wake
+word (by up to this much); listening and barge-in get every frame at once."""
 
 
 class State(StrEnum):
@@ -239,6 +244,7 @@ class Orchestrator:
         frame_stall_s: float = 5.0,
         brain_stall_s: float = 60.0,
         handle_signals: bool = False,
+        idle_batch_ms: int = IDLE_BATCH_MS,
     ) -> None:
         """Wire the parts.
 
@@ -248,6 +254,8 @@ class Orchestrator:
         frame arrived for ``frame_stall_s`` or a brain call runs longer than
         ``brain_stall_s``. ``handle_signals`` installs SIGTERM/SIGINT (stop), SIGHUP
         (reload hooks) and SIGUSR1 (push-to-talk) handlers while ``run()`` runs.
+        ``idle_batch_ms``: burst length asked of a source with ``set_batch_ms`` while
+        latency does not matter (idle); 0 keeps every frame immediate.
         """
         self.settings = settings
         self.site = settings.site
@@ -265,6 +273,8 @@ class Orchestrator:
         self.frame_stall_s = frame_stall_s
         self.brain_stall_s = brain_stall_s
         self.handle_signals = handle_signals
+        self.idle_batch_ms = idle_batch_ms
+        self._batch_ms: int | None = None
         self.counters = Counters()
         self.muted = False
         self.failure: AssistantError | None = None
@@ -330,6 +340,7 @@ class Orchestrator:
         if self._stop_requested:
             self._stopping.set()
         self._last_frame_at = time.monotonic()
+        self._pace_source()
         installed = self._install_signals() if self.handle_signals else []
         self._spawn(self._audio_loop(), "audio")
         self._spawn(self._watchdog_loop(), "watchdog")
@@ -760,6 +771,7 @@ class Orchestrator:
             return
         _LOGGER.debug("State %s -> %s", self._state, state)
         self._state = state
+        self._pace_source()
         if self._settled is not None:
             if state in (State.IDLE, State.LISTENING):
                 self._settled.set()
@@ -767,6 +779,23 @@ class Orchestrator:
                 self._settled.clear()
         if emit and state is State.IDLE:
             sdnotify.status(self._status_line())
+
+    def _pace_source(self) -> None:
+        """Bursts from the capture while only the wake word listens; every frame at once otherwise."""
+        setter = getattr(self.source, "set_batch_ms", None)
+        if not callable(setter):
+            return
+        state = self._state
+        urgent = state is State.LISTENING or (
+            state in (State.THINKING, State.ACTING, State.SPEAKING) and self._barge_in_armed()
+        )
+        batch_ms = 0 if urgent else self.idle_batch_ms
+        if batch_ms != self._batch_ms:
+            self._batch_ms = batch_ms
+            try:
+                setter(batch_ms)
+            except Exception as err:  # pacing is an optimisation: never fail a transition for it
+                _LOGGER.warning("Audio source pacing failed: %s", err)
 
     def _status_line(self) -> str:
         words = "push-to-talk only" if self.wake is None else "listening for the wake word"
@@ -856,7 +885,8 @@ class ThreadedFrameSource:
     A thread iterates the blocking source and hands frames to the loop through a bounded
     queue; when the loop falls behind, the oldest frames are dropped and counted, never
     blocking the capture side. ``stop`` (e.g. ``AudioSource.stop``) is called on close so
-    the thread ends.
+    the thread ends. A source with ``frame_batches()`` (an AudioSource) is read in the
+    bursts it produces, one loop wake-up per burst; ``set_batch_ms`` is passed on to it.
     """
 
     def __init__(self, frames: Iterable[AudioFrame], *, stop: Callable[[], None] | None = None,
@@ -867,6 +897,12 @@ class ThreadedFrameSource:
         self.overflows = 0
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def set_batch_ms(self, ms: int) -> None:
+        """Pass the source's batching on (see ``AudioSource.set_batch_ms``); a no-op for plain iterables."""
+        setter = getattr(self.frames, "set_batch_ms", None)
+        if callable(setter):
+            setter(ms)
 
     def __aiter__(self) -> AsyncIterator[AudioFrame]:
         return self._iterate()
@@ -883,13 +919,26 @@ class ThreadedFrameSource:
                     _LOGGER.warning("Audio loop behind: %d frames dropped", self.overflows)
             queue.put_nowait(item)
 
+        def push_batch(batch: list[AudioFrame]) -> None:
+            for frame in batch:
+                push(frame)
+
+        def batches() -> Iterator[list[AudioFrame]]:
+            produce = getattr(self.frames, "frame_batches", None)
+            if callable(produce):
+                yield from produce()
+            else:
+                for frame in self.frames:
+                    yield [frame]
+
         def pump() -> None:
             item: BaseException | None = None
             try:
-                for frame in self.frames:
+                for batch in batches():
                     if self._closed.is_set():
                         return
-                    loop.call_soon_threadsafe(push, frame)
+                    # One wake-up of the loop per burst, not per frame.
+                    loop.call_soon_threadsafe(push_batch, batch)
             except Exception as err:  # reported on the loop side
                 item = err
             with contextlib.suppress(RuntimeError):

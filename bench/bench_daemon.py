@@ -7,7 +7,10 @@ Figures (CPU as % of one core = CPU seconds per second of audio x 100):
   idle      the real Orchestrator, idle, fed through ThreadedFrameSource (the capture hop:
             a thread + call_soon_threadsafe per 30 ms frame) -- the daemon's idle path
   realtime  the same idle path paced at real time for --realtime-s seconds: process CPU
-            over wall time, including event-loop wake-ups
+            over wall time, including event-loop wake-ups; twice, side by side: "per-frame"
+            hands every 30 ms frame on at once (the orchestrator's idle_batch_ms=0), "batched"
+            lets the paced source gather bursts of idle_batch_ms as MicrophoneSource does
+            while the daemon idles (one reader and loop wake-up per burst)
 and ru_maxrss after the wake models, the segmenter and the espeak sink are loaded.
 Goals: idle CPU <= 3% of one core; RSS with the phrase brain <= 150 MB (the lead measures
 the whole daemon with the brain).
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assistant.audio.frontend import Segmenter
 from assistant.config import Settings, TtsSettings, WakeSettings, WakeWordSettings
-from assistant.daemon import Orchestrator, ThreadedFrameSource
+from assistant.daemon import IDLE_BATCH_MS, Orchestrator, ThreadedFrameSource
 from assistant.tools.base import Tool
 from assistant.tts import make_tts
 from assistant.types import AudioFrame, BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
@@ -88,6 +91,9 @@ class Counting:
         self.inner = inner
         self.frames = 0
 
+    def set_batch_ms(self, ms: int) -> None:
+        self.inner.set_batch_ms(ms)
+
     def __aiter__(self) -> AsyncIterator[AudioFrame]:
         return self._iterate()
 
@@ -97,22 +103,42 @@ class Counting:
             yield frame
 
 
-def paced(pcm: bytes) -> Iterator[AudioFrame]:
-    start = time.monotonic()
-    for frame in frames(pcm):
-        delay = start + frame.timestamp - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        yield frame
+class Paced:
+    """Frames at real time, handed on in bursts of ``set_batch_ms`` (like MicrophoneSource)."""
+
+    def __init__(self, pcm: bytes) -> None:
+        self.pcm = pcm
+        self.batch = 1
+
+    def set_batch_ms(self, ms: int) -> None:
+        self.batch = max(1, round(ms / 30))
+
+    def __iter__(self) -> Iterator[AudioFrame]:
+        for batch in self.frame_batches():
+            yield from batch
+
+    def frame_batches(self) -> Iterator[list[AudioFrame]]:
+        start = time.monotonic()
+        pending: list[AudioFrame] = []
+        for frame in frames(self.pcm):
+            delay = start + frame.timestamp + frame.duration - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the capture clock: one wake-up per block, like PortAudio's thread
+            pending.append(frame)
+            if len(pending) >= self.batch:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
 
 
-def run_idle(settings: Settings, detector: WakeDetector,
-             source: Iterator[AudioFrame]) -> tuple[float, float, int]:
+def run_idle(settings: Settings, detector: WakeDetector, source: Any,
+             idle_batch_ms: int = IDLE_BATCH_MS) -> tuple[float, float, int]:
     """(cpu seconds, wall seconds, frames) of the orchestrator over ``source``."""
     counting = Counting(ThreadedFrameSource(source, max_frames=100_000))
     orch = Orchestrator(settings, source=counting, segmenter=Segmenter(settings.vad), brain=NoBrain(),
                         router=NoRouter(), tts=make_tts(Settings(tts=TtsSettings(kind="none"))),
-                        wake=detector)
+                        wake=detector, idle_batch_ms=idle_batch_ms)
     cpu0, wall0 = time.process_time(), time.monotonic()
     asyncio.run(orch.run())
     return time.process_time() - cpu0, time.monotonic() - wall0, counting.frames
@@ -154,10 +180,12 @@ def main() -> None:
           f"{count} frames)")
 
     if args.realtime_s > 0:
-        detector.reset()
-        cpu, wall, count = run_idle(settings, detector, paced(room_audio(args.realtime_s, seed=8)))
-        print(f"realtime  {cpu / wall * 100:6.2f} % of one core  ({wall:.1f} s wall, {count} frames, "
-              "whole process incl. the feeder thread)")
+        live = room_audio(args.realtime_s, seed=8)
+        for label, batch_ms in (("per-frame", 0), ("batched", IDLE_BATCH_MS)):
+            detector.reset()
+            cpu, wall, count = run_idle(settings, detector, Paced(live), batch_ms)
+            print(f"realtime  {cpu / wall * 100:6.2f} % of one core  {label} (idle_batch_ms={batch_ms}; "
+                  f"{wall:.1f} s wall, {count} frames, whole process incl. the feeder thread)")
 
     print(f"rss       {rss_mb:6.1f} MB ru_maxrss after wake models + segmenter + espeak sink")
     del sink

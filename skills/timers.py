@@ -36,6 +36,7 @@ MISSED_GRACE_S = 60.0
 """A timer found more than this far past its end at start-up is reported as missed."""
 MAX_TIMERS = 20
 _POLL_S = 1.0  # the runner re-reads the wall clock at least this often (clock changes, suspend)
+_IDLE_WAIT_S = 60.0  # with no timer running nothing can fall due: adding one wakes the runner at once
 
 Label = Annotated[str, Field(description="Name of the timer, e.g. pasta.", min_length=1, max_length=40)]
 
@@ -112,7 +113,7 @@ class TimerService:
             except Exception:  # the runner must outlive one bad announcement
                 _LOGGER.exception("timer tick failed")
             due = self.next_due()
-            wait = _POLL_S if due is None else min(_POLL_S, max(0.0, due - self._clock.time()))
+            wait = _IDLE_WAIT_S if due is None else min(_POLL_S, max(0.0, due - self._clock.time()))
             self._wake.wait(wait)
             self._wake.clear()
 

@@ -3,7 +3,9 @@
 - WavFileSource: any PCM WAV, converted on read.
 - MicrophoneSource: a PortAudio input through sounddevice; the callback never blocks
   (a bounded queue, overflow counted and logged) and a missing, failing or vanished
-  device is reopened with exponential backoff until the stop event is set.
+  device is reopened with exponential backoff until the stop event is set. While
+  latency does not matter (the daemon idles on the wake word) its reader can be told
+  to wake once per few blocks instead of once per block (``set_batch_ms``).
 - CommandSource: raw s16le PCM from a command's stdout (arecord-style, no shell).
 - StdinSource: raw s16le PCM from standard input.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import select
 import shlex
 import subprocess
@@ -22,7 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
@@ -107,6 +108,19 @@ class AudioSource(ABC):
     @abstractmethod
     def frames(self) -> Iterator[AudioFrame]:
         """Yield frames until the stream ends or ``stop()`` is called."""
+
+    def frame_batches(self) -> Iterator[list[AudioFrame]]:
+        """The same frames in the bursts they become available (one list per wake-up of the reader)."""
+        for frame in self.frames():
+            yield [frame]
+
+    def set_batch_ms(self, ms: int) -> None:
+        """Let up to ``ms`` of audio gather before the reader hands it on; 0 = every block at once.
+
+        Fewer thread wake-ups while latency does not matter (idle on the wake word); only
+        live capture (MicrophoneSource) batches, other sources ignore it. Any thread.
+        """
+        return  # files and pipes deliver as they read; nothing to batch
 
     def __iter__(self) -> Iterator[AudioFrame]:
         return self.frames()
@@ -210,19 +224,42 @@ class MicrophoneSource(AudioSource):
         """Callbacks where PortAudio reported a status (its own overflow or underflow)."""
         self.opens = 0
         """Successful stream opens (more than one means the device was reopened)."""
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(1, self.settings.queue_blocks))
+        # The capture queue: the callback appends, the reader pops (deque ops are atomic);
+        # ``_ready`` wakes the reader once ``_batch_blocks`` blocks are waiting.
+        self._blocks: deque[bytes] = deque()
+        self._max_blocks = max(1, self.settings.queue_blocks)
+        self._ready = threading.Event()
+        self._block_s = max(1, self.settings.block_ms) / 1000
+        self._batch_blocks = 1
         self._stream: Any = None
         self._channels = 1
         self._lock = threading.Lock()
 
-    # The callback runs on PortAudio's thread: copy, enqueue without waiting, count trouble.
-    def _callback(self, indata: np.ndarray, _frames: int, _time: Any, status: Any) -> None:
+    def set_batch_ms(self, ms: int) -> None:
+        """Wake the reader once per ``ms`` of audio (at least one block; 0 = every block)."""
+        blocks = max(1, min(self._max_blocks, round(max(0, ms) / 1000 / self._block_s)))
+        self._batch_blocks = blocks
+        if len(self._blocks) >= blocks:
+            self._ready.set()  # lower latency now: hand on what is already waiting
+
+    def stop(self) -> None:
+        """Ask the iteration to end (thread-safe); a waiting reader wakes at once."""
+        super().stop()
+        self._ready.set()
+
+    # The callback runs on PortAudio's thread: copy, enqueue without waiting, count trouble;
+    # the reader is woken only when a whole batch is waiting (each wake-up costs more than the copy).
+    # A raw stream hands a plain buffer: no numpy array is built per block on this thread.
+    def _callback(self, indata: Any, _frames: int, _time: Any, status: Any) -> None:
         if status:
             self.status_flags += 1
-        try:
-            self._queue.put_nowait(indata.copy())
-        except queue.Full:
+        blocks = self._blocks
+        if len(blocks) >= self._max_blocks:
             self.overflows += 1
+            return
+        blocks.append(bytes(indata))
+        if len(blocks) >= self._batch_blocks:
+            self._ready.set()
 
     def _open(self) -> tuple[Any, int]:
         sd = import_sounddevice()
@@ -241,7 +278,7 @@ class MicrophoneSource(AudioSource):
             blocksize = rate * self.settings.block_ms // 1000
             with portaudio_lock():
                 try:
-                    stream = sd.InputStream(
+                    stream = sd.RawInputStream(
                         device=device,
                         samplerate=rate,
                         channels=channels,
@@ -281,11 +318,7 @@ class MicrophoneSource(AudioSource):
                 stream.close()
             stream_closed()
         # Blocks of the old stream must not be served as the start of the next one.
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        self._blocks.clear()
 
     def close(self) -> None:
         """Stop iteration and close the stream."""
@@ -294,6 +327,15 @@ class MicrophoneSource(AudioSource):
 
     def frames(self) -> Iterator[AudioFrame]:
         """Yield frames until stopped; device trouble is logged and retried, never raised."""
+        batches = self.frame_batches()
+        try:
+            for batch in batches:
+                yield from batch
+        finally:
+            batches.close()  # the consumer stopped early: close the stream now, not at garbage collection
+
+    def frame_batches(self) -> Generator[list[AudioFrame], None, None]:
+        """Frames in bursts (see ``set_batch_ms``) until stopped; device trouble is retried, never raised."""
         backoff = Backoff(self.settings.retry_max_s, self.initial_retry_s)
         next_start = 0.0
         failures = 0
@@ -338,13 +380,20 @@ class MicrophoneSource(AudioSource):
             if self.stop_event.wait(delay):
                 break
 
-    def _read(self, stream: Any, converter: PcmConverter) -> Iterator[AudioFrame]:
+    def _read(self, stream: Any, converter: PcmConverter) -> Iterator[list[AudioFrame]]:
         last_data = time.monotonic()
         reported_overflows = self.overflows
+        blocks, ready = self._blocks, self._ready
         while not self.stop_event.is_set():
-            try:
-                block = self._queue.get(timeout=_POLL_S)
-            except queue.Empty:
+            batch = self._batch_blocks
+            if len(blocks) < batch:
+                # Event-driven, no polling: the timeout only notices a stream that went quiet.
+                ready.wait(max(_POLL_S, 2 * batch * self._block_s))
+            ready.clear()  # before popping: a batch completed from now on sets it again
+            count = len(blocks)
+            if not count:
+                if self.stop_event.is_set():
+                    return
                 if not stream.active:
                     _LOGGER.warning("microphone stream stopped (device error or unplugged)")
                     return
@@ -358,7 +407,11 @@ class MicrophoneSource(AudioSource):
                     "capture queue full: %d block(s) dropped so far (consumer too slow)", self.overflows
                 )
                 reported_overflows = self.overflows
-            yield from converter.push(block)
+            frames: list[AudioFrame] = []
+            for _ in range(count):
+                frames.extend(converter.push(np.frombuffer(blocks.popleft(), dtype=np.int16)))
+            if frames:
+                yield frames
 
 
 # --------------------------------------------------------------------------- raw PCM
