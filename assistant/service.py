@@ -12,53 +12,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
 
+from assistant.brains.base import warm_brain
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, ConfigError
+from assistant.tools.context import InMemoryController
 from assistant.types import Event, EventType
 
 _LOGGER = logging.getLogger(__name__)
 
 
-class DaemonController:
-    """What the assistant-control skill may change: volume, mute, stop (thread-safe)."""
+class DaemonController(InMemoryController):
+    """What the assistant-control skill may change (volume, mute, stop), told to the daemon."""
 
     def __init__(self, volume: int) -> None:
-        self._lock = threading.Lock()
-        self._volume = volume
-        self._muted = False
-        self.on_volume: list[Any] = []
-        self.on_mute: list[Any] = []
-        self.on_stop: list[Any] = []
+        super().__init__(volume)
+        self.on_volume: list[Callable[[int], None]] = []
+        self.on_mute: list[Callable[[bool], None]] = []
+        self.on_stop: list[Callable[[], None]] = []
 
     def stop(self, site: str | None) -> None:
         """Stop what is playing (the reply to "stop" is silence)."""
+        super().stop(site)
         for callback in self.on_stop:
             callback()
 
-    def get_volume(self) -> int:
-        """Output volume in percent."""
-        with self._lock:
-            return self._volume
-
     def set_volume(self, percent: int) -> None:
         """Set the output volume in percent (0..100)."""
-        with self._lock:
-            self._volume = max(0, min(100, int(percent)))
-            value = self._volume
+        super().set_volume(percent)
         for callback in self.on_volume:
-            callback(value)
-
-    def is_muted(self) -> bool:
-        """True while wake-word detection is off."""
-        with self._lock:
-            return self._muted
+            callback(self.get_volume())
 
     def set_muted(self, muted: bool) -> None:
         """Mute or unmute the wake word."""
-        with self._lock:
-            self._muted = bool(muted)
+        super().set_muted(muted)
         for callback in self.on_mute:
             callback(bool(muted))
 
@@ -113,6 +101,7 @@ async def _run_once(settings: Settings) -> str:
         raise AssistantError("brain or TTS sink missing", code="internal_error")
     wake = WakeDetector.from_settings(settings.wake) if settings.wake.enabled else None
     stop_event = threading.Event()
+    warm_wanted = threading.Event()
     source = make_source(settings, stop_event=stop_event)
     frames = ThreadedFrameSource(source, stop=source.stop)
     segmenter = Segmenter(settings.vad, source=f"live:{settings.audio.source}", site=settings.site)
@@ -149,7 +138,7 @@ async def _run_once(settings: Settings) -> str:
         wake=wake,
         earcons=make_earcons(settings, parts.tts),
         listeners=[on_event],
-        shutdown_hooks=[stop_event.set, parts.close],
+        shutdown_hooks=[stop_event.set, warm_wanted.set, parts.close],
         reload_hooks=[request_reload],
         handle_signals=True,
     )
@@ -160,9 +149,31 @@ async def _run_once(settings: Settings) -> str:
         controller.on_volume.append(device.set_volume)
     parts.notifier.announce_to = lambda text, _site: orch.announce(text)
     parts.start_services()
-    warm = getattr(parts.brain, "warm", None)
-    if callable(warm):  # Gemma: fill the prompt prefix before the first wake
-        threading.Thread(target=warm, args=(parts.router,), name="brain-warm", daemon=True).start()
+    brain = parts.brain
+
+    def prepare_brain() -> None:
+        # Grammar / prompt prefix for the current tools, off the audio loop; again whenever
+        # the home inventory or the skills change, so no utterance waits for it.
+        try:
+            parts.wait_for_home()
+            warm_brain(brain, parts.router)
+        except Exception:  # a failed warm-up only costs the first utterance some time
+            _LOGGER.exception("preparing the brain failed")
+
+    def warm_worker() -> None:
+        while not stop_event.is_set():
+            warm_wanted.wait()
+            warm_wanted.clear()
+            if not stop_event.is_set():
+                prepare_brain()
+
+    def on_tools_changed(_version: int) -> None:
+        warm_wanted.set()  # one worker coalesces bursts of discovery changes
+
+    threading.Thread(target=warm_worker, name="brain-warm", daemon=True).start()
+
+    parts.registry.add_listener(on_tools_changed)
+    on_tools_changed(parts.registry.version)
     _LOGGER.info(
         "assistant running: site=%s brain=%s tts=%s wake=%s mqtt=%s",
         settings.site,
