@@ -373,3 +373,28 @@ def test_threaded_frame_source_bridges_a_blocking_source() -> None:
     with pytest.raises(AssistantError, match="device unplugged") as info:
         asyncio.run(collect(ThreadedFrameSource(broken())))
     assert info.value.code == "audio_source_failed"
+
+
+class PacingSource(MemorySource):
+    """A memory source that records the burst lengths the orchestrator asks for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    def set_batch_ms(self, ms: int) -> None:
+        self.batches.append(ms)
+
+
+def test_audio_comes_in_bursts_while_idle_and_frame_by_frame_while_listening(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [], ScriptedBrain(tool_reply("Turned on the kitchen light.")))
+    source = PacingSource([Segment(command())])
+    rig.orch.source = source
+    rig.run()
+    assert rig.sink.spoken == ["Turned on the kitchen light."]
+    # idle: bursts (cheap wake-word polling); listening: every frame at once (end of speech on
+    # time); back to bursts once the reply is out.
+    assert source.batches[0] == rig.orch.idle_batch_ms > 0
+    assert 0 in source.batches
+    listening_at = source.batches.index(0)
+    assert rig.orch.idle_batch_ms in source.batches[listening_at:]
