@@ -175,9 +175,12 @@ class PhraseSettings:
 
     language: str = "en"
     """Sentence-template language."""
-    rejection_threshold: float = 40.0
+    rejection_threshold: float = 60.0
     """Cost (natural log, per word) of the filler-word path competing with the commands; speech
     decoded through it is rejected. Lower rejects more. See assistant.brains.phrase.brain."""
+    confidence_threshold: float | None = -44.0
+    """Least grammar-vs-free-phone-loop score per speech frame (1e-4 nats) a command needs;
+    None skips that second pass. Higher rejects more. See assistant.brains.phrase.brain."""
 
 
 @dataclass(frozen=True)

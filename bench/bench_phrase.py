@@ -7,7 +7,7 @@ confirmation question), yes/no answers to a waiting confirmation, every failure,
 speech -> router call latency (median / p90; goal median <= 150 ms on this machine), and
 the grammar rebuild time for 200 entities.
 
-Usage: bench/bench_phrase.py [--testset DIR] [--threshold X [X ...]]
+Usage: bench/bench_phrase.py [--testset DIR] [--threshold X [X ...]] [--confidence Y|none]
 """
 
 from __future__ import annotations
@@ -138,7 +138,13 @@ def main() -> int:
                         help="folder with manifest.jsonl (made if empty)")
     parser.add_argument("--threshold", type=float, nargs="*", default=None,
                         help="rejection thresholds to compare (default: the settings default)")
+    parser.add_argument("--confidence", default=None,
+                        help="phone-loop confidence threshold, or 'none' to skip that pass "
+                             "(default: the settings default)")
     args = parser.parse_args()
+    confidence = PhraseSettings().confidence_threshold
+    if args.confidence is not None:
+        confidence = None if args.confidence.lower() == "none" else float(args.confidence)
     tmp = None
     folder = args.testset
     if folder is None:
@@ -151,7 +157,8 @@ def main() -> int:
     clips = load_manifest(folder)
     thresholds = args.threshold or [PhraseSettings().rejection_threshold]
     for threshold in thresholds:
-        settings = dataclasses.replace(PhraseSettings(), rejection_threshold=threshold)
+        settings = dataclasses.replace(PhraseSettings(), rejection_threshold=threshold,
+                                       confidence_threshold=confidence)
         started = time.monotonic()
         brain = PhraseBrain(settings)
         load_s = time.monotonic() - started
@@ -164,7 +171,7 @@ def main() -> int:
         lat = tally["latencies"]
         dec = tally["decode_ms"]
         assert isinstance(lat, list) and isinstance(dec, list)  # noqa: S101 - typing
-        print(f"\n=== rejection_threshold = {threshold}  "
+        print(f"\n=== rejection_threshold = {threshold}, confidence_threshold = {confidence}  "
               f"(brain load {load_s:.2f} s, 12-entity grammar {build_ms:.0f} ms)")
         print(f"commands, exact tool call (acceptance: piper joe + 5 espeak en-us voices): "
               f"{ok['main']}/{total['main']} = {ok['main'] / max(total['main'], 1):.1%}")

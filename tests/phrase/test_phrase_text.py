@@ -176,3 +176,15 @@ def test_arguments_follow_the_schema_types(demo_grammar) -> None:  # type: ignor
     match = brain.match("set the thermostat to twenty point five degrees", grammar)
     assert match is not None
     assert match.call.arguments == {"name": "thermostat", "temperature": 20.5}
+
+
+def test_plural_names_the_whole_group_even_when_a_device_shares_the_name(demo_grammar) -> None:  # type: ignore[no-untyped-def]
+    brain, grammar = demo_grammar
+    # "the bedroom lights" means every light in the bedroom (a ceiling light called
+    # "bedroom light" and a bedside lamp alike), not just the device called "bedroom light"
+    match = brain.match("turn off the bedroom lights", grammar)
+    assert match is not None and match.call.arguments == {"area": "bedroom", "domain": "light"}
+    match = brain.match("turn off the bedroom light", grammar)
+    assert match is not None and match.call.arguments == {"name": "bedroom light"}
+    match = brain.match("turn on the lights in the kitchen", grammar)
+    assert match is not None and match.call.arguments == {"area": "kitchen", "domain": "light"}

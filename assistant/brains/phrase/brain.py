@@ -6,17 +6,27 @@ in home-assistant-intents. The grammar is generated from the router's tool set a
 rebuilt in a background thread when ``router.tools_version`` changes; the previous
 grammar keeps serving until the new one is installed.
 
-Rejection (``PhraseSettings.rejection_threshold``): inside the same decoding pass the
-command paths compete with a loop of the 80 most frequent English words of three or
-more phones that are not grammar words (a filler path that may start at the beginning
-or after a command's first three words). Each filler word costs
-``rejection_threshold`` in natural-log units of grammar probability (pocketsphinx then
-scales it by its language weight, 6.5). When the best path uses a filler word, or its
-words match no intent, the turn is rejected: reply "Sorry, I didn't catch that.", no
-router call. Lower values reject more (safer, more misses); higher values accept more.
-Default 40: of the values benched on the synthesized test set
-(scripts/make_phrase_testset.py, bench/bench_phrase.py), 30 / 40 / 50 gave 0 / 0 / 1
-actions on 28 out-of-domain clips and 83.7 / 85.9 / 87.0 % exact commands.
+Rejection is two signals, both needed to act:
+
+1. ``PhraseSettings.rejection_threshold``: inside the same decoding pass the command paths
+   compete with a loop of the 40 most frequent English words of three or more phones that
+   are not grammar words (a filler path that may start at the beginning or after a
+   command's first three words). Each filler word costs ``rejection_threshold`` in
+   natural-log units of grammar probability (pocketsphinx then scales it by its language
+   weight, 6.5). When the best path uses a filler word, or its words match no intent,
+   the turn is rejected. Lower values reject more.
+2. ``PhraseSettings.confidence_threshold``: a clean grammar result is rescored against a
+   free phone loop on the same audio (``GrammarDecoder.decode(verify=True)``); when the
+   grammar path scores more than the threshold below it per speech frame, the turn is
+   rejected. Higher values reject more; None turns this pass off.
+
+A rejected turn replies "Sorry, I didn't catch that." and calls nothing. Defaults 60 and
+-44, from the synthesized test set (scripts/make_phrase_testset.py, bench/bench_phrase.py):
+at 60 the filler path alone lets one of 28 out-of-domain clips through (confidence -47.9)
+while the lowest correct command scores -41.1; at 40 the filler path alone was safe but
+accepted fewer good commands (87 against 92 of 96, measured with an 80-word filler
+loop). The two signals fail on different clips, so requiring both keeps out-of-domain
+speech out without the filler path's misses.
 
 When the router has a sensitive call waiting for this site, the utterance is decoded
 with a small yes / no / PIN-digits grammar and handed to ``answer_confirmation``
@@ -210,7 +220,15 @@ class PhraseBrain:
     # ------------------------------------------------------------------ matching
 
     def match(self, text: str, grammar: Grammar) -> Match | None:
-        """Map a transcript to a tool call with hassil (None when no intent matches)."""
+        """Map a transcript to a tool call with hassil (None when no intent matches).
+
+        A plural ("the bedroom lights") keeps hassil's reading, the area's whole group,
+        even where one device is called "bedroom light": in a room with several lights
+        that is what the speaker means.
+        """
+        return self._recognize(text, grammar)
+
+    def _recognize(self, text: str, grammar: Grammar) -> Match | None:
         intents = grammar.intents
         with self._match_lock:
             result = recognize_best(text, intents.intents, slot_lists=dict(intents.slot_lists),
@@ -240,18 +258,19 @@ class PhraseBrain:
             raise BrainError(f"phrase grammar could not be built: {err}") from err
         t0 = time.monotonic()
         try:
-            decoded = self._decoder.decode(pcm, grammar.search)
+            decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
         except KeyError:  # retired meanwhile by two quick rebuilds: use the newest
             grammar = self._current_grammar(router)
-            decoded = self._decoder.decode(pcm, grammar.search)
+            decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
         t1 = time.monotonic()
         timings["decode"] = (t1 - t0) * 1000.0
-        match = None if decoded.rejected else self.match(decoded.text, grammar)
+        match = None if self._rejects(decoded) else self.match(decoded.text, grammar)
         t2 = time.monotonic()
         timings["match"] = (t2 - t1) * 1000.0
         transcript = _transcript(decoded)
         if match is None or cancel.is_set():
-            _LOGGER.info("Rejected %r (%d filler words)", decoded.text, decoded.fillers)
+            _LOGGER.info("Rejected %r (%d filler words, confidence %s)", decoded.text, decoded.fillers,
+                         "n/a" if decoded.confidence is None else f"{decoded.confidence:.1f}")
             timings["total"] = (time.monotonic() - started) * 1000.0
             return _rejected(transcript, site, timings)
         result = router.call(match.call, site=site)
@@ -268,11 +287,11 @@ class PhraseBrain:
                  timings: dict[str, float]) -> BrainTurn:
         """Decode a yes / no / PIN answer and resolve the waiting call with it."""
         t0 = time.monotonic()
-        decoded = self._decoder.decode(pcm, _CONFIRM_SEARCH)
+        decoded = self._decoder.decode(pcm, _CONFIRM_SEARCH, verify=self._verify)
         t1 = time.monotonic()
         timings["decode"] = (t1 - t0) * 1000.0
         timings["match"] = 0.0
-        answer = None if decoded.rejected or cancel.is_set() else decoded.text
+        answer = None if self._rejects(decoded) or cancel.is_set() else decoded.text
         result = router.answer_confirmation(answer, site=utterance.site)
         t2 = time.monotonic()
         timings["router"] = (t2 - t1) * 1000.0
@@ -284,6 +303,17 @@ class PhraseBrain:
             transcript=answer, tool_calls=(), results=(result,), reply=reply,
             timings_ms=timings, understood=answer is not None,
         )
+
+    @property
+    def _verify(self) -> bool:
+        return self._settings.confidence_threshold is not None
+
+    def _rejects(self, decoded: Decoded) -> bool:
+        """Filler path won, nothing heard, or the phone-loop check failed."""
+        if decoded.rejected:
+            return True
+        threshold = self._settings.confidence_threshold
+        return threshold is not None and (decoded.confidence is None or decoded.confidence < threshold)
 
     def transcribe(self, pcm: bytes, router: Router) -> Decoded:
         """Decode PCM with the command grammar only (no matching, no router call)."""
@@ -300,7 +330,7 @@ def _area_names(intents: IntentSet) -> list[str]:
 
 
 def _transcript(decoded: Decoded) -> str | None:
-    return None if decoded.fillers or not decoded.words else decoded.text
+    return None if decoded.rejected else decoded.text
 
 
 def _reply(result: ToolResult, site: str) -> Reply:
