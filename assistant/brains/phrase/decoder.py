@@ -31,9 +31,11 @@ from __future__ import annotations
 import logging
 import math
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -135,7 +137,14 @@ class GrammarDecoder:
         # The verifier: a second decoder over the same acoustic model, free phone loop with
         # uniform phone probabilities, scoring every other frame (half the cost; the score
         # stays comparable per frame, and it only needs to be a rough upper bound).
-        self._verifier = pocketsphinx.Decoder(lm=None, loglevel="ERROR", ds=_VERIFY_DS, **_DECODER_OPTIONS)
+        # A phone loop needs no words: a one-word dictionary stands in for the 3 MB cmudict,
+        # which would cost about 25 MB of memory a second time. It is read at construction.
+        with tempfile.TemporaryDirectory(prefix="assistant-phones-") as folder:
+            tiny_dict = Path(folder) / "phones.dict"
+            tiny_dict.write_text("a AH\n", encoding="ascii")
+            self._verifier = pocketsphinx.Decoder(
+                lm=None, dict=str(tiny_dict), loglevel="ERROR", ds=_VERIFY_DS, **_DECODER_OPTIONS
+            )
         self._verifier.add_allphone_file(_VERIFY_SEARCH, None)
         self._verifier.activate_search(_VERIFY_SEARCH)
 
