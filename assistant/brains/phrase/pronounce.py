@@ -8,9 +8,13 @@ need it. There is no letter-to-sound model: nothing to download, nothing to gues
 
 from __future__ import annotations
 
+import bisect
+import io
 import logging
 import re
 import threading
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -28,10 +32,57 @@ def cmudict_path() -> Path:
     return Path(pocketsphinx.get_model_path("en-us/cmudict-en-us.dict"))
 
 
+class CompactLexicon(Mapping[str, str]):
+    """A read-only word -> phones mapping in a few flat objects.
+
+    A plain dict of cmudict's 126k words costs about 43 MB of Python objects; sorted
+    words plus one text blob of phones with an offset array cost a fraction of that,
+    which matters on a Pi where the whole daemon should stay under 150 MB.
+    """
+
+    def __init__(self, words: list[str], blob: str, offsets: array[int]) -> None:
+        self._words = words
+        self._blob = blob
+        self._offsets = offsets
+
+    @classmethod
+    def from_sorted(cls, entries: Iterable[tuple[str, str]]) -> CompactLexicon | None:
+        """Build from (word, phones) pairs in strictly increasing word order, streaming
+        (no dict of every word is built); None when the order does not hold."""
+        words: list[str] = []
+        offsets = array("I", [0])
+        blob = io.StringIO()
+        for word, phones in entries:
+            if words and word <= words[-1]:
+                return None
+            words.append(word)
+            blob.write(phones)
+            offsets.append(blob.tell())
+        return cls(words, blob.getvalue(), offsets)
+
+    def __getitem__(self, word: str) -> str:
+        index = bisect.bisect_left(self._words, word)
+        if index == len(self._words) or self._words[index] != word:
+            raise KeyError(word)
+        return self._blob[self._offsets[index] : self._offsets[index + 1]]
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str):
+            return False
+        index = bisect.bisect_left(self._words, word)
+        return index < len(self._words) and self._words[index] == word
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._words)
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+
 class Pronouncer:
     """Word -> ARPABET phones, backed by cmudict plus spelled pieces for unknown words."""
 
-    def __init__(self, entries: dict[str, str]) -> None:
+    def __init__(self, entries: Mapping[str, str]) -> None:
         self._entries = entries
         self._spelled: dict[str, str | None] = {}
         self._lock = threading.Lock()
@@ -39,17 +90,15 @@ class Pronouncer:
     @classmethod
     def from_file(cls, path: Path) -> Pronouncer:
         """Read a cmudict-format file (first pronunciation of each word is kept)."""
-        entries: dict[str, str] = {}
         with path.open(encoding="utf-8", errors="replace") as file:
-            for line in file:
-                parts = line.split(maxsplit=1)
-                if len(parts) != 2:
-                    continue
-                word, phones = parts
-                if _VARIANT.search(word):
-                    continue
-                entries.setdefault(word.lower(), phones.strip())
-        return cls(entries)
+            lexicon = CompactLexicon.from_sorted(_parse(file))
+        if lexicon is None:  # not sorted like cmudict: merge through a dict
+            merged: dict[str, str] = {}
+            with path.open(encoding="utf-8", errors="replace") as file:
+                for word, phones in _parse(file):
+                    merged.setdefault(word, phones)
+            lexicon = CompactLexicon.from_sorted(sorted(merged.items()))
+        return cls(lexicon or {})
 
     def words(self) -> list[str]:
         """Every dictionary word."""
@@ -98,6 +147,14 @@ class Pronouncer:
                     best[end] = candidate
         done = best[n]
         return " ".join(done[1]) if done is not None else None
+
+
+def _parse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    for line in lines:
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or _VARIANT.search(parts[0]):
+            continue
+        yield parts[0].lower(), parts[1].strip()
 
 
 @cache
