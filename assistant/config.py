@@ -181,6 +181,10 @@ class PhraseSettings:
     confidence_threshold: float | None = -44.0
     """Least grammar-vs-free-phone-loop score per speech frame (1e-4 nats) a command needs;
     None skips that second pass. Higher rejects more. See assistant.brains.phrase.brain."""
+    twin_margin: float = 2.0
+    """When a harmless command has a one-word twin in the grammar whose call is sensitive
+    ("lock" / "unlock the front door"), the twin is taken (and so confirmed) unless it scores
+    more than this below the hypothesis per frame (1e-4 nats). Higher asks more often."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,17 @@ accepted fewer good commands (87 against 92 of 96, measured with an 80-word fill
 loop). The two signals fail on different clips, so requiring both keeps out-of-domain
 speech out without the filler path's misses.
 
+Sensitive twins: a harmless result may be one word away from a sensitive command in the
+grammar ("lock" / "unlock the front door", "close" / "open the garage door"); a minimal
+pair like that is exactly what a recognizer confuses in noise. When the best result's call
+is not sensitive but a one-word twin's call is (hassil reads the twin, the tool's own
+``is_sensitive`` judges it), the audio is forced through the hypothesis alone and through
+its sensitive twins alone (``GrammarDecoder.force``). If the best twin scores no more than
+``PhraseSettings.twin_margin`` per frame below the hypothesis, the turn becomes the twin's
+call: the router then asks before it acts, and only an explicit yes runs it. Default 2.0:
+on the synthesized set the misheard "unlock" scored 1.3 above "lock", and correctly heard
+"lock" / "close" commands had their twins 3.4 to 8.0 below (or not fitting at all).
+
 When the router has a sensitive call waiting for this site, the utterance is decoded
 with a small yes / no / PIN-digits grammar and handed to ``answer_confirmation``
 (``None`` when rejected).
@@ -39,11 +50,11 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import Any
 
-from hassil import recognize_best
+from hassil import Intents, recognize_best
 
 from assistant.brains.base import Router
 from assistant.brains.phrase.decoder import Decoded, GrammarDecoder, frequent_words, trim_silence
@@ -52,6 +63,7 @@ from assistant.brains.phrase.pronounce import Pronouncer, default_pronouncer
 from assistant.brains.phrase.templates import IntentSet, build_intent_set
 from assistant.config import PhraseSettings
 from assistant.errors import BrainError
+from assistant.tools.base import Tool
 from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,6 +92,16 @@ class Grammar:
     sentences: int
     words: int
     build_ms: float
+    arcs_from: Mapping[int, tuple[tuple[int, str], ...]] = field(default_factory=dict)
+    """The word graph's arcs by source state (for finding a hypothesis's twins)."""
+    arcs_by_word: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """The word graph's arcs by word: ``(from, to)``."""
+    start: int = 0
+    """The word graph's start state."""
+    final: int = 1
+    """The word graph's final state."""
+    sensitive_intents: Intents | None = None
+    """The hassil intents whose tool may be sensitive (None when no tool is)."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +167,23 @@ class PhraseBrain:
             search = f"commands{next(self._ids)}"
             self._decoder.install(search, graph, phones, self._settings.rejection_threshold)
             self._warm_up(intents)
+            arcs_from: dict[int, list[tuple[int, str]]] = {}
+            arcs_by_word: dict[str, list[tuple[int, int]]] = {}
+            for src, dst, word in graph.arcs:
+                if word is not None:
+                    arcs_from.setdefault(src, []).append((dst, word))
+                    arcs_by_word.setdefault(word, []).append((src, dst))
+            risky = {t.name for t in tools if t.sensitive is not False} & set(intents.intents.intents)
             grammar = Grammar(
                 router=id(router), version=version, search=search, intents=intents,
                 sentences=builder.sentences,
                 words=len(graph.words), build_ms=(time.monotonic() - started) * 1000.0,
+                arcs_from={k: tuple(v) for k, v in arcs_from.items()},
+                arcs_by_word={k: tuple(v) for k, v in arcs_by_word.items()},
+                start=graph.start, final=graph.final,
+                sensitive_intents=replace(intents.intents, intents={
+                    name: intent for name, intent in intents.intents.intents.items() if name in risky
+                }) if risky else None,
             )
             self._grammar = grammar
             # the previous search stays one generation: a turn may still be decoding with it
@@ -228,16 +263,78 @@ class PhraseBrain:
         """
         return self._recognize(text, grammar)
 
-    def _recognize(self, text: str, grammar: Grammar) -> Match | None:
+    def _recognize(self, text: str, grammar: Grammar, only: Intents | None = None) -> Match | None:
         intents = grammar.intents
         with self._match_lock:
-            result = recognize_best(text, intents.intents, slot_lists=dict(intents.slot_lists),
+            result = recognize_best(text, only or intents.intents, slot_lists=dict(intents.slot_lists),
                                     language=self._settings.language, best_slot_name="name")
         if result is None or result.intent.name not in intents.tools:
             return None
         slots: dict[str, Any] = {name: entity.value for name, entity in result.entities.items()}
         arguments = intents.arguments(result.intent.name, slots)
         return Match(call=ToolCall(result.intent.name, arguments), intent=result.intent.name)
+
+    def twins(self, words: tuple[str, ...], grammar: Grammar) -> list[tuple[str, ...]]:
+        """Grammar sentences that differ from ``words`` in exactly one word (same length)."""
+        n = len(words)
+        # accept[i]: states from which words[i:] reaches the final state
+        accept: list[set[int]] = [set() for _ in range(n + 1)]
+        accept[n] = {grammar.final}
+        for i in range(n - 1, -1, -1):
+            accept[i] = {src for src, dst in grammar.arcs_by_word.get(words[i], ()) if dst in accept[i + 1]}
+        found: set[tuple[str, ...]] = set()
+        here = {grammar.start}
+        for i, word in enumerate(words):
+            for state in here:
+                for dst, other in grammar.arcs_from.get(state, ()):
+                    if other != word and dst in accept[i + 1]:
+                        found.add((*words[:i], other, *words[i + 1:]))
+            here = {dst for state in here for dst, w in grammar.arcs_from.get(state, ()) if w == word}
+        return sorted(found)
+
+    def sensitive_twins(self, words: tuple[str, ...], match: Match,
+                        grammar: Grammar) -> list[tuple[tuple[str, ...], Match]]:
+        """One-word twins of a harmless hypothesis whose own call would need confirmation.
+
+        "lock the front door" has the twin "unlock the front door"; a recognizer that
+        confuses the two must not act on the harmless reading without checking the other.
+        """
+        only = grammar.sensitive_intents
+        tools = grammar.intents.tools
+        tool = tools.get(match.call.name)
+        if only is None or tool is None or _sensitive(tool, match.call.arguments):
+            return []
+        out: list[tuple[tuple[str, ...], Match]] = []
+        for twin in self.twins(words, grammar):
+            text = " ".join(twin)
+            # the sensitive intents alone first (cheap), then the full set: the twin's real reading
+            if self._recognize(text, grammar, only) is None:
+                continue
+            found = self._recognize(text, grammar)
+            twin_tool = tools.get(found.call.name) if found is not None else None
+            if found is not None and twin_tool is not None and _sensitive(twin_tool, found.call.arguments):
+                out.append((twin, found))
+        return out
+
+    def _guard(self, pcm: bytes, decoded: Decoded, match: Match, grammar: Grammar,
+               timings: dict[str, float]) -> Match:
+        """The sensitive twin instead of ``match`` when the audio fits it almost as well."""
+        t0 = time.monotonic()
+        twins = self.sensitive_twins(decoded.words, match, grammar)
+        if not twins:
+            return match
+        own = self._decoder.force(pcm, [decoded.words])
+        other = self._decoder.force(pcm, [twin for twin, _ in twins])
+        timings["twins"] = (time.monotonic() - t0) * 1000.0
+        if other is None:
+            return match  # no sensitive reading fits the audio at all
+        score, words = other
+        found = next(m for twin, m in twins if twin == words)
+        _LOGGER.info("Sensitive twin %r of %r scores %.1f against %s", " ".join(words), decoded.text,
+                     score, "n/a" if own is None else f"{own[0]:.1f}")
+        if own is None or score >= own[0] - self._settings.twin_margin:
+            return found  # the router asks before it acts on a sensitive call
+        return match
 
     # ------------------------------------------------------------------ turns
 
@@ -265,6 +362,8 @@ class PhraseBrain:
         t1 = time.monotonic()
         timings["decode"] = (t1 - t0) * 1000.0
         match = None if self._rejects(decoded) else self.match(decoded.text, grammar)
+        if match is not None:
+            match = self._guard(pcm, decoded, match, grammar, timings)
         t2 = time.monotonic()
         timings["match"] = (t2 - t1) * 1000.0
         transcript = _transcript(decoded)
@@ -318,6 +417,15 @@ class PhraseBrain:
     def transcribe(self, pcm: bytes, router: Router) -> Decoded:
         """Decode PCM with the command grammar only (no matching, no router call)."""
         return self._decoder.decode(trim_silence(pcm), self._current_grammar(router).search)
+
+
+def _sensitive(tool: Tool, arguments: Mapping[str, Any]) -> bool:
+    """The tool's own sensitivity rule; a rule that fails counts as sensitive (ask, never act)."""
+    try:
+        return tool.is_sensitive(arguments)
+    except Exception:  # a broken rule must not decide that a call is harmless
+        _LOGGER.warning("Sensitivity rule of %s failed on %r", tool.name, dict(arguments), exc_info=True)
+        return True
 
 
 def _area_names(intents: IntentSet) -> list[str]:

@@ -1,0 +1,93 @@
+"""The sensitive-twin guard: a harmless hypothesis one word away from a sensitive command.
+
+"lock the front door" and "unlock the front door" differ by one syllable; a recognizer
+that hears the first when the second was said must not act. Text-level tests check which
+twins are found; audio tests use real pocketsphinx on piper speech (nothing mocked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+from assistant.brains.phrase import PhraseBrain
+from assistant.brains.phrase.brain import Grammar, _sensitive
+from assistant.brains.phrase.decoder import Decoded
+from assistant.brains.phrase.testkit import RecordingRouter, demo_tools
+from assistant.types import ResultStatus, Utterance
+
+
+def _grammar(brain: PhraseBrain) -> Grammar:
+    return brain.build(RecordingRouter(demo_tools()))
+
+
+def _twin_texts(brain: PhraseBrain, text: str) -> list[str]:
+    grammar = _grammar(brain)
+    match = brain.match(text, grammar)
+    assert match is not None, text
+    return [" ".join(words) for words, _ in brain.sensitive_twins(tuple(text.split()), match, grammar)]
+
+
+def test_one_word_twins_come_from_the_grammar(phrase_brain: PhraseBrain) -> None:
+    grammar = _grammar(phrase_brain)
+    twins = {" ".join(t) for t in phrase_brain.twins(("lock", "the", "front", "door"), grammar)}
+    assert "unlock the front door" in twins
+    assert "lock the front door" not in twins  # the sentence itself is no twin
+    assert all(len(t.split()) == 4 for t in twins)
+    fan = ("set", "the", "office", "fan", "to", "fifty", "percent")
+    numbers = {" ".join(t) for t in phrase_brain.twins(fan, grammar)}
+    assert "set the office fan to sixty percent" in numbers
+
+
+def test_a_harmless_command_with_a_sensitive_twin_is_flagged(phrase_brain: PhraseBrain) -> None:
+    assert _twin_texts(phrase_brain, "lock the front door") == ["unlock the front door"]
+    assert _twin_texts(phrase_brain, "close the garage door") == ["open the garage door"]
+
+
+def test_no_twins_for_harmless_pairs_or_already_sensitive_commands(phrase_brain: PhraseBrain) -> None:
+    assert _twin_texts(phrase_brain, "turn off the kitchen light") == []  # "turn on" is harmless too
+    assert _twin_texts(phrase_brain, "set the office fan to fifty percent") == []
+    assert _twin_texts(phrase_brain, "unlock the front door") == []  # confirmed anyway
+
+
+def test_the_twin_call_is_the_sensitive_one(phrase_brain: PhraseBrain) -> None:
+    grammar = _grammar(phrase_brain)
+    match = phrase_brain.match("lock the front door", grammar)
+    assert match is not None
+    [(_, twin)] = phrase_brain.sensitive_twins(("lock", "the", "front", "door"), match, grammar)
+    assert twin.call.name == "HassTurnOff" and twin.call.arguments == {"name": "front door"}
+    assert grammar.intents.tools["HassTurnOff"].is_sensitive(twin.call.arguments)
+
+
+def test_unlock_heard_as_lock_is_confirmed_not_acted_on(
+    phrase_brain: PhraseBrain, say: Callable[[str], bytes]
+) -> None:
+    # the misrecognition itself is rare on clean speech: feed the guard the wrong hypothesis
+    grammar = _grammar(phrase_brain)
+    pcm = say("unlock the front door")
+    heard = Decoded(words=("lock", "the", "front", "door"), fillers=0, frames=len(pcm) // 320)
+    harmless = phrase_brain.match(heard.text, grammar)
+    assert harmless is not None and harmless.call.name == "HassTurnOn"
+    chosen = phrase_brain._guard(pcm, heard, harmless, grammar, {})
+    assert chosen.call.name == "HassTurnOff" and chosen.call.arguments == {"name": "front door"}
+
+
+def test_a_clear_lock_command_still_locks(phrase_brain: PhraseBrain, say: Callable[[str], bytes]) -> None:
+    router = RecordingRouter(demo_tools())
+    pcm = say("lock the front door")
+    turn = phrase_brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
+                                         ended_at=time.monotonic()), router, threading.Event())
+    assert [c.name for c in router.executed] == ["HassTurnOn"]
+    assert turn.results[0].status is ResultStatus.OK
+    assert "twins" in turn.timings_ms  # the guard ran and let it through
+
+
+def test_a_failing_sensitivity_rule_counts_as_sensitive() -> None:
+    def broken(_: object) -> bool:
+        raise RuntimeError("rule failed")
+
+    [turn_off] = [t for t in demo_tools() if t.name == "HassTurnOff"]
+    assert _sensitive(dataclasses.replace(turn_off, sensitive=broken), {"name": "kitchen light"})
+    assert not _sensitive(turn_off, {"name": "kitchen light"})
