@@ -57,7 +57,7 @@ from typing import Any
 from hassil import Intents, recognize_best
 
 from assistant.brains.base import Router
-from assistant.brains.phrase.decoder import Decoded, GrammarDecoder, frequent_words, trim_silence
+from assistant.brains.phrase.decoder import Decoded, GrammarDecoder, ranked_fillers, trim_silence
 from assistant.brains.phrase.graph import GraphBuilder, WordGraph
 from assistant.brains.phrase.pronounce import Pronouncer, default_pronouncer
 from assistant.brains.phrase.templates import IntentSet, build_intent_set
@@ -122,7 +122,7 @@ class PhraseBrain:
         self._settings = settings
         self._pronouncer = pronouncer or default_pronouncer()
         if decoder is None:
-            ranked = frequent_words(self._pronouncer.words())
+            ranked = ranked_fillers(self._pronouncer.words())
             decoder = GrammarDecoder(ranked, self._pronouncer.phones)
         self._decoder = decoder
         self._grammar: Grammar | None = None

@@ -102,6 +102,21 @@ class Decoded:
         return self.fillers > 0 or not self.words
 
 
+def ranked_fillers(entries: Iterable[str]) -> list[str]:
+    """Candidate filler words, most frequent first: the shipped ranking when present
+    (assistant/data/phrase-fillers.txt, from scripts/make_phrase_fillers.py), else ranked
+    now from the language model (slower, and about 15 MB of memory kept for good)."""
+    from importlib import resources  # noqa: PLC0415
+
+    try:
+        text = resources.files("assistant").joinpath("data/phrase-fillers.txt").read_text(encoding="utf-8")
+    except OSError:
+        return frequent_words(entries)
+    known = set(entries)
+    words = [w for w in (line.strip() for line in text.splitlines()) if w and not w.startswith("#")]
+    return [w for w in words if w in known][:_RANKED_WORDS]
+
+
 def frequent_words(entries: Iterable[str], limit: int = _RANKED_WORDS) -> list[str]:
     """The ``limit`` most frequent words among ``entries``, by the bundled LM's unigram scores."""
     import pocketsphinx  # noqa: PLC0415 - native module, loaded only for this brain
