@@ -14,7 +14,6 @@ from typing import Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError
-from assistant.pipeline import speak_safely
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def process(
         return 1
     parts = None
     if not frontend_only:
-        from assistant.pipeline import build_parts, with_demo_house  # noqa: PLC0415
+        from assistant.pipeline import build_parts, speak_safely, with_demo_house  # noqa: PLC0415
 
         settings, demo = with_demo_house(settings)
         if demo:
