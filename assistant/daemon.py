@@ -55,6 +55,11 @@ _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+PREFETCH_SILENCE_S = 0.36
+"""Quiet time after which the brain may start on an utterance before the endpointer closes
+it (vad.silence_end_ms is 600 by default): enough for the 0.15 s the phrase brain keeps
+after the last word plus the VAD's lag."""
+
 ERROR_MESSAGE = "Sorry, something went wrong."
 """Spoken when a stage fails without a reply of its own."""
 
@@ -284,6 +289,7 @@ class Orchestrator:
         self._run: _Run | None = None
         self._run_ids = itertools.count(1)
         self._listen_started: float | None = None
+        self._prefetched_for: int | None = None
         self._listen_timeout_s = settings.vad.no_speech_timeout_s
         self._listen_reason = ""
         self._brain_calls: dict[int, float] = {}
@@ -522,13 +528,39 @@ class Orchestrator:
             self._end_run("error")
             return
         if utterances:
+            self._prefetched_for = None
             self._begin_thinking(utterances[0])
             return
+        self._maybe_prefetch()
         elapsed = frame.timestamp + frame.duration - self._listen_started
         in_speech = bool(getattr(self.segmenter, "in_speech", False))
         hard_cap = self._listen_timeout_s + self.settings.vad.max_utterance_s + 1.0
         if (not in_speech and elapsed >= self._listen_timeout_s) or elapsed >= hard_cap:
             self._listen_timeout()
+
+    def _maybe_prefetch(self) -> None:
+        """Let the brain start on the utterance while the endpointer waits out its hangover.
+
+        Once the speech has been quiet for PREFETCH_SILENCE_S, the words are most likely
+        over; a brain with ``prefetch(pcm, router)`` decodes them in a worker thread, and
+        its ``handle`` uses that result when the finished utterance holds the same speech
+        (else it decodes as usual). Speech that goes on simply makes the guess unused.
+        """
+        prefetch = getattr(self.brain, "prefetch", None)
+        pending_pcm = getattr(self.segmenter, "pending_pcm", None)
+        if not callable(prefetch) or not callable(pending_pcm):
+            return
+        pcm = pending_pcm(PREFETCH_SILENCE_S)
+        if pcm is None:
+            self._prefetched_for = None
+            return
+        if self._prefetched_for is not None:
+            return  # one guess per quiet stretch
+        self._prefetched_for = len(pcm)
+        try:
+            prefetch(pcm, self.router)
+        except Exception as err:  # only an optimisation: the utterance is decoded anyway
+            _LOGGER.warning("brain prefetch failed: %s", err)
 
     # ------------------------------------------------------------------ transitions
 

@@ -116,6 +116,34 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
             "by_synth": by_synth}
 
 
+def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) -> tuple[list[float], int]:
+    """The daemon's timeline: the brain starts decoding after PREFETCH_SILENCE_S of quiet and
+    the endpointer closes the utterance silence_end_ms after the last word; latency is from
+    that close to the router call. Returns the latencies and how many used the early decode."""
+    from assistant.config import VadSettings
+    from assistant.daemon import PREFETCH_SILENCE_S
+
+    wait_s = VadSettings().silence_end_ms / 1000 - PREFETCH_SILENCE_S
+    never = threading.Event()
+    router = RecordingRouter(demo_tools())
+    latencies: list[float] = []
+    used = 0
+    for clip in clips:
+        if clip.kind != "command" or clip.group != "main":
+            continue
+        router.reset()
+        pcm = _pcm(folder / clip.file)
+        brain.prefetch(pcm, router)
+        time.sleep(wait_s)
+        utterance = Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source=clip.file,
+                              ended_at=time.monotonic())
+        turn = brain.handle(utterance, router, never)
+        used += turn.timings_ms.get("prefetched") == 1.0
+        if "end_of_speech_to_action" in turn.timings_ms:
+            latencies.append(turn.timings_ms["end_of_speech_to_action"])
+    return latencies, used
+
+
 def bench_rebuild(brain: PhraseBrain, entities: int) -> tuple[float, int, int]:
     """Median grammar build time (ms) for a home of ``entities`` entities, plus its size."""
     tools = sorted([*make_home_tools(synthetic_entities(entities)), *skill_tools()], key=lambda t: t.name)
@@ -195,6 +223,12 @@ def main() -> int:
         print(f"failures ({len(failures)}):")
         for line in failures:
             print("  " + line)
+    early, used = bench_early_decoding(brain, clips, folder)
+    if early:
+        print(f"\ndaemon path with early decoding (decode starts after 360 ms of quiet, the endpointer "
+              f"closes at 600 ms): end of speech -> router call median {statistics.median(early):.0f} ms, "
+              f"p90 {_pct(early, 0.9):.0f} ms over {len(early)} commands; "
+              f"early decode used {used}/{len(early)}")
     rebuild_ms, sentences, words = bench_rebuild(brain, 200)
     print(f"\ngrammar rebuild for 200 entities: {rebuild_ms:.0f} ms median of 3 "
           f"({sentences} templates, {words} words)")

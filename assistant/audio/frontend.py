@@ -131,6 +131,18 @@ class Segmenter:
         """True while an utterance is being collected."""
         return bool(self._collected)
 
+    def pending_pcm(self, min_silence_s: float) -> bytes | None:
+        """The audio of the utterance in progress once it has been silent ``min_silence_s``.
+
+        While the endpointer still waits out its hangover the words are usually over: a
+        brain can start on this audio early (speculatively). It starts at a 10 ms multiple
+        before the finished utterance's PCM and holds all its speech, so the two agree
+        after trimming silence on a 10 ms grid. None while voiced or not in speech.
+        """
+        if not self._collected or self.endpointer.trailing_silence_s < min_silence_s - 1e-9:
+            return None
+        return b"".join(f.pcm for f in self._collected)
+
     # ------------------------------------------------------------------ feeding
 
     def feed(self, frame: AudioFrame) -> list[Utterance]:

@@ -50,6 +50,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import Any
@@ -130,6 +131,8 @@ class PhraseBrain:
         self._build_lock = threading.Lock()
         self._match_lock = threading.Lock()
         self._builder: threading.Thread | None = None
+        self._prefetched: tuple[str, bytes, Future[Decoded]] | None = None
+        self._prefetch_lock = threading.Lock()
         self._ids = count(1)
         self._install_confirmation()
 
@@ -338,6 +341,41 @@ class PhraseBrain:
 
     # ------------------------------------------------------------------ turns
 
+    def prefetch(self, pcm: bytes, router: Router) -> None:
+        """Start decoding audio that is probably a finished command, in a worker thread.
+
+        The daemon calls this while the endpointer still waits out its hangover;
+        ``handle`` then uses the result when the finished utterance trims to the same
+        speech (same grammar), and decodes as usual otherwise. Returns at once.
+        """
+        grammar = self._grammar
+        if grammar is None or grammar.router != id(router) or grammar.version != router.tools_version:
+            return  # a rebuild is due: handle() will decode against the new grammar
+        trimmed = trim_silence(pcm)
+        future: Future[Decoded] = Future()
+        with self._prefetch_lock:
+            self._prefetched = (grammar.search, trimmed, future)
+
+        def work() -> None:
+            try:
+                future.set_result(self._decoder.decode(trimmed, grammar.search, verify=self._verify))
+            except BaseException as err:  # handed to handle(), which then decodes itself
+                future.set_exception(err)
+
+        threading.Thread(target=work, name="phrase-prefetch", daemon=True).start()
+
+    def _take_prefetched(self, pcm: bytes, search: str, timings: dict[str, float]) -> Decoded | None:
+        with self._prefetch_lock:
+            entry, self._prefetched = self._prefetched, None
+        if entry is None or entry[0] != search or entry[1] != pcm:
+            return None
+        try:
+            decoded = entry[2].result(timeout=10.0)
+        except Exception:  # a failed guess only means decoding now
+            return None
+        timings["prefetched"] = 1.0
+        return decoded
+
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance end to end."""
         started = time.monotonic()
@@ -355,7 +393,9 @@ class PhraseBrain:
             raise BrainError(f"phrase grammar could not be built: {err}") from err
         t0 = time.monotonic()
         try:
-            decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
+            decoded = self._take_prefetched(pcm, grammar.search, timings)
+            if decoded is None:
+                decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
         except KeyError:  # retired meanwhile by two quick rebuilds: use the newest
             grammar = self._current_grammar(router)
             decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
