@@ -41,6 +41,7 @@ from assistant.audio.devices import (
 )
 from assistant.audio.pcm import Framer, PcmConverter, frame_samples
 from assistant.audio.wav import DEFAULT_MAX_SECONDS, read_wav
+from assistant.backoff import Backoff
 from assistant.config import AudioSettings, Settings
 from assistant.errors import AudioError
 from assistant.types import AudioFrame
@@ -63,30 +64,10 @@ _POLL_S = 0.1
 """How often blocking waits look at the stop event."""
 
 
-class Backoff:
-    """Exponential backoff: ``initial_s``, doubling, capped at ``max_s``; waits end early on stop."""
-
-    def __init__(self, max_s: float, initial_s: float = 0.5) -> None:
-        self.max_s = max(0.0, max_s)
-        self.initial_s = min(initial_s, self.max_s)
-        self._next = self.initial_s
-        self.attempts = 0
-
-    def reset(self) -> None:
-        """Success: the next failure starts from the initial delay again."""
-        self._next = self.initial_s
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        """The delay to wait now; doubles the following one."""
-        delay = self._next
-        self._next = min(self.max_s, max(self._next * 2, 0.001))
-        self.attempts += 1
-        return delay
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Sleep the next delay; False when the stop event was set (give up)."""
-        return not stop.wait(self.next_delay())
+def _backoff(initial_s: float, max_s: float) -> Backoff:
+    """Retry delays for a device or command; a tiny ``retry_max_s`` caps the first one too."""
+    initial = max(0.001, min(initial_s, max_s))
+    return Backoff(initial, max(initial, max_s))
 
 
 class AudioSource(ABC):
@@ -336,7 +317,7 @@ class MicrophoneSource(AudioSource):
 
     def frame_batches(self) -> Generator[list[AudioFrame], None, None]:
         """Frames in bursts (see ``set_batch_ms``) until stopped; device trouble is retried, never raised."""
-        backoff = Backoff(self.settings.retry_max_s, self.initial_retry_s)
+        backoff = _backoff(self.initial_retry_s, self.settings.retry_max_s)
         next_start = 0.0
         failures = 0
         while not self.stop_event.is_set():
@@ -346,7 +327,7 @@ class MicrophoneSource(AudioSource):
                 stream, rate = self._open()
             except AudioError as err:
                 failures += 1
-                delay = backoff.next_delay()
+                delay = backoff.next()
                 _LOGGER.warning(
                     "microphone unavailable: %s; retrying in %.2f s (attempt %d)",
                     err.message,
@@ -375,7 +356,7 @@ class MicrophoneSource(AudioSource):
             if self.stop_event.is_set():
                 break
             failures += 1
-            delay = backoff.next_delay()
+            delay = backoff.next()
             _LOGGER.warning("microphone stream lost; reopening in %.2f s", delay)
             if self.stop_event.wait(delay):
                 break
@@ -521,7 +502,7 @@ class CommandSource(_RawPcmSource):
 
     def frames(self) -> Iterator[AudioFrame]:
         """Yield frames from the command; restart or raise on failure (see the class doc)."""
-        backoff = Backoff(self.settings.retry_max_s, self.initial_retry_s)
+        backoff = _backoff(self.initial_retry_s, self.settings.retry_max_s)
         next_start = 0.0
         while not self.stop_event.is_set():
             try:
@@ -529,7 +510,7 @@ class CommandSource(_RawPcmSource):
             except AudioError as err:
                 if not self.restart:
                     raise
-                delay = backoff.next_delay()
+                delay = backoff.next()
                 _LOGGER.warning("%s; retrying in %.2f s", err.message, delay)
                 if self.stop_event.wait(delay):
                     break
@@ -576,7 +557,7 @@ class CommandSource(_RawPcmSource):
                 raise AudioError(message, code="command_failed")
             if got_audio:
                 backoff.reset()
-            delay = backoff.next_delay()
+            delay = backoff.next()
             _LOGGER.warning("%s; restarting in %.2f s", message, delay)
             if self.stop_event.wait(delay):
                 break

@@ -36,6 +36,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from assistant.backoff import Backoff
 from assistant.config import MqttSettings
 from assistant.errors import HomeError
 
@@ -100,28 +101,6 @@ class PublishOutcome:
 
 
 OutcomeListener = Callable[[PublishOutcome], None]
-
-
-class Backoff:
-    """Exponential backoff between connection attempts: min, 2·min, 4·min, ... capped at max."""
-
-    def __init__(self, min_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0) -> None:
-        if min_s <= 0 or max_s < min_s or factor < 1:
-            raise ValueError(f"bad backoff bounds: min {min_s}, max {max_s}, factor {factor}")
-        self.min_s = min_s
-        self.max_s = max_s
-        self.factor = factor
-        self._next = min_s
-
-    def next(self) -> float:
-        """The delay before the next attempt (and advance)."""
-        delay = self._next
-        self._next = min(self._next * self.factor, self.max_s)
-        return delay
-
-    def reset(self) -> None:
-        """Back to the minimum (after a successful connect)."""
-        self._next = self.min_s
 
 
 @dataclass

@@ -143,13 +143,13 @@ def test_stdin_source_with_odd_chunking_and_two_channels() -> None:
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
-    backoff = Backoff(max_s=3.0, initial_s=0.5)
-    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff = Backoff(initial_s=0.5, max_s=3.0)
+    assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     backoff.reset()
-    assert backoff.next_delay() == 0.5
+    assert backoff.next() == 0.5
     stop = threading.Event()
     stop.set()
-    assert Backoff(1.0).wait(stop) is False  # a set stop event ends the wait at once
+    assert Backoff(1.0, 1.0).wait(stop) is False  # a set stop event ends the wait at once
 
 
 def test_make_source_follows_the_settings() -> None:
