@@ -139,6 +139,10 @@ class Endpointer:
         self._armed_at = None
         self._reset_run()
 
+    def sync(self, time_s: float) -> None:
+        """Move the clock to stream time ``time_s`` (after a gap), keeping the state."""
+        self._time = time_s
+
     def process(self, duration_s: float, is_speech: bool) -> list[EndpointEvent]:
         """Advance the clock by one step of ``duration_s``; return what that step decided."""
         if duration_s < 0:

@@ -120,11 +120,17 @@ class Segmenter:
         self.endpointer.disarm()
 
     def reset(self) -> None:
-        """Drop any utterance in progress, the pre-roll and VAD state; the stream clock continues."""
+        """Drop any utterance in progress, the pre-roll and VAD state.
+
+        The endpointer's clock follows the next frame's timestamp: the daemon feeds the
+        segmenter only while listening, so stream time has moved on since the last frame.
+        """
         self.endpointer.reset()
         self.vad.reset()
         self._history.clear()
         self._collected = []
+        self._framer = None
+        self._started = False
 
     @property
     def in_speech(self) -> bool:
@@ -157,6 +163,9 @@ class Segmenter:
         if len(frame.pcm) == self._frame_bytes and self._framer is None:
             return self._step_vad_frame(frame)
         # Frames of another size: re-cut them to the VAD's frame length.
+        framer = self._framer
+        if framer is not None and abs(framer.time_s + framer.pending_s - frame.timestamp) > 0.005:
+            self._framer = None  # a gap in the stream: start a new grid at this frame
         if self._framer is None:
             self._framer = Framer(self.frame_samples, start_s=frame.timestamp)
         result = SegmenterStep()
@@ -192,6 +201,14 @@ class Segmenter:
         return level >= self.min_speech_dbfs and level >= floor + _GATE_MARGIN_DB
 
     def _step_vad_frame(self, frame: AudioFrame) -> SegmenterStep:
+        gap = frame.timestamp - self.endpointer.time_s
+        if abs(gap) > self._frame_s / 2:
+            # Frames went missing (dropped by a slow loop, or not fed while idle): the
+            # clock follows the stream, so event times stay in stream seconds and the
+            # cut of the collected samples stays where the speech is.
+            if self._collected:
+                _LOGGER.debug("%.0f ms gap in the stream inside an utterance", 1000 * gap)
+            self.endpointer.sync(frame.timestamp)
         loud = self._gate(frame)
         # Run the VAD on every frame so its internal state follows the stream.
         voiced = self.vad.is_speech(frame.pcm) and loud

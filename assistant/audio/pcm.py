@@ -98,6 +98,11 @@ class Framer:
         """Stream time of the next frame's first sample."""
         return self._start_s + self._emitted / SAMPLE_RATE
 
+    @property
+    def pending_s(self) -> float:
+        """Duration of the samples held back for the next frame."""
+        return self._pending.size / SAMPLE_RATE
+
     def push(self, samples: Int16Array) -> list[AudioFrame]:
         """Add samples; return every complete frame now available."""
         if self._pending.size:

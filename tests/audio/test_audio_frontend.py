@@ -136,6 +136,40 @@ def test_reset_drops_the_utterance_in_progress(two_commands: tuple[Path, Any]) -
     assert segmenter.flush() == []
 
 
+@pytest.mark.parametrize("samples", [480, 320], ids=["vad-frames", "other-frames"])
+@pytest.mark.parametrize("idle_s", [0.0, 0.09, 4.0, 600.0])
+def test_each_utterance_after_idle_time_is_whole(
+    two_commands: tuple[Path, Any], samples: int, idle_s: float
+) -> None:
+    """The daemon feeds the segmenter only while listening: between turns, stream time moves on.
+
+    Every turn must give the whole command, with boundaries in stream time, whatever the
+    idle time between turns (this was the daemon's "only the first command acts" defect:
+    the clock stayed behind and later utterances were cut to the pre-roll).
+    """
+    path, truth = two_commands
+    pcm = read_wav(path)
+    split = round((truth[0]["end_s"] + truth[1]["start_s"]) / 2 * 16000)
+    first = _frames(np.concatenate([pcm[:split], np.zeros(16000, dtype=np.int16)]), samples)
+    offset = first[-1].timestamp + first[-1].duration + idle_s
+    second = [AudioFrame(f.pcm, f.timestamp + offset)
+              for f in _frames(np.concatenate([pcm[split:], np.zeros(16000, dtype=np.int16)]), samples)]
+    segmenter = Segmenter(VadSettings())
+    got = []
+    for turn, frames in enumerate((first, second, first, second)):
+        segmenter.reset()  # listening starts
+        shift = 0.0 if turn < 2 else offset + second[-1].timestamp + 1.0
+        utterances = [u for f in frames for u in segmenter.feed(AudioFrame(f.pcm, f.timestamp + shift))]
+        assert len(utterances) == 1, f"turn {turn + 1}"
+        got.append((utterances[0], shift + (0.0 if turn % 2 == 0 else offset - split / 16000)))
+    for turn, (utt, shift) in enumerate(got):
+        expected = truth[turn % 2]
+        assert utt.start_s - shift == pytest.approx(expected["start_s"], abs=TOLERANCE_S), f"turn {turn + 1}"
+        assert utt.end_s - shift == pytest.approx(expected["end_s"], abs=TOLERANCE_S), f"turn {turn + 1}"
+        speech_s = expected["end_s"] - expected["start_s"]
+        assert utt.duration >= speech_s, f"turn {turn + 1}: {utt.duration:.2f} s of audio"
+
+
 class LoudIsSpeech:
     """A deterministic VAD stand-in (constructor injection): a frame is speech when it is loud."""
 
