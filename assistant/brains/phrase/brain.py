@@ -46,10 +46,12 @@ with a small yes / no / PIN-digits grammar and handed to ``answer_confirmation``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from itertools import count
@@ -61,7 +63,7 @@ from assistant.brains.base import Router
 from assistant.brains.phrase.decoder import Decoded, GrammarDecoder, ranked_fillers, trim_silence
 from assistant.brains.phrase.graph import GraphBuilder, WordGraph
 from assistant.brains.phrase.pronounce import Pronouncer, default_pronouncer
-from assistant.brains.phrase.templates import IntentSet, build_intent_set
+from assistant.brains.phrase.templates import IntentSet, build_intent_set, entity_domains
 from assistant.config import PhraseSettings
 from assistant.errors import BrainError
 from assistant.tools.base import Tool
@@ -85,9 +87,10 @@ _CONFIRM_SEARCH = "confirm"
 class Grammar:
     """One installed command grammar."""
 
-    router: int
-    """``id()`` of the router whose tools it was built from."""
+    key: str
+    """The vocabulary it was built for (``vocabulary_key``): what can be said, never entity state."""
     version: int
+    """``tools_version`` of the router when it was built (for logs)."""
     search: str
     intents: IntentSet
     sentences: int
@@ -127,12 +130,18 @@ class PhraseBrain:
             decoder = GrammarDecoder(ranked, self._pronouncer.phones)
         self._decoder = decoder
         self._grammar: Grammar | None = None
-        self._retired: str | None = None
         self._build_lock = threading.Lock()
         self._match_lock = threading.Lock()
         self._builder: threading.Thread | None = None
-        self._prefetched: tuple[str, bytes, Future[Decoded]] | None = None
+        self._prefetched: tuple[Grammar, bytes, Future[Decoded]] | None = None
         self._prefetch_lock = threading.Lock()
+        # Searches in use by a decode (pinned) and superseded searches waiting to be removed:
+        # a turn keeps the grammar it started with; a new one serves the next turn.
+        self._pins: dict[str, int] = {}
+        self._superseded: set[str] = set()
+        self._pin_lock = threading.Lock()
+        self._key_cache: tuple[Sequence[Tool], str] | None = None
+        self._key_lock = threading.Lock()
         self._ids = count(1)
         self._install_confirmation()
 
@@ -148,15 +157,37 @@ class PhraseBrain:
             return self._pronouncer.phones(word, spell=word in names)
         return phones
 
+    def vocabulary_key(self, router: Router) -> tuple[str, Sequence[Tool]]:
+        """What can be said with the router's tools, as a digest, and the tools it was taken from.
+
+        The grammar depends on tool names, parameter schemas (entity names, areas, enums,
+        ranges), sentence templates and which names are sensitive, never on entity state;
+        two routers (or one wrapped per turn) with the same tools give the same key, and a
+        re-announced identical inventory keeps the grammar. Computed once per tool set.
+        """
+        tools = router.tools()
+        with self._key_lock:
+            cached = self._key_cache
+            if cached is not None and cached[0] is tools:
+                return cached[1], tools
+        key = vocabulary_key(tools)
+        with self._key_lock:
+            self._key_cache = (tools, key)
+        return key, tools
+
     def build(self, router: Router) -> Grammar:
-        """Build and install the grammar for the router's current tools (blocking)."""
+        """Build and install the grammar for the router's current tools (blocking).
+
+        Returns the installed grammar at once when the vocabulary has not changed.
+        """
         with self._build_lock:
             version = router.tools_version
+            key, tool_seq = self.vocabulary_key(router)
             current = self._grammar
-            if current is not None and (current.router, current.version) == (id(router), version):
+            if current is not None and current.key == key:
                 return current
             started = time.monotonic()
-            tools = list(router.tools())
+            tools = list(tool_seq)
             intents = build_intent_set(tools, self._settings.language)
             builder = GraphBuilder(intents.intents, intents.slot_lists, self._settings.language)
             builder.add_intents()
@@ -178,7 +209,7 @@ class PhraseBrain:
                     arcs_by_word.setdefault(word, []).append((src, dst))
             risky = {t.name for t in tools if t.sensitive is not False} & set(intents.intents.intents)
             grammar = Grammar(
-                router=id(router), version=version, search=search, intents=intents,
+                key=key, version=version, search=search, intents=intents,
                 sentences=builder.sentences,
                 words=len(graph.words), build_ms=(time.monotonic() - started) * 1000.0,
                 arcs_from={k: tuple(v) for k, v in arcs_from.items()},
@@ -189,10 +220,8 @@ class PhraseBrain:
                 }) if risky else None,
             )
             self._grammar = grammar
-            # the previous search stays one generation: a turn may still be decoding with it
-            if self._retired is not None:
-                self._decoder.remove(self._retired)
-            self._retired = current.search if current is not None else None
+            if current is not None:
+                self._retire(current.search)
             _LOGGER.info(
                 "Phrase grammar v%d: %d tools, %d templates, %d words, %d arcs, built in %.0f ms",
                 version, len(tools), builder.sentences, grammar.words, len(graph.arcs), grammar.build_ms,
@@ -217,14 +246,55 @@ class PhraseBrain:
             _LOGGER.exception("Phrase grammar rebuild failed; keeping the previous grammar")
 
     def _current_grammar(self, router: Router) -> Grammar:
+        """The grammar to decode with now; a changed vocabulary is rebuilt in the background.
+
+        Only the very first turn waits for a build; later changes keep the installed grammar
+        serving until the new one is ready (``build`` swaps it in between turns).
+        """
         grammar = self._grammar
         if grammar is None:
             return self.build(router)
-        if id(router) != grammar.router:
-            return self.build(router)  # another router: its tools, now
-        if router.tools_version != grammar.version:
+        key, _tools = self.vocabulary_key(router)
+        if key != grammar.key:
             self.rebuild_in_background(router)
         return grammar
+
+    def _pin(self, router: Router) -> Grammar:
+        """The current grammar, held for one decode: it stays installed until ``_unpin``."""
+        while True:
+            grammar = self._current_grammar(router)
+            with self._pin_lock:
+                if grammar.search not in self._superseded:
+                    self._pins[grammar.search] = self._pins.get(grammar.search, 0) + 1
+                    return grammar
+            # swapped out between reading and pinning: take the newer one
+
+    def _unpin(self, grammar: Grammar) -> None:
+        with self._pin_lock:
+            left = self._pins.get(grammar.search, 0) - 1
+            if left > 0:
+                self._pins[grammar.search] = left
+                return
+            self._pins.pop(grammar.search, None)
+            remove = grammar.search in self._superseded
+            if remove:
+                self._superseded.discard(grammar.search)
+        if remove:
+            self._decoder.remove(grammar.search)
+
+    def _retire(self, search: str) -> None:
+        """A newer grammar is installed: drop ``search`` once no decode holds it."""
+        with self._pin_lock:
+            if self._pins.get(search, 0) > 0:
+                self._superseded.add(search)
+                return
+        self._decoder.remove(search)
+
+    @property
+    def installed_searches(self) -> int:
+        """Command grammars held by the decoder (the serving one plus those still in use)."""
+        with self._pin_lock:
+            return 1 + len(self._superseded) if self._grammar is not None else 0
 
     def _warm_up(self, intents: IntentSet) -> None:
         """hassil builds its number tries lazily: pay that here, not on the first command."""
@@ -346,15 +416,18 @@ class PhraseBrain:
 
         The daemon calls this while the endpointer still waits out its hangover;
         ``handle`` then uses the result when the finished utterance trims to the same
-        speech (same grammar), and decodes as usual otherwise. Returns at once.
+        speech, with the grammar the guess was decoded with (held until then), and
+        decodes as usual otherwise. Returns at once.
         """
-        grammar = self._grammar
-        if grammar is None or grammar.router != id(router) or grammar.version != router.tools_version:
-            return  # a rebuild is due: handle() will decode against the new grammar
+        if self._grammar is None:
+            return  # the first build is due: handle() waits for it
+        grammar = self._pin(router)
         trimmed = trim_silence(pcm)
         future: Future[Decoded] = Future()
         with self._prefetch_lock:
-            self._prefetched = (grammar.search, trimmed, future)
+            previous, self._prefetched = self._prefetched, (grammar, trimmed, future)
+        if previous is not None:
+            self._release_guess(previous)
 
         def work() -> None:
             try:
@@ -364,17 +437,28 @@ class PhraseBrain:
 
         threading.Thread(target=work, name="phrase-prefetch", daemon=True).start()
 
-    def _take_prefetched(self, pcm: bytes, search: str, timings: dict[str, float]) -> Decoded | None:
+    def _release_guess(self, entry: tuple[Grammar, bytes, Future[Decoded]]) -> None:
+        """Unpin a guess's grammar once its decode is over (it may still be running)."""
+        grammar, _pcm, future = entry
+        future.add_done_callback(lambda _f: self._unpin(grammar))
+
+    def _take_prefetched(self, pcm: bytes, timings: dict[str, float]) -> tuple[Grammar, Decoded] | None:
+        """The early decode of the same speech and its grammar (still pinned), else None."""
         with self._prefetch_lock:
             entry, self._prefetched = self._prefetched, None
-        if entry is None or entry[0] != search or entry[1] != pcm:
+        if entry is None:
+            return None
+        grammar, guessed, future = entry
+        if guessed != pcm:
+            self._release_guess(entry)
             return None
         try:
-            decoded = entry[2].result(timeout=10.0)
+            decoded = future.result(timeout=10.0)
         except Exception:  # a failed guess only means decoding now
+            self._unpin(grammar)
             return None
         timings["prefetched"] = 1.0
-        return decoded
+        return grammar, decoded
 
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance end to end."""
@@ -386,19 +470,35 @@ class PhraseBrain:
         question = router.pending_confirmation(site)
         pcm = trim_silence(utterance.pcm)
         if question is not None:
+            with self._prefetch_lock:
+                guessed, self._prefetched = self._prefetched, None
+            if guessed is not None:  # decoded with the command grammar: not what an answer needs
+                self._release_guess(guessed)
             return self._confirm(pcm, utterance, router, cancel, timings)
-        try:
-            grammar = self._current_grammar(router)
-        except Exception as err:
-            raise BrainError(f"phrase grammar could not be built: {err}") from err
         t0 = time.monotonic()
-        try:
-            decoded = self._take_prefetched(pcm, grammar.search, timings)
-            if decoded is None:
+        guess = self._take_prefetched(pcm, timings)
+        if guess is not None:
+            grammar, decoded = guess
+        else:
+            try:
+                grammar = self._pin(router)
+            except Exception as err:
+                raise BrainError(f"phrase grammar could not be built: {err}") from err
+            try:
                 decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
-        except KeyError:  # retired meanwhile by two quick rebuilds: use the newest
-            grammar = self._current_grammar(router)
-            decoded = self._decoder.decode(pcm, grammar.search, verify=self._verify)
+            except BaseException:
+                self._unpin(grammar)
+                raise
+        try:
+            return self._act(utterance, decoded, grammar, pcm=pcm, router=router, cancel=cancel,
+                             timings=timings, started=started, t0=t0)
+        finally:
+            self._unpin(grammar)
+
+    def _act(self, utterance: Utterance, decoded: Decoded, grammar: Grammar, *, pcm: bytes, router: Router,
+             cancel: threading.Event, timings: dict[str, float], started: float, t0: float) -> BrainTurn:
+        """Match a decoded utterance (its grammar pinned) and call the router."""
+        site = utterance.site
         t1 = time.monotonic()
         timings["decode"] = (t1 - t0) * 1000.0
         match = None if self._rejects(decoded) else self.match(decoded.text, grammar)
@@ -456,7 +556,23 @@ class PhraseBrain:
 
     def transcribe(self, pcm: bytes, router: Router) -> Decoded:
         """Decode PCM with the command grammar only (no matching, no router call)."""
-        return self._decoder.decode(trim_silence(pcm), self._current_grammar(router).search)
+        grammar = self._pin(router)
+        try:
+            return self._decoder.decode(trim_silence(pcm), grammar.search)
+        finally:
+            self._unpin(grammar)
+
+
+def vocabulary_key(tools: Sequence[Tool]) -> str:
+    """Digest of everything the command grammar is made of (see ``PhraseBrain.vocabulary_key``)."""
+    digest = hashlib.sha256()
+    for tool in tools:
+        part = [tool.name, tool.parameters, list(tool.sentences), tool.sensitive is not False]
+        digest.update(json.dumps(part, sort_keys=True, default=repr).encode())
+        digest.update(b"\0")
+    # which names the tools' own sensitivity rules flag (locks, doors) shapes the grammar too
+    digest.update(json.dumps(sorted(entity_domains(tools).items())).encode())
+    return digest.hexdigest()
 
 
 def _sensitive(tool: Tool, arguments: Mapping[str, Any]) -> bool:
