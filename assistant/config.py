@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from assistant.errors import ConfigError
 
@@ -353,33 +356,187 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest settings file read (1 MiB); anything bigger is refused before it is read."""
+MAX_SECRET_BYTES = 64 << 10
+"""Largest ``{file: PATH}`` secret read (64 KiB)."""
+MAX_YAML_ALIASES = 100
+"""Most ``*alias`` references a settings file may use."""
+MAX_YAML_ALIAS_NODES = 10_000
+"""Most YAML nodes all aliases together may stand for once expanded (no billion laughs)."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of lists and mappings in a settings file."""
+
+
+class UnreadableFile(Exception):
+    """A file that read_small_file refuses; the message says why, without the path."""
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    Directories, FIFOs, devices (/dev/zero) and sockets are refused from ``stat`` before
+    they are opened, and the file is opened non-blocking, so nothing here waits for a
+    writer or reads forever. Raises FileNotFoundError, UnreadableFile or OSError.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableFile(f"is {_kind_of(st.st_mode)}, not a regular file")
+    if st.st_size > limit:
+        raise UnreadableFile(f"is too large ({st.st_size} bytes; the limit is {limit})")
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)  # the path may have been swapped since the stat above
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFile(f"is {_kind_of(st.st_mode)}, not a regular file")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, limit + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise UnreadableFile(f"is too large (more than {limit} bytes)")
+    return b"".join(chunks)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, *, search: bool = True) -> Settings:
     """Load and validate settings; raises ConfigError listing every problem."""
     file = find_config(path) if search or path else None
     if file is None:
         return parse_settings("{}", source="<defaults>")
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = read_small_file(file, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError([f"{file}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except UnreadableFile as err:
         raise ConfigError([f"{file}: cannot read: {err}"]) from None
+    except OSError as err:
+        raise ConfigError([f"{file}: cannot read: {err.strerror or err}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError([f"{file}:{line}: not UTF-8 text"]) from None
     return parse_settings(text, source=str(file))
+
+
+_SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is not None) | {
+    "tag:yaml.org,2002:merge",
+    "tag:yaml.org,2002:value",
+}
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that parses but is refused (aliases, depth, tags); carries where."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader composing with bounds: few aliases, little alias expansion, shallow, plain tags."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._alias_nodes = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> node count once aliases are expanded
+
+    def _mark(self) -> Any:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        return event.start_mark
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self._mark()
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _Refused(f"more than {MAX_YAML_ALIASES} aliases (*name); refused", mark)
+            target = super().compose_node(parent, index)
+            size = self._sizes.get(id(target))
+            if size is None:
+                raise _Refused("an alias refers to the list or mapping it is inside; refused", mark)
+            self._alias_nodes += size
+            if self._alias_nodes > MAX_YAML_ALIAS_NODES:
+                raise _Refused(f"aliases expand to more than {MAX_YAML_ALIAS_NODES} values; refused", mark)
+            return target
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep; refused", self._mark())
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is None:
+            return None
+        if node.tag not in _SAFE_TAGS:
+            raise _Refused(
+                f"unsupported tag {_show_tag(node.tag)}; only plain YAML values are read", node.start_mark
+            )
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._sizes.get(id(child), 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+        self._sizes[id(node)] = size
+        return node
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    loader = _GuardedLoader(text)
+    try:
+        return loader.get_single_node()
+    except _Refused as err:
+        where = f"{source}:{err.mark.line + 1}" if err.mark is not None else source
+        raise ConfigError([f"{where}: {err.message}"]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError([f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: nested too deeply; refused"]) from None
+    finally:
+        loader.dispose()
 
 
 def parse_settings(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> Settings:
     """Parse YAML text into Settings; raises ConfigError listing every problem."""
     environ = os.environ if env is None else env
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError([f"{where}: not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    node = _compose(text, source)
     builder = _Builder(source, environ)
     if node is None or (isinstance(node, yaml.ScalarNode) and node.value == ""):
         node = yaml.MappingNode("tag:yaml.org,2002:map", [])
-    result = builder.build(Settings, node, ())
+    try:
+        result = builder.build(Settings, node, ())
+    except RecursionError:  # the loader bounds depth; this is a second fence
+        raise ConfigError([f"{source}: nested too deeply; refused"]) from None
     if builder.problems:
         raise ConfigError(sorted(builder.problems, key=_line_of))
     assert isinstance(result, Settings)  # noqa: S101 - internal invariant, not outside data
@@ -399,6 +556,21 @@ class _Invalid:
 _INVALID = _Invalid()
 
 
+class _Unconstructable(Exception):
+    """A node whose value YAML itself cannot build (``!!int abc``, bad ``!!binary``)."""
+
+
+def _construct(node: yaml.Node) -> Any:
+    """The Python value of a composed node (safe types only; the loader vetted the tags)."""
+    try:
+        return SafeConstructor().construct_document(node)
+    except Exception as err:  # PyYAML's constructors fail in many ways on odd explicit tags
+        problem = getattr(err, "problem", None) or str(err) or type(err).__name__
+        if "integer string conversion" in problem:
+            problem = "a number with too many digits"
+        raise _Unconstructable(f"cannot read this value: {problem}") from None
+
+
 class _Builder:
     def __init__(self, source: str, environ: Mapping[str, str]) -> None:
         self.source = source
@@ -412,6 +584,12 @@ class _Builder:
         return _INVALID
 
     def build(self, tp: Any, node: yaml.Node | None, path: tuple[str, ...]) -> Any:
+        try:
+            return self._build(tp, node, path)
+        except _Unconstructable as err:
+            return self.problem(node, path, str(err))
+
+    def _build(self, tp: Any, node: yaml.Node | None, path: tuple[str, ...]) -> Any:
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self._dataclass(tp, node, path)
         origin = typing.get_origin(tp)
@@ -430,8 +608,12 @@ class _Builder:
                 return self.problem(node, path, "must be a list")
             items = [self.build(args[0], item, (*path, f"[{i}]")) for i, item in enumerate(node.value)]
             return _INVALID if any(i is _INVALID for i in items) else tuple(items)
-        if origin in (Mapping, dict) or tp is Any:
-            return yaml.safe_load(yaml.serialize(node)) if node is not None else None
+        if origin in (Mapping, dict):
+            if not isinstance(node, yaml.MappingNode):
+                return self.problem(node, path, "must be a mapping of keys to values")
+            return _construct(node)
+        if tp is Any:
+            return _construct(node) if node is not None else None
         if tp is Secret:
             return self._secret(node, path)
         if tp is bool:
@@ -447,7 +629,13 @@ class _Builder:
         if tp is float:
             value = self._scalar(node)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                try:
+                    number = float(value)
+                except OverflowError:
+                    number = math.inf
+                if not math.isfinite(number):
+                    return self.problem(node, path, f"must be a finite number, got {value!r}")
+                return number
             return self.problem(node, path, f"must be a number, got {value!r}")
         if tp is str:
             value = self._scalar(node)
@@ -464,7 +652,7 @@ class _Builder:
     def _scalar(self, node: yaml.Node | None) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return "<a list or mapping>"
-        return yaml.safe_load(yaml.serialize(node))
+        return _construct(node)
 
     def _union(self, args: tuple[Any, ...], node: yaml.Node | None, path: tuple[str, ...]) -> Any:
         non_none = [a for a in args if a is not type(None)]
@@ -503,9 +691,14 @@ class _Builder:
                 return Secret(self.environ[ref])
             if kind == "file" and isinstance(ref, str):
                 try:
-                    return Secret(Path(ref).expanduser().read_text(encoding="utf-8").strip())
-                except (OSError, UnicodeDecodeError) as err:
-                    reason = getattr(err, "strerror", None) or err
+                    raw = read_small_file(Path(ref).expanduser(), MAX_SECRET_BYTES)
+                    return Secret(raw.decode("utf-8").strip())
+                except UnicodeDecodeError:
+                    return self.problem(node, path, f"cannot read secret file {ref}: not UTF-8 text")
+                except UnreadableFile as err:
+                    return self.problem(node, path, f"cannot read secret file {ref}: {err}")
+                except OSError as err:
+                    reason = err.strerror or err
                     return self.problem(node, path, f"cannot read secret file {ref}: {reason}")
         return self.problem(node, path, "must be text, {env: NAME} or {file: PATH}")
 
@@ -541,8 +734,13 @@ class _Builder:
                 continue
             if value is _INVALID:
                 ok = False
-            else:
-                kwargs[name] = value
+                continue
+            why = _range_problem(cls, name, value)
+            if why is not None:
+                self.problem(given.get(name, node), (*path, name), why)
+                ok = False
+                continue
+            kwargs[name] = value
         if not ok:
             return _INVALID
         try:
@@ -554,32 +752,193 @@ class _Builder:
         return obj
 
 
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """An allowed interval of a numeric setting; ``open_*`` leave that end out."""
+
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def describe(self, whole: bool) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if whole and not (self.open_low or self.open_high):
+            return f"{low}..{high}"
+        return f"{'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_PROBABILITY = _Range(0.0, 1.0, open_low=True)
+_RANGES: dict[type[Any], dict[str, _Range]] = {
+    AudioSettings: {
+        "sample_rate": _Range(8000, 192000),
+        "channels": _Range(1, 64),
+        "queue_blocks": _Range(1, 100_000),
+        "command_rate": _Range(8000, 192000),
+        "command_channels": _Range(1, 64),
+        "volume": _Range(0.0, 1.0),
+        "retry_max_s": _Range(0.0, 3600.0, open_low=True),
+    },
+    VadSettings: {
+        "aggressiveness": _Range(0, 3),
+        "silero_threshold": _PROBABILITY,
+        "speech_start_ms": _Range(0, 5000),
+        "silence_end_ms": _Range(10, 10_000),
+        "pre_roll_ms": _Range(0, 5000),
+        "min_utterance_ms": _Range(0, 30_000),
+        "max_utterance_s": _Range(0.0, 30.0, open_low=True),
+        "no_speech_timeout_s": _Range(0.0, 600.0, open_low=True),
+        "min_speech_dbfs": _Range(-200.0, 0.0),
+    },
+    WakeWordSettings: {
+        "threshold": _PROBABILITY,
+        "refractory_s": _Range(0.0, 600.0),
+    },
+    WakeSettings: {"follow_up_s": _Range(0.0, 600.0)},
+    GemmaSettings: {
+        "intra_op_threads": _Range(0, 256),
+        "max_new_tokens": _Range(1, 8192),
+        "max_rounds": _Range(1, 20),
+        "temperature": _Range(0.0, 5.0),
+        "top_k": _Range(1, 1_000_000),
+        "top_p": _PROBABILITY,
+    },
+    PhraseSettings: {
+        "rejection_threshold": _Range(0.0, 10_000.0, open_low=True),
+        "confidence_threshold": _Range(-10_000.0, 10_000.0),
+        "twin_margin": _Range(0.0, 10_000.0),
+    },
+    MqttSettings: {
+        "port": _Range(1, 65535),
+        "keepalive_s": _Range(1, 65535),
+        "queue_size": _Range(1, 100_000),
+        "freshness_s": _Range(0.0, 3600.0, open_low=True),
+        "max_payload_bytes": _Range(1, 16 << 20),
+    },
+    TtsSettings: {"speed": _Range(80, 500)},
+    RouterSettings: {
+        "confirmation_window_s": _Range(0.0, 3600.0, open_low=True),
+        "call_timeout_s": _Range(0.0, 3600.0, open_low=True),
+    },
+}
+"""Allowed values of every numeric setting (None, where a field allows it, is always fine)."""
+
+_TOPIC_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    MqttSettings: ("base_topic", "discovery_prefix"),
+    TtsSettings: ("topic",),
+}
+
+
+def _range_problem(cls: type[Any], name: str, value: Any) -> str | None:
+    """Why a numeric setting is out of its range (see _RANGES), or None."""
+    allowed = _RANGES.get(cls, {}).get(name)
+    if allowed is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value in allowed:
+        return None
+    return f"must be in {allowed.describe(isinstance(value, int))}, got {value}"
+
+
+def _topic_problem(topic: str) -> str | None:
+    """Why ``topic`` cannot be a topic (or a prefix of topics) the assistant publishes to."""
+    if not topic:
+        return "must not be empty"
+    bad = sorted({c for c in topic if c in "+#" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = " ".join(repr(c)[1:-1] for c in bad)
+        return f"must not contain MQTT wildcards or control characters (found {shown}), got {topic!r}"
+    if topic.startswith("/") or topic.endswith("/"):
+        return f"must not start or end with '/', got {topic!r}"
+    if len(topic.encode("utf-8")) > 1024:
+        return "must be at most 1024 bytes long"
+    return None
+
+
+def _site_problem(site: str) -> str | None:
+    if (
+        not site
+        or len(site) > 64
+        or any(c in "+#/" or c.isspace() or not c.isprintable() for c in site)
+    ):
+        return (
+            "must be a non-empty name of at most 64 characters without + # / spaces or "
+            f"control characters, got {site!r}"
+        )
+    return None
+
+
 def _check(obj: Any) -> list[tuple[str, str]]:
-    """Cross-field and range checks that types alone cannot express."""
+    """Cross-field and text checks that types and _RANGES alone cannot express."""
     problems: list[tuple[str, str]] = []
+    for name in _TOPIC_FIELDS.get(type(obj), ()):
+        value = getattr(obj, name)
+        if value is not None and (why := _topic_problem(value)) is not None:
+            problems.append((name, why))
     if isinstance(obj, AudioSettings):
         if obj.block_ms not in (10, 20, 30):
             problems.append(("block_ms", f"must be 10, 20 or 30, got {obj.block_ms}"))
-        if not 0.0 <= obj.volume <= 1.0:
-            problems.append(("volume", f"must be between 0.0 and 1.0, got {obj.volume}"))
-        if obj.sample_rate < 8000 or obj.sample_rate > 192000:
-            problems.append(("sample_rate", f"must be 8000..192000, got {obj.sample_rate}"))
         if obj.source == "command" and not obj.command:
             problems.append(("command", "source is 'command' but no command is set"))
+        for name in ("device", "output_device"):
+            value = getattr(obj, name)
+            if isinstance(value, int) and value < 0:
+                problems.append((name, f"a device index must be 0 or more, got {value}"))
     elif isinstance(obj, VadSettings):
-        if obj.aggressiveness not in (0, 1, 2, 3):
-            problems.append(("aggressiveness", f"must be 0..3, got {obj.aggressiveness}"))
         if obj.frame_ms not in (10, 20, 30):
             problems.append(("frame_ms", f"must be 10, 20 or 30, got {obj.frame_ms}"))
-        if not 0.0 < obj.max_utterance_s <= 30.0:
-            problems.append(("max_utterance_s", f"must be in (0, 30], got {obj.max_utterance_s}"))
+        if obj.min_utterance_ms > obj.max_utterance_s * 1000:
+            problems.append((
+                "min_utterance_ms",
+                f"must not exceed max_utterance_s ({obj.max_utterance_s:g} s), got {obj.min_utterance_ms}",
+            ))
+    elif isinstance(obj, WakeSettings):
+        if obj.enabled and not obj.words:
+            problems.append(("words", "wake is enabled but no wake words are listed"))
+        if any(not word.strip() for word in obj.stop_words):
+            problems.append(("stop_words", "must not contain empty words"))
+    elif isinstance(obj, WakeWordSettings):
+        if not obj.model.strip():
+            problems.append(("model", "must name a wake word model"))
     elif isinstance(obj, MqttSettings):
-        if not 0 < obj.port < 65536:
-            problems.append(("port", f"must be 1..65535, got {obj.port}"))
         if obj.password is not None and obj.username is None:
             problems.append(("password", "password is set but username is not"))
-    elif isinstance(obj, Settings) and (not obj.site or any(c in obj.site for c in "+#/ ")):
-        problems.append(("site", f"must be a non-empty name without + # / or spaces, got {obj.site!r}"))
+        if obj.client_id is not None and (
+            not obj.client_id or any(not c.isprintable() for c in obj.client_id)
+        ):
+            problems.append(("client_id", f"must be non-empty printable text, got {obj.client_id!r}"))
+    elif isinstance(obj, HomeSettings):
+        problems.extend(_entity_topic_problems(obj.entities))
+    elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
+        problems.append(("site", why))
+    return problems
+
+
+def _entity_topic_problems(entities: tuple[Mapping[str, Any], ...]) -> list[tuple[str, str]]:
+    """Topics of hand-declared entities: never control characters; no wildcards where published."""
+    problems: list[tuple[str, str]] = []
+    for i, entity in enumerate(entities):
+        for key, value in entity.items():
+            if not (isinstance(key, str) and key.endswith("topic") and isinstance(value, str)):
+                continue
+            if key.endswith("command_topic"):
+                why = _topic_problem(value)
+            elif not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+                # subscriptions (state_topic ...) may use + and #, never control characters
+                why = f"must be non-empty and without control characters, got {value!r}"
+            else:
+                why = None
+            if why is None:
+                continue
+            problems.append(("entities", f"[{i}].{key} {why}"))
     return problems
 
 
