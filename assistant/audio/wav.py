@@ -2,13 +2,18 @@
 
 The RIFF header is parsed here (not with :mod:`wave`) so that every defect gets a
 clear :class:`AudioError`, WAVE_FORMAT_EXTENSIBLE and 24-bit PCM work on Python
-3.11, and an over-long file is refused from its header before its data is read.
+3.11, and an over-long or over-large file is refused from its header before its data
+is read. Only regular files are opened (a FIFO, a device such as /dev/zero or a
+directory is refused from ``stat``), and the samples are decoded a chunk at a time, so
+memory follows the 16 kHz result, not the size of the file.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import stat
 import struct
 import wave
 from dataclasses import dataclass
@@ -16,8 +21,9 @@ from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+import soxr
 
-from assistant.audio.pcm import Int16Array, mix_to_mono, resample_to_16k
+from assistant.audio.pcm import Int16Array, float_to_int16, mix_to_mono
 from assistant.errors import AudioError
 from assistant.types import SAMPLE_RATE
 
@@ -25,6 +31,11 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_MAX_SECONDS = 600.0
 """Longest recording read_wav accepts unless told otherwise (10 minutes)."""
+DEFAULT_MAX_BYTES = 256 << 20
+"""Most sample data read_wav reads unless told otherwise (256 MiB: 10 minutes of 48 kHz
+stereo 32-bit fit). A header promising more is refused before anything is read."""
+_CHUNK_BYTES = 1 << 20
+"""Sample data decoded at a time."""
 
 _FORMAT_PCM = 0x0001
 _FORMAT_FLOAT = 0x0003
@@ -61,44 +72,86 @@ class WavInfo:
         return self.frames / self.rate
 
 
-def read_wav(path: str | os.PathLike[str], *, max_seconds: float = DEFAULT_MAX_SECONDS) -> Int16Array:
+def read_wav(
+    path: str | os.PathLike[str],
+    *,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Int16Array:
     """Read a PCM WAV of any rate, channel count and 8/16/24/32-bit depth as 16 kHz mono int16.
 
     Raises AudioError (with the file name and what is wrong) for a missing, empty,
-    truncated, non-PCM or absurd file, and for one longer than ``max_seconds`` (checked
-    from the header, before the samples are read).
+    truncated, non-PCM or absurd file, for anything but a regular file, and for one
+    longer than ``max_seconds`` or with more than ``max_bytes`` of sample data (both
+    checked from the header, before the samples are read).
     """
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as fh:
+    name = _display(path)
+    with _open(path, name) as fh:
+        try:
             size = os.fstat(fh.fileno()).st_size
-            info = _parse_header(fh, size, name, max_seconds)
-            block = info.channels * info.bits // 8
+            info = _parse_header(fh, size, name, max_seconds, max_bytes)
             fh.seek(info.data_offset)
-            data = fh.read(info.frames * block)
+            return _decode(fh, info, name)
+        except OSError as err:
+            raise AudioError(f"{name}: cannot read: {err.strerror or err}", code="wav_unreadable") from None
+
+
+def wav_info(path: str | os.PathLike[str]) -> WavInfo:
+    """Parse only the header (same checks as read_wav, no length or size limit)."""
+    name = _display(path)
+    with _open(path, name) as fh:
+        try:
+            return _parse_header(fh, os.fstat(fh.fileno()).st_size, name)
+        except OSError as err:
+            raise AudioError(f"{name}: cannot read: {err.strerror or err}", code="wav_unreadable") from None
+
+
+def _display(path: str | os.PathLike[str]) -> str:
+    """The file name for messages: undecodable bytes shown escaped (b'\\xff' -> '\\xff')."""
+    name = os.fsdecode(path)
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _refuse_irregular(mode: int, name: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{name}: is a directory, not a WAV file", code="wav_invalid")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{name}: is {_kind(mode)}, not a regular WAV file", code="wav_invalid")
+
+
+def _open(path: str | os.PathLike[str], name: str) -> io.BufferedReader:
+    """Open a regular file for reading; stat first and O_NONBLOCK, so a FIFO cannot block."""
+    try:
+        _refuse_irregular(os.stat(path).st_mode, name)
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise AudioError(f"{name}: no such file", code="wav_missing") from None
-    except IsADirectoryError:
-        raise AudioError(f"{name}: is a directory, not a WAV file", code="wav_invalid") from None
     except PermissionError:
         raise AudioError(f"{name}: permission denied", code="wav_unreadable") from None
     except OSError as err:
         raise AudioError(f"{name}: cannot read: {err.strerror or err}", code="wav_unreadable") from None
-    if len(data) < info.frames * block:
-        raise AudioError(f"{name}: truncated: data ends early", code="wav_truncated")
-    return _decode(data, info)
-
-
-def wav_info(path: str | os.PathLike[str]) -> WavInfo:
-    """Parse only the header (same checks as read_wav, no length limit)."""
-    name = os.fspath(path)
     try:
-        with open(name, "rb") as fh:
-            return _parse_header(fh, os.fstat(fh.fileno()).st_size, name)
-    except FileNotFoundError:
-        raise AudioError(f"{name}: no such file", code="wav_missing") from None
-    except OSError as err:
-        raise AudioError(f"{name}: cannot read: {err.strerror or err}", code="wav_unreadable") from None
+        _refuse_irregular(os.fstat(fd).st_mode, name)  # swapped since the stat above?
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 def write_wav(
@@ -129,15 +182,30 @@ def _bad(name: str, what: str, code: str = "wav_invalid") -> AudioError:
     return AudioError(f"{name}: {what}", code=code)
 
 
-def _check_length(frames: int, rate: int, max_seconds: float | None, name: str) -> None:
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _check_length(  # noqa: PLR0917 - private helper
+    frames: int, rate: int, block_align: int, max_seconds: float | None, max_bytes: int | None, name: str
+) -> None:
     if max_seconds is not None and frames / rate > max_seconds:
         raise AudioError(
             f"{name}: recording is {_hms(frames / rate)} long; the limit is {_hms(max_seconds)}",
             code="wav_too_long",
         )
+    if max_bytes is not None and frames * block_align > max_bytes:
+        channels = "channel" if block_align == 1 else "bytes per frame"
+        raise AudioError(
+            f"{name}: sample data is {_megabytes(frames * block_align)} ({block_align} {channels} "
+            f"at {rate} Hz); the limit is {_megabytes(max_bytes)}",
+            code="wav_too_large",
+        )
 
 
-def _parse_header(fh: BinaryIO, size: int, name: str, max_seconds: float | None = None) -> WavInfo:
+def _parse_header(
+    fh: BinaryIO, size: int, name: str, max_seconds: float | None = None, max_bytes: int | None = None
+) -> WavInfo:
     if size == 0:
         raise _bad(name, "empty file (0 bytes)", "wav_empty")
     head = fh.read(12)
@@ -169,7 +237,7 @@ def _parse_header(fh: BinaryIO, size: int, name: str, max_seconds: float | None 
         elif chunk_id == b"data":
             if fmt is None:
                 raise _bad(name, "'data' chunk comes before the 'fmt ' chunk")
-            return _data_info(fmt, chunk_size, body, size, name, max_seconds)
+            return _data_info(fmt, chunk_size, body, size, name, (max_seconds, max_bytes))
         pos = body + chunk_size + (chunk_size & 1)  # chunks are word-aligned
         if pos > size:
             raise _bad(name, f"truncated: chunk {chunk_id!r} runs past the end of the file", "wav_truncated")
@@ -207,13 +275,14 @@ def _data_info(  # noqa: PLR0917 - private helper, called once
     offset: int,
     size: int,
     name: str,
-    max_seconds: float | None,
+    limits: tuple[float | None, int | None],
 ) -> WavInfo:
     _tag, channels, rate, block_align, bits = fmt
+    max_seconds, max_bytes = limits
     available = size - offset
     if declared not in _STREAMING_SIZES:
         # The header's own claim decides "too long" first: no need to look at the data.
-        _check_length(declared // block_align, rate, max_seconds, name)
+        _check_length(declared // block_align, rate, block_align, max_seconds, max_bytes, name)
     if declared > available:
         if declared not in _STREAMING_SIZES:
             raise _bad(
@@ -229,18 +298,55 @@ def _data_info(  # noqa: PLR0917 - private helper, called once
         _LOGGER.warning("%s: data chunk ends with a partial sample frame; ignored", name)
     if frames == 0:
         raise _bad(name, "no audio: the data chunk is empty", "wav_empty")
-    _check_length(frames, rate, max_seconds, name)
+    _check_length(frames, rate, block_align, max_seconds, max_bytes, name)
     return WavInfo(rate=rate, channels=channels, bits=bits, frames=frames, data_offset=offset)
 
 
-def _decode(data: bytes, info: WavInfo) -> Int16Array:
-    n = info.frames * info.channels
+def _decode(fh: io.BufferedReader, info: WavInfo, name: str) -> Int16Array:
+    """The data chunk (``fh`` at its start) as 16 kHz mono, read and converted a chunk at a time."""
+    block = info.channels * info.bits // 8
+    if info.bits == 16 and info.channels == 1 and info.rate == SAMPLE_RATE:
+        # Already the house format: read straight into the result, bit-exact.
+        out = np.empty(info.frames, dtype="<i2")
+        view = out.data.cast("B")
+        got = 0
+        while got < len(view):
+            n = fh.readinto(view[got:])
+            if not n:
+                raise AudioError(f"{name}: truncated: data ends early", code="wav_truncated")
+            got += n
+        return out.astype(np.int16, copy=False)
+    resampler = (
+        None
+        if info.rate == SAMPLE_RATE
+        else soxr.ResampleStream(info.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    )
+    step = max(1, _CHUNK_BYTES // block)
+    pieces: list[Int16Array] = []
+    done = 0
+    while done < info.frames:
+        count = min(step, info.frames - done)
+        data = fh.read(count * block)
+        if len(data) < count * block:
+            raise AudioError(f"{name}: truncated: data ends early", code="wav_truncated")
+        done += count
+        mono = _to_mono_float(data, info, count)
+        if resampler is not None:
+            mono = np.asarray(resampler.resample_chunk(mono, last=done >= info.frames), dtype=np.float32)
+        if mono.size:
+            pieces.append(float_to_int16(mono))
+    if not pieces:
+        return np.zeros(0, dtype=np.int16)
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _to_mono_float(data: bytes, info: WavInfo, frames: int) -> npt.NDArray[np.float32]:
+    """``frames`` interleaved PCM frames -> mono float32 in [-1, 1]."""
+    n = frames * info.channels
+    samples: npt.NDArray[np.integer]
     if info.bits == 16:
-        ints = np.frombuffer(data, dtype="<i2", count=n)
-        if info.channels == 1 and info.rate == SAMPLE_RATE:
-            return ints.astype(np.int16)  # already the house format: bit-exact
+        samples = np.frombuffer(data, dtype="<i2", count=n)
         scale = 32768.0
-        samples: npt.NDArray[np.integer] = ints
     elif info.bits == 8:
         samples = np.frombuffer(data, dtype=np.uint8, count=n).astype(np.int16) - 128
         scale = 128.0
@@ -253,4 +359,4 @@ def _decode(data: bytes, info: WavInfo) -> Int16Array:
         samples = np.frombuffer(data, dtype="<i4", count=n)
         scale = float(1 << 31)
     mono = mix_to_mono(samples.reshape(-1, info.channels)) / scale
-    return resample_to_16k(mono, info.rate)
+    return mono.astype(np.float32)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +137,7 @@ def test_write_then_read_round_trip_at_another_rate(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- bad input
 
 
-def _error(path: Path, **kwargs: float) -> AudioError:
+def _error(path: Path, **kwargs: float) -> AudioError:  # max_seconds, max_bytes
     with pytest.raises(AudioError) as info:
         read_wav(path, **kwargs)
     assert str(path) in info.value.message  # the message names the file
@@ -257,3 +260,131 @@ def test_streaming_placeholder_size_reads_to_end_of_file(tmp_path: Path) -> None
 
 def test_a_directory_is_not_a_wav(tmp_path: Path) -> None:
     assert "directory" in _error(tmp_path).message
+
+
+# ----------------------------------------------------------------------------- not a regular file
+
+
+def _within(seconds: float, fn: Callable[[], object]) -> object:
+    """fn() in a daemon thread; fails (instead of hanging the run) when it blocks."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # handed to the test thread
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"read_wav did not return within {seconds} s"
+    if isinstance(box.get("error"), BaseException):
+        raise box["error"]  # type: ignore[misc]
+    return box.get("value")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)  # no writer: a plain open() would block forever
+    with pytest.raises(AudioError) as info:
+        _within(10, lambda: read_wav(fifo))
+    assert info.value.message == f"{fifo}: is a FIFO (named pipe), not a regular WAV file"
+    assert info.value.code == "wav_invalid"
+    with pytest.raises(AudioError, match="FIFO"):
+        _within(10, lambda: wav_info(fifo))
+
+
+def test_dev_zero_is_refused_not_read() -> None:
+    with pytest.raises(AudioError) as info:
+        _within(10, lambda: read_wav("/dev/zero"))
+    assert info.value.message == "/dev/zero: is a character device, not a regular WAV file"
+
+
+def test_a_symlink_to_a_device_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "zero.wav"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(AudioError, match="character device"):
+        _within(10, lambda: read_wav(link))
+
+
+# ----------------------------------------------------------------------------- bytes limit
+
+
+def _sparse_wav(path: Path, channels: int, rate: int, bits: int, seconds: float) -> Path:
+    """A header plus `seconds` of zero samples as a sparse file (no disk space used)."""
+    block = channels * bits // 8
+    size = int(rate * seconds) * block
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", size)
+    with path.open("wb") as fh:
+        fh.write(b"RIFF" + struct.pack("<I", len(body) + size) + body)
+        fh.truncate(12 + len(body) + size)
+    return path
+
+
+def test_a_983_mb_five_second_file_is_refused_from_its_header(tmp_path: Path) -> None:
+    # 64 channels x 32 bits at 768 kHz: only 5 s, but 983 MB of samples (it used to take 1.1 GB).
+    path = _sparse_wav(tmp_path / "wide.wav", 64, 768_000, 32, 5.0)
+    tracemalloc.start()
+    try:
+        err = _error(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert err.code == "wav_too_large"
+    assert "983.0 MB" in err.message
+    assert "limit is 268.4 MB" in err.message
+    assert peak < 1_000_000
+
+
+def test_the_bytes_limit_applies_to_streamed_sizes_too(tmp_path: Path) -> None:
+    path = make_wav(tmp_path / "pipe.wav", np.zeros(16000), 16000, data_size=0xFFFFFFFF)
+    err = _error(path, max_bytes=1000)
+    assert err.code == "wav_too_large"
+    assert read_wav(path, max_bytes=32000).size == 16000
+
+
+def test_a_file_at_the_bytes_limit_is_read(tmp_path: Path) -> None:
+    path = make_wav(tmp_path / "x.wav", np.zeros((8000, 2)), 16000)
+    assert read_wav(path, max_bytes=32000).size == 8000
+    assert _error(path, max_bytes=31999).code == "wav_too_large"
+
+
+def test_memory_follows_the_16k_result_not_the_file_size(tmp_path: Path) -> None:
+    # 20 s of 48 kHz 8-channel 32-bit is 61 MB of samples; the 16 kHz mono result is 640 kB.
+    path = _sparse_wav(tmp_path / "many.wav", 8, 48000, 32, 20.0)
+    tracemalloc.start()
+    try:
+        pcm = read_wav(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pcm.size == 320000
+    assert peak < 12_000_000  # reading it whole took more than 61 MB
+
+
+def test_chunked_decoding_matches_across_chunk_boundaries(tmp_path: Path) -> None:
+    # Long enough for several decode chunks at 44.1 kHz stereo 24-bit.
+    path = make_wav(tmp_path / "long.wav", np.stack([sine(440, 44100, 8.0)] * 2, axis=1), 44100, 24)
+    pcm = read_wav(path).astype(np.float64) / 32768
+    assert abs(pcm.size - 8 * 16000) <= 2
+    reference = sine(440, 16000, 8.0)[: pcm.size]
+    middle = slice(1000, pcm.size - 1000)
+    assert np.abs(pcm[middle] - reference[middle]).max() < 0.002
+
+
+# ----------------------------------------------------------------------------- odd names
+
+
+def test_a_non_utf8_name_is_shown_escaped(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/\xff.wav"
+    with open(raw, "wb") as fh:
+        fh.write(b"not a wav at all, sorry, nothing here")
+    with pytest.raises(AudioError) as info:
+        read_wav(raw)
+    assert info.value.message == f"{tmp_path}/\\xff.wav: not a WAV file (no RIFF/WAVE header)"
+    info.value.message.encode("utf-8")  # printable under a strict UTF-8 locale
+    with pytest.raises(AudioError) as info:
+        read_wav(os.fsdecode(raw))  # as it comes from sys.argv
+    assert "\\xff.wav" in info.value.message
