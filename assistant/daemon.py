@@ -347,7 +347,7 @@ class Orchestrator:
             self._stopping.set()
         self._last_frame_at = time.monotonic()
         self._pace_source()
-        installed = self._install_signals() if self.handle_signals else []
+        installed = self._install_signals() if self.handle_signals else {}
         self._spawn(self._audio_loop(), "audio")
         self._spawn(self._watchdog_loop(), "watchdog")
         sdnotify.ready(self._status_line())
@@ -356,9 +356,11 @@ class Orchestrator:
             await self._stopping.wait()
         finally:
             await self._shutdown()
-            for sig in installed:
+            for sig, previous in installed.items():
                 with contextlib.suppress(Exception):
                     self._loop.remove_signal_handler(sig)
+                    # asyncio leaves SIG_DFL behind (terminate on SIGHUP/SIGUSR1): restore
+                    signal.signal(sig, previous)  # type: ignore[arg-type]
 
     async def _shutdown(self) -> None:
         sdnotify.stopping("stopping")
@@ -402,7 +404,7 @@ class Orchestrator:
         except Exception as err:  # one failing hook must not skip the others
             _LOGGER.warning("%s hook %r failed: %s", what, hook, err)
 
-    def _install_signals(self) -> list[int]:
+    def _install_signals(self) -> dict[int, object]:
         loop = self._loop
         assert loop is not None  # noqa: S101 - set by run() before this is called
         handlers: dict[int, Callable[[], None]] = {
@@ -411,11 +413,12 @@ class Orchestrator:
             signal.SIGHUP: self._on_sighup,
             signal.SIGUSR1: self.push_to_talk,
         }
-        installed = []
+        installed: dict[int, object] = {}
         for sig, handler in handlers.items():
             try:
+                previous = signal.getsignal(sig)
                 loop.add_signal_handler(sig, handler)
-                installed.append(sig)
+                installed[sig] = previous
             except (NotImplementedError, RuntimeError, ValueError) as err:
                 _LOGGER.debug("No handler for %s: %s", sig, err)
         return installed

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from assistant import sdnotify
 from assistant.brains.base import warm_brain
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, ConfigError
+from assistant.lifecycle import SignalRelay
 from assistant.tools.context import InMemoryController
 from assistant.types import Event, EventType
 
@@ -52,25 +56,92 @@ class DaemonController(InMemoryController):
 
 
 def run_daemon(settings: Settings, *, config_path: str | None) -> int:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads. Exit status 0, or 1 when audio failed for good."""
-    while True:
-        outcome = asyncio.run(_run_once(settings))
-        if outcome == "stop":
-            return 0
-        if outcome == "failed":
-            return 1
+    """Run until SIGTERM/SIGINT; SIGHUP reloads. Exit status 0, or 1 when audio failed for good.
+
+    The signal handlers are installed before anything else and stay for the whole life of
+    the process (see assistant.lifecycle): a signal during start-up or between two
+    pipelines never kills the daemon. SIGHUP reads and validates the settings file while
+    the pipeline keeps running; only valid, changed settings rebuild it.
+    """
+    relay = SignalRelay()
+    relay.install()
+    try:
+        while not relay.stop_requested:
+            result = asyncio.run(_run_once(settings, relay, config_path))
+            if result.outcome == "failed":
+                return 1
+            if result.outcome == "stop" or result.settings is None:
+                return 0
+            settings = result.settings
+            _LOGGER.info("settings reloaded: rebuilding the pipeline")
+        return 0
+    finally:
+        relay.uninstall()
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How one pipeline ended: "stop", "reload" (with the new settings) or "failed"."""
+
+    outcome: str
+    settings: Settings | None = None
+
+
+class _Reloader:
+    """SIGHUP: read and validate the settings off the loop; stop the pipeline only for valid, new ones."""
+
+    def __init__(self, settings: Settings, config_path: str | None, stop: Callable[[], None],
+                 status: Callable[[], str]) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self._stop = stop
+        self._status = status
+        self.accepted: Settings | None = None
+        self._busy = False
+        self._again = False
+        self._task: asyncio.Future[None] | None = None
+
+    def request(self) -> None:
+        """On the loop: start a check, or ask for one more after the running one (coalesced)."""
+        if self.accepted is not None:
+            return  # already reloading
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        self._task = asyncio.ensure_future(self._check())
+
+    async def _check(self) -> None:
         try:
-            settings = load_settings(config_path)
-        except ConfigError as err:
-            # Reload refused: keep the settings we had, and say exactly why.
-            for problem in err.problems:
-                _LOGGER.error("reload refused: %s", problem)
-        else:
-            _LOGGER.info("settings reloaded")
+            while True:
+                self._again = False
+                sdnotify.reloading()
+                _LOGGER.info("Reloading: checking the settings")
+                try:
+                    new = await asyncio.to_thread(load_settings, self.config_path)
+                except ConfigError as err:
+                    # Refused: the running pipeline stays as it is, and the log says exactly why.
+                    for problem in err.problems:
+                        _LOGGER.error("reload refused: %s", problem)
+                    new = None
+                except Exception as err:  # reading the file failed in an unexpected way
+                    _LOGGER.error("reload refused: %s", err)
+                    new = None
+                if new is not None and new != self.settings:
+                    self.accepted = new
+                    self._stop()
+                    return
+                if new is not None:
+                    _LOGGER.info("Reload: the settings are unchanged; nothing to do")
+                sdnotify.ready(self._status())
+                if not self._again:
+                    return
+        finally:
+            self._busy = False
 
 
-async def _run_once(settings: Settings) -> str:
-    """One daemon lifetime with fixed settings: "stop", "reload" or "failed"."""
+async def _run_once(settings: Settings, relay: SignalRelay, config_path: str | None) -> _Ended:
+    """One daemon lifetime with fixed settings."""
     from assistant.audio.frontend import Segmenter  # noqa: PLC0415 - heavy imports, run only
     from assistant.audio.sources import make_source  # noqa: PLC0415
     from assistant.daemon import Orchestrator, ThreadedFrameSource  # noqa: PLC0415
@@ -106,7 +177,6 @@ async def _run_once(settings: Settings) -> str:
     frames = ThreadedFrameSource(source, stop=source.stop)
     segmenter = Segmenter(settings.vad, source=f"live:{settings.audio.source}", site=settings.site)
     device = parts.home.device if parts.home.client.enabled else None
-    reload_requested = {"flag": False}
 
     def on_event(event: Event) -> None:
         if device is None:
@@ -124,10 +194,6 @@ async def _run_once(settings: Settings) -> str:
         except Exception:  # observers must never break the pipeline
             _LOGGER.exception("publishing event %s failed", event.type)
 
-    def request_reload() -> None:
-        reload_requested["flag"] = True
-        holder["orch"].stop()
-
     orch = Orchestrator(
         settings,
         source=frames,
@@ -139,10 +205,15 @@ async def _run_once(settings: Settings) -> str:
         earcons=make_earcons(settings, parts.tts),
         listeners=[on_event],
         shutdown_hooks=[stop_event.set, warm_wanted.set, parts.close],
-        reload_hooks=[request_reload],
-        handle_signals=True,
     )
     holder["orch"] = orch
+    reloader = _Reloader(settings, config_path, orch.stop, lambda: f"{orch.state}: reload checked")
+    relay.attach(asyncio.get_running_loop(), {
+        signal.SIGTERM: orch.stop,
+        signal.SIGINT: orch.stop,
+        signal.SIGHUP: reloader.request,
+        signal.SIGUSR1: orch.push_to_talk,
+    })
     controller.on_mute.append(orch.set_muted)
     if device is not None:
         controller.on_mute.append(device.set_muted)
@@ -185,9 +256,12 @@ async def _run_once(settings: Settings) -> str:
     try:
         await orch.run()
     finally:
+        relay.detach()
         parts.close()
         if wake is not None:
             wake.close()
-    if getattr(orch, "failure", None) is not None:
-        return "failed"
-    return "reload" if reload_requested["flag"] else "stop"
+    if orch.failure is not None:
+        return _Ended("failed")
+    if reloader.accepted is not None and not relay.stop_requested:
+        return _Ended("reload", reloader.accepted)
+    return _Ended("stop")

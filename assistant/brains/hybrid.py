@@ -32,6 +32,12 @@ class HybridBrain:
         warm_brain(self._phrase, router)
         warm_brain(self._gemma, router)
 
+    def prefetch(self, pcm: bytes, router: Router) -> None:
+        """Let the phrase brain start early on the utterance (its early decode serves most turns)."""
+        prefetch = getattr(self._phrase, "prefetch", None)
+        if callable(prefetch):
+            prefetch(pcm, router)
+
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance: phrase brain, then Gemma for a rejected one."""
         confirming = router.pending_confirmation(utterance.site) is not None

@@ -100,3 +100,22 @@ def test_a_rebuild_waits_for_the_decode_that_started_with_the_old_grammar() -> N
         brain.build(router)
     brain.handle(second, router, NEVER)
     assert brain.installed_searches == 1
+
+
+def test_the_hybrid_brain_passes_the_early_decode_on(phrase_brain: PhraseBrain) -> None:
+    from assistant.brains.hybrid import HybridBrain
+
+    class NoGemma:
+        name = "gemma"
+
+        def handle(self, *_args: object) -> object:
+            raise AssertionError("an understood command never reaches Gemma")
+
+    router = RecordingRouter()
+    phrase_brain.build(router)
+    hybrid = HybridBrain(phrase_brain, NoGemma())  # type: ignore[arg-type]
+    first, _ = utterances_from_file(SAMPLE)
+    hybrid.prefetch(first.pcm, router)
+    turn = hybrid.handle(first, Wrapper(router), NEVER)
+    assert turn.timings_ms.get("prefetched") == 1.0
+    assert [c.name for c in router.calls] == ["HassTurnOn"]
