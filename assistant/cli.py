@@ -8,8 +8,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from assistant import __version__
+from assistant.commands import shown_name
 from assistant.config import Settings, load_settings, settings_to_dict
 from assistant.errors import AssistantError, ConfigError
 
@@ -22,17 +24,53 @@ EXIT_CONFIG = 2
 SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
 
 
+_VERBOSE_PREFIX = "verbose_"
+
+
+def _global_options(parser: argparse.ArgumentParser, level: str, *, top: bool = False) -> None:
+    """The options every command takes, before or after its name.
+
+    Below the top, defaults are SUPPRESS so that an option given earlier is not reset by
+    a subcommand that does not repeat it; -v counts are kept per level and summed.
+    """
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", help="settings file (YAML)",
+        default=None if top else argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", dest=_VERBOSE_PREFIX + level, help="more log output (-vv: debug)",
+        default=0 if top else argparse.SUPPRESS,
+    )
+
+
+class _SubParsers:
+    """add_parser that also adds the global options to each new subparser."""
+
+    def __init__(self, action: Any, prefix: str) -> None:
+        self._action = action
+        self._prefix = prefix
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._action.add_parser(name, **kwargs)
+        _global_options(parser, f"{self._prefix}{name}")
+        return parser
+
+
+def _verbosity(args: argparse.Namespace) -> int:
+    return sum(v for k, v in vars(args).items() if k.startswith(_VERBOSE_PREFIX) and isinstance(v, int))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="assistant",
         description="Offline voice assistant: wake word -> speech -> tool calls -> Home Assistant over MQTT.",
         epilog="Settings: --config, $ASSISTANT_CONFIG, /etc/assistant/config.yaml, "
-        "~/.config/assistant/config.yaml, else built-in defaults. See `assistant config check`.",
+        "~/.config/assistant/config.yaml, else built-in defaults. See `assistant config check`. "
+        "-c/--config and -v may come before or after the command.",
     )
     parser.add_argument("--version", action="version", version=f"assistant {__version__}")
-    parser.add_argument("-c", "--config", metavar="FILE", help="settings file (YAML)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _global_options(parser, "top", top=True)
+    sub = _SubParsers(parser.add_subparsers(dest="command", metavar="COMMAND"), "")
 
     sub.add_parser(
         "run",
@@ -66,14 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="list audio devices (use the index or a name part as audio.device)")
 
     cfg = sub.add_parser("config", help="settings tools")
-    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    cfg_sub = _SubParsers(cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND"), "config_")
     check = cfg_sub.add_parser(
         "check", help="validate a settings file and print the effective settings (secrets masked)"
     )
     check.add_argument("file", nargs="?", help="settings file (default: the search order)")
 
     models = sub.add_parser("models", help="Gemma model files: pull (explicit download) and check")
-    models_sub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    models_sub = _SubParsers(models.add_subparsers(dest="models_command", metavar="SUBCOMMAND"), "models_")
     pull = models_sub.add_parser(
         "pull",
         help="download a Gemma 4 ONNX export (the only command that downloads anything)",
@@ -110,7 +148,7 @@ def _setup_logging(verbose: int, settings: Settings | None = None) -> None:
 def _print_config_error(err: ConfigError) -> None:
     print(f"assistant: the settings are invalid ({len(err.problems)} problem(s)):", file=sys.stderr)
     for problem in err.problems:
-        print(f"  {problem}", file=sys.stderr)
+        print(f"  {shown_name(problem)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
-    _setup_logging(args.verbose)
+    verbose = _verbosity(args)
+    _setup_logging(verbose)
     try:
         if args.command == "config":
             if args.config_command != "check":
@@ -130,13 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.parse_args(["models", "--help"])
         settings = load_settings(args.config)
         # `process` prints results on stdout; its logs stay quiet unless asked for with -v.
-        _setup_logging(args.verbose, None if args.command == "process" else settings)
+        _setup_logging(verbose, None if args.command == "process" else settings)
         return _dispatch(args, settings)
     except ConfigError as err:
         _print_config_error(err)
         return EXIT_CONFIG
     except AssistantError as err:
-        print(f"assistant: {err.message} [{err.code}]", file=sys.stderr)
+        print(f"assistant: {shown_name(err.message)} [{err.code}]", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -168,7 +207,7 @@ def _config_check(path: str | None) -> int:
     from assistant.config import find_config  # noqa: PLC0415
 
     source = find_config(path)
-    print(f"# settings from {source or 'built-in defaults'}: OK")
+    print(f"# settings from {shown_name(source) if source else 'built-in defaults'}: OK")
     print(json.dumps(settings_to_dict(settings), indent=2))
     return EXIT_OK
 

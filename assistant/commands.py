@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -16,6 +17,19 @@ from assistant.config import Settings
 from assistant.errors import AssistantError
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def shown_name(path: str | os.PathLike[str]) -> str:
+    """A file name safe to print under any locale: bytes that are not UTF-8 appear as \\xNN.
+
+    Names from the command line arrive with such bytes as lone surrogates (PEP 383),
+    which a strict UTF-8 stdout refuses to encode.
+    """
+    name = os.fsdecode(path)
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that did not come from undecodable bytes
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _emit(record: dict[str, Any], as_json: bool) -> None:
@@ -78,12 +92,12 @@ def process(
             try:
                 utterances = utterances_from_file(path, settings.vad)
             except AssistantError as err:
-                print(f"assistant process: {err.message}", file=sys.stderr)
+                print(f"assistant process: {shown_name(err.message)}", file=sys.stderr)
                 failed += 1
                 continue
             for utt in utterances:
                 record: dict[str, Any] = {
-                    "file": str(path),
+                    "file": shown_name(path),
                     "start_s": round(utt.start_s, 3),
                     "end_s": round(utt.end_s, 3),
                 }
