@@ -63,6 +63,15 @@ __all__ = [
 _POLL_S = 0.1
 """How often blocking waits look at the stop event."""
 
+_AHEAD_LIMIT_S = 2.0
+"""Audio a capture stream may deliver beyond the wall time since it opened (a device's buffer)."""
+
+_STALE_REPEATS = 25
+"""Blocks in a row that repeat one of the 4 before them, bit for bit: the device replays its
+buffer. Together with running ahead of the clock this is a source that is gone (ALSA's file
+plugin after its FIFO writer closed replays its last two periods as fast as it is read);
+real digital silence comes at real time, and an unpaced file is new audio until its end."""
+
 
 def _backoff(initial_s: float, max_s: float) -> Backoff:
     """Retry delays for a device or command; a tiny ``retry_max_s`` caps the first one too."""
@@ -205,6 +214,9 @@ class MicrophoneSource(AudioSource):
         """Callbacks where PortAudio reported a status (its own overflow or underflow)."""
         self.opens = 0
         """Successful stream opens (more than one means the device was reopened)."""
+        self.runaways = 0
+        """Streams closed because they delivered audio faster than real time (no clock: source gone)."""
+        self._received = 0  # blocks the callback saw on the current stream, dropped ones included
         # The capture queue: the callback appends, the reader pops (deque ops are atomic);
         # ``_ready`` wakes the reader once ``_batch_blocks`` blocks are waiting.
         self._blocks: deque[bytes] = deque()
@@ -234,6 +246,7 @@ class MicrophoneSource(AudioSource):
     def _callback(self, indata: Any, _frames: int, _time: Any, status: Any) -> None:
         if status:
             self.status_flags += 1
+        self._received += 1
         blocks = self._blocks
         if len(blocks) >= self._max_blocks:
             self.overflows += 1
@@ -300,6 +313,7 @@ class MicrophoneSource(AudioSource):
             stream_closed()
         # Blocks of the old stream must not be served as the start of the next one.
         self._blocks.clear()
+        self._received = 0
 
     def close(self) -> None:
         """Stop iteration and close the stream."""
@@ -346,12 +360,15 @@ class MicrophoneSource(AudioSource):
             _LOGGER.info("capturing from %s at %d Hz", self.name, rate)
             converter = PcmConverter(rate, self._channels, self.frame_samples)
             converter.framer = Framer(self.frame_samples, start_s=next_start)
+            runaways = self.runaways
             try:
                 yield from self._read(stream, converter)
             finally:
                 self._close_stream()
-            if converter.framer.time_s - next_start > 1.0:
-                backoff.reset()  # it worked for a while: the next trouble starts with short waits
+            if converter.framer.time_s - next_start > 1.0 and self.runaways == runaways:
+                # It worked for a while: the next trouble starts with short waits. Not after a
+                # runaway stream, whose audio was no sign of a working device: those back off.
+                backoff.reset()
             next_start = converter.framer.time_s
             if self.stop_event.is_set():
                 break
@@ -362,8 +379,10 @@ class MicrophoneSource(AudioSource):
                 break
 
     def _read(self, stream: Any, converter: PcmConverter) -> Iterator[list[AudioFrame]]:
-        last_data = time.monotonic()
+        last_data = opened = time.monotonic()
         reported_overflows = self.overflows
+        recent: deque[bytes] = deque(maxlen=4)
+        repeats = 0
         blocks, ready = self._blocks, self._ready
         while not self.stop_event.is_set():
             batch = self._batch_blocks
@@ -390,9 +409,24 @@ class MicrophoneSource(AudioSource):
                 reported_overflows = self.overflows
             frames: list[AudioFrame] = []
             for _ in range(count):
-                frames.extend(converter.push(np.frombuffer(blocks.popleft(), dtype=np.int16)))
+                block = blocks.popleft()
+                repeats = repeats + 1 if block in recent else 0
+                recent.append(block)
+                frames.extend(converter.push(np.frombuffer(block, dtype=np.int16)))
             if frames:
-                yield frames
+                yield frames  # what the device delivered, up to the stale run, is served as usual
+            ahead_s = self._received * self._block_s - (time.monotonic() - opened)
+            if repeats >= _STALE_REPEATS and ahead_s > _AHEAD_LIMIT_S:
+                # Stale periods faster than real time would spin this thread and PortAudio's at
+                # full speed, feeding the pipeline a loop of old audio: close, back off, reopen.
+                self.runaways += 1
+                _LOGGER.warning(
+                    "microphone replays stale audio faster than real time (%.1f s ahead after %.1f s): "
+                    "its source is gone; closing it",
+                    ahead_s,
+                    time.monotonic() - opened,
+                )
+                return
 
 
 # --------------------------------------------------------------------------- raw PCM

@@ -6,7 +6,9 @@ Builds an ALSA configuration in a temporary folder with two PCMs:
   regular file it is not paced (as fast as the reader reads; after the end of the file
   it repeats stale data, so read only the file's length). With a FIFO fed by
   :class:`FifoFeeder` it runs in real time.
-- ``fileplay``: playback that writes everything played to a WAV file.
+- ``fileplay``: playback that writes everything played to a WAV file, or (``playback_fifo``)
+  raw samples into a FIFO that :class:`PlaybackDrain` empties in real time, so speech takes
+  as long as on a loudspeaker (and can be interrupted while it plays).
 
 PortAudio reads the ALSA configuration once, when sounddevice is first imported, so
 use it in a subprocess: pass ``AlsaFiles.env`` as the child's environment
@@ -25,13 +27,18 @@ Recipe and caveats: shared/reference/platform.md, section 2.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import fcntl
 import os
+import select
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 CAPTURE_DEVICE = "filecap"
 PLAYBACK_DEVICE = "fileplay"
@@ -55,9 +62,8 @@ pcm.{playback} {{
     type file
     slave.pcm "null"
     file "{outfile}"
-    format "wav"
-    truncate true
-    hint {{ show on description "test playback to a wav file" }}
+    format "{format}"{truncate}
+    hint {{ show on description "test playback to a file" }}
 }}
 """
 
@@ -72,18 +78,21 @@ class AlsaFiles:
     capture_path: Path
     """The raw S16_LE 16 kHz mono file (or FIFO) the capture device reads."""
     playback_wav: Path
-    """The WAV the playback device writes."""
+    """The WAV the playback device writes (with ``playback_fifo``: the FIFO of raw samples)."""
     env: dict[str, str]
     """A copy of os.environ with the configuration selected; give it to subprocesses."""
     capture_device: str = CAPTURE_DEVICE
     playback_device: str = PLAYBACK_DEVICE
 
 
-def write_asoundrc(config_dir: Path, capture_path: Path | None, playback_wav: Path | None) -> Path:
+def write_asoundrc(
+    config_dir: Path, capture_path: Path | None, playback_wav: Path | None, *, playback_format: str = "wav"
+) -> Path:
     """Write ``config_dir/alsa/asoundrc`` defining the capture and playback PCMs; return its path.
 
     A PCM whose path is None is left out (a test can add it later to simulate a
     device that appears: alsa-lib re-reads a changed config when devices are re-scanned).
+    ``playback_format`` "raw" writes bare samples (for a FIFO: a WAV header needs seeking).
     """
     for path in (capture_path, playback_wav):
         if path is not None and ('"' in str(path) or "\n" in str(path)):
@@ -92,7 +101,10 @@ def write_asoundrc(config_dir: Path, capture_path: Path | None, playback_wav: Pa
     if capture_path is not None:
         text += _CAPTURE_PCM.format(capture=CAPTURE_DEVICE, infile=capture_path)
     if playback_wav is not None:
-        text += _PLAYBACK_PCM.format(playback=PLAYBACK_DEVICE, outfile=playback_wav)
+        truncate = "\n    truncate true" if playback_format == "wav" else ""
+        text += _PLAYBACK_PCM.format(
+            playback=PLAYBACK_DEVICE, outfile=playback_wav, format=playback_format, truncate=truncate
+        )
     rc = config_dir / "alsa" / "asoundrc"
     rc.parent.mkdir(parents=True, exist_ok=True)
     tmp = rc.with_suffix(".tmp")
@@ -111,24 +123,31 @@ def alsa_env(config_dir: Path, base: dict[str, str] | None = None) -> dict[str, 
 
 @contextlib.contextmanager
 def alsa_file_devices(
-    directory: Path, *, capture: bytes | None = None, fifo: bool = False
+    directory: Path, *, capture: bytes | None = None, fifo: bool = False, playback_fifo: bool = False
 ) -> Iterator[AlsaFiles]:
     """An ALSA configuration in ``directory`` with a file capture PCM and a WAV playback PCM.
 
     ``capture`` (raw S16_LE 16 kHz mono bytes) is written to the capture file, unless
-    ``fifo`` is true: then the capture path is a FIFO, to be fed by :class:`FifoFeeder`.
+    ``fifo`` is true: then the capture path is a FIFO, to be fed by :class:`FifoFeeder` or
+    :class:`LiveFeeder`. ``playback_fifo``: playback goes as raw samples into a FIFO
+    (``playback_wav``) that a :class:`PlaybackDrain` must keep open and empty, started
+    before any process opens the devices (opening a FIFO for writing waits for a reader).
     """
     directory = Path(directory)
     config_dir = directory / "alsa-config"
     capture_path = directory / ("capture.fifo" if fifo else "capture.raw")
     out_dir = directory / "alsa-out"
     out_dir.mkdir(parents=True, exist_ok=True)
-    playback_wav = out_dir / "play.wav"
+    playback_wav = out_dir / ("play.fifo" if playback_fifo else "play.wav")
     if fifo:
         os.mkfifo(capture_path)
     else:
         capture_path.write_bytes(capture or b"")
-    rc = write_asoundrc(config_dir, capture_path, playback_wav)
+    if playback_fifo:
+        os.mkfifo(playback_wav)
+    rc = write_asoundrc(
+        config_dir, capture_path, playback_wav, playback_format="raw" if playback_fifo else "wav"
+    )
     try:
         yield AlsaFiles(
             config_dir=config_dir,
@@ -138,9 +157,10 @@ def alsa_file_devices(
             env=alsa_env(config_dir),
         )
     finally:
-        if fifo:
-            with contextlib.suppress(OSError):
-                capture_path.unlink()
+        for path, made in ((capture_path, fifo), (playback_wav, playback_fifo)):
+            if made:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 class FifoFeeder:
@@ -262,6 +282,244 @@ class FifoFeeder:
             self._thread.join(timeout)
 
     def __enter__(self) -> FifoFeeder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LiveFeeder:
+    """A microphone that speaks on demand: real-time blocks into the capture FIFO, forever.
+
+    Between utterances it writes quiet room noise (``noise`` RMS, never digital zero), one
+    block every ``block_samples / rate`` seconds, exactly ``block_samples * 2`` bytes per
+    write (see :class:`FifoFeeder` for why). ``say(pcm)`` queues audio that goes out next,
+    in real time; the returned :class:`Spoken` tells when its first and last blocks were
+    written. When the reader goes away (PortAudio's enumeration at start-up, a restart),
+    the feeder reopens the FIFO and goes on where it was. ``stop()`` closes the FIFO: the
+    writer is gone.
+    """
+
+    def __init__(
+        self, fifo: Path, *, block_samples: int = BLOCK_SAMPLES, rate: int = RATE, noise: float = 30.0,
+        seed: int = 11,
+    ) -> None:
+        self.fifo = Path(fifo)
+        self.block_bytes = block_samples * 2
+        self.period_s = block_samples / rate
+        rng = np.random.default_rng(seed)
+        self._noise = rng.normal(0, noise, rate * 7).astype("<i2").tobytes() if noise else b"\0" * rate * 14
+        self._noise_at = 0
+        self._queue: list[Spoken] = []
+        self._current: Spoken | None = None
+        self._offset = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reopens = 0
+        self.blocks_written = 0
+        self.late_blocks = 0
+        """Blocks written more than one period late (the test machine was too busy)."""
+        self.error: BaseException | None = None
+        self.connected = threading.Event()
+        """Set once a reader has held the FIFO for a second (the daemon's stream, not enumeration)."""
+
+    def say(self, pcm: bytes, label: str = "") -> Spoken:
+        """Queue ``pcm`` (raw S16_LE 16 kHz mono) to be spoken after what is queued already."""
+        spoken = Spoken(pcm + b"\0" * ((-len(pcm)) % self.block_bytes), label)
+        with self._lock:
+            self._queue.append(spoken)
+        return spoken
+
+    @property
+    def busy(self) -> bool:
+        """True while queued audio is not all written."""
+        with self._lock:
+            return self._current is not None or bool(self._queue)
+
+    def _next_block(self) -> bytes:
+        with self._lock:
+            if self._current is None and self._queue:
+                self._current, self._offset = self._queue.pop(0), 0
+            spoken = self._current
+            if spoken is not None:
+                block = spoken.pcm[self._offset : self._offset + self.block_bytes]
+                if self._offset == 0:
+                    spoken.started_at = time.monotonic()
+                self._offset += self.block_bytes
+                if self._offset >= len(spoken.pcm):
+                    self._current = None
+                    spoken.ended_at = time.monotonic() + self.period_s
+                    spoken.done.set()
+                return block
+        start = self._noise_at
+        if start + self.block_bytes > len(self._noise):
+            start = 0
+        self._noise_at = start + self.block_bytes
+        return self._noise[start : start + self.block_bytes]
+
+    def _open(self) -> int | None:
+        while not self._stop.is_set():
+            try:
+                return os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:
+                if err.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            time.sleep(0.01)
+        return None
+
+    def run(self) -> None:
+        """Feed until stop()."""
+        try:
+            while not self._stop.is_set():
+                fd = self._open()
+                if fd is None:
+                    return
+                os.set_blocking(fd, True)
+                opened = time.monotonic()
+                try:
+                    self._feed(fd, opened)
+                finally:
+                    os.close(fd)
+                self.reopens += 1
+        except BaseException as err:  # reported to the test through .error
+            self.error = err
+            raise
+
+    def _feed(self, fd: int, opened: float) -> None:
+        next_time = time.monotonic()
+        block = self._next_block()
+        while not self._stop.is_set():
+            delay = next_time - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -self.period_s:
+                self.late_blocks += 1
+            next_time += self.period_s
+            try:
+                written = os.write(fd, block)
+            except BrokenPipeError:
+                return  # the block is written again to the next reader
+            if written != self.block_bytes:
+                raise OSError(f"short write to FIFO: {written} of {self.block_bytes} bytes")
+            self.blocks_written += 1
+            if not self.connected.is_set() and time.monotonic() - opened > 1.0:
+                self.connected.set()
+            block = self._next_block()
+
+    def start(self) -> LiveFeeder:
+        """Run in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="live-feeder", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop feeding and close the FIFO (the writer disappears)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> LiveFeeder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Spoken:
+    """One queued stretch of audio of a :class:`LiveFeeder`, with when it went out."""
+
+    pcm: bytes
+    label: str = ""
+    started_at: float | None = None
+    """monotonic() when its first block was written."""
+    ended_at: float | None = None
+    """monotonic() when its last block has been played out (written + one period)."""
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / (2 * RATE)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until all of it is written."""
+        return self.done.wait(timeout)
+
+
+class PlaybackDrain:
+    """Empties the playback FIFO at the rate a loudspeaker would, and notes when audio flowed.
+
+    Reads ``bytes_per_s`` (22050 Hz mono int16 by default: espeak-ng and piper) through a
+    FIFO shrunk to one page, so the player runs at most a few milliseconds ahead of "the
+    speaker" and a reply takes as long as it sounds. Keeps the FIFO open for reading all the
+    time (the player's open would otherwise wait). ``chunks`` holds (monotonic time, bytes).
+    """
+
+    def __init__(self, fifo: Path, *, bytes_per_s: int = 22050 * 2, pipe_bytes: int = 4096) -> None:
+        self.fifo = Path(fifo)
+        self.bytes_per_s = bytes_per_s
+        self.pipe_bytes = pipe_bytes
+        self.chunks: list[tuple[float, int]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+
+    def start(self) -> PlaybackDrain:
+        """Open the FIFO (non-blocking) and drain in a daemon thread."""
+        self._fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._fd, 1031, self.pipe_bytes)  # F_SETPIPE_SZ: the speaker's own buffer
+        self._thread = threading.Thread(target=self._run, name="playback-drain", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        fd = self._fd
+        assert fd is not None  # set by start()
+        step_s = 0.01
+        budget = 0.0
+        last = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            budget = min(budget + (now - last) * self.bytes_per_s, self.bytes_per_s * 0.05)
+            last = now
+            if budget >= 2:
+                ready, _, _ = select.select([fd], [], [], step_s)
+                if ready:
+                    try:
+                        data = os.read(fd, int(budget) & ~1)
+                    except BlockingIOError:
+                        data = b""
+                    if data:
+                        budget -= len(data)
+                        with self._lock:
+                            self.chunks.append((time.monotonic(), len(data)))
+                        continue
+            time.sleep(step_s)  # no writer (EOF) or nothing to play: a speaker idles too
+
+    def played_between(self, start: float, end: float) -> float:
+        """Seconds of audio that came out between two monotonic times."""
+        with self._lock:
+            total = sum(n for t, n in self.chunks if start <= t <= end)
+        return total / self.bytes_per_s
+
+    def last_audio_at(self) -> float | None:
+        """monotonic() of the latest audio out, if any."""
+        with self._lock:
+            return self.chunks[-1][0] if self.chunks else None
+
+    def stop(self) -> None:
+        """Stop draining and close the FIFO."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> PlaybackDrain:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
