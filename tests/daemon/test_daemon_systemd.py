@@ -112,8 +112,73 @@ def test_install_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) ->
     for step in ("+ useradd --system", "-m venv", "pip install", "config.example.yaml",
                  "assistant.service", "+ systemctl enable assistant.service", "nothing was changed"):
         assert step in out
+    # The chosen paths reach the unit that would be installed.
+    unit_line = next(line for line in out.splitlines() if line.startswith("= unit: "))
+    assert f"ExecStart={tmp_path / 'opt'}/venv/bin/assistant run" in unit_line
+    assert f"Environment=ASSISTANT_CONFIG={tmp_path / 'etc'}/config.yaml" in unit_line
+    assert "ConfigurationDirectory" not in unit_line  # outside /etc it cannot be one
     assert log.read_text() == ""
     assert not any((tmp_path / d).exists() for d in ("opt", "etc", "units"))
+
+
+def test_install_pins_pip_and_every_dependency(tmp_path: Path) -> None:
+    _, _, env = stub_bin(tmp_path)
+    proc = install(tmp_path, env, "--dry-run", "--extras", "piper,gemma")
+    assert proc.returncode == 0, proc.stderr
+    pip_lines = [line for line in proc.stdout.splitlines() if " -m pip install" in line]
+    assert any(re.search(r"pip==\d", line) for line in pip_lines), pip_lines
+    main = next(line for line in pip_lines if "[piper,gemma]" in line)
+    assert "--constraint" in main
+    # Every runtime dependency of the package and its extras is pinned in the script.
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    pinned = {m.group(1).lower().replace("_", "-")
+              for m in re.finditer(r"^([A-Za-z0-9_.-]+)==\S+$", INSTALL.read_text(), re.MULTILINE)}
+    wanted = {Requirement(r).name.lower().replace("_", "-") for r in metadata.requires("assistant") or []
+              if "extra" not in r or "piper" in r or "gemma" in r}
+    assert wanted <= pinned, sorted(wanted - pinned)
+
+
+def test_install_renders_the_unit_with_prefix_and_config_dir(tmp_path: Path) -> None:
+    _, _, env = stub_bin(tmp_path)
+    proc = install(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    unit = (tmp_path / "units" / "assistant.service").read_text(encoding="utf-8")
+    lines = unit.splitlines()
+    assert f"ExecStart={tmp_path / 'opt'}/venv/bin/assistant run" in lines
+    assert f"Environment=ASSISTANT_CONFIG={tmp_path / 'etc'}/config.yaml" in lines
+    assert "/opt/assistant" not in unit and "/etc/assistant/config.yaml" not in unit
+    assert not any(line.startswith("LoadCredential=") for line in lines)  # no password file
+    # Everything else is the shipped unit, line for line.
+    paths = ("ExecStart=", "Environment=ASSISTANT_CONFIG=")
+    shipped = [line for line in UNIT.read_text(encoding="utf-8").splitlines()
+               if not line.startswith((*paths, "ConfigurationDirectory"))]
+    rendered = [line for line in lines if not line.startswith(paths)]
+    assert rendered == shipped
+    assert (tmp_path / "opt" / "constraints.txt").read_text().count("==") >= 20
+
+
+def test_install_hands_a_password_file_to_the_unit_as_a_credential(tmp_path: Path) -> None:
+    _, _, env = stub_bin(tmp_path)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "mqtt-password").write_text("s3cret\n", encoding="utf-8")
+    (etc / "mqtt-password").chmod(0o600)
+    proc = install(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    unit = (tmp_path / "units" / "assistant.service").read_text(encoding="utf-8").splitlines()
+    assert f"LoadCredential=mqtt-password:{etc}/mqtt-password" in unit
+    assert unit.index(f"LoadCredential=mqtt-password:{etc}/mqtt-password") == unit.index("[Service]") + 1
+    assert not any("s3cret" in line or "PASSWORD" in line for line in unit)
+    assert "passed to the service with LoadCredential=mqtt-password" in proc.stdout
+    assert "s3cret" not in proc.stdout
+    # What config.yaml then says: the credentials folder has a fixed path per unit.
+    settings = parse_settings(
+        "mqtt:\n  host: broker\n  username: va\n"
+        f"  password: {{file: {etc}/mqtt-password}}\n", env={})
+    assert settings.mqtt.password is not None and settings.mqtt.password.reveal() == "s3cret"
 
 
 def test_install_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
@@ -121,7 +186,7 @@ def test_install_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
     first = install(tmp_path, env)
     assert first.returncode == 0, first.stderr + first.stdout
     config = tmp_path / "etc" / "config.yaml"
-    assert (tmp_path / "units" / "assistant.service").read_bytes() == UNIT.read_bytes()
+    assert (tmp_path / "units" / "assistant.service").is_file()
     config.write_text("site: garage\n", encoding="utf-8")  # the user's edit
     calls_first = log.read_text().splitlines()
     log.write_text("")
