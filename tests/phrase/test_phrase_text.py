@@ -188,3 +188,53 @@ def test_plural_names_the_whole_group_even_when_a_device_shares_the_name(demo_gr
     assert match is not None and match.call.arguments == {"name": "bedroom light"}
     match = brain.match("turn on the lights in the kitchen", grammar)
     assert match is not None and match.call.arguments == {"area": "kitchen", "domain": "light"}
+
+
+def _random_sentences(graph: WordGraph, n: int, seed: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 - a reproducible walk, not a secret
+    by_src: dict[int, list[tuple[int, str | None]]] = {}
+    for src, dst, word in graph.arcs:
+        by_src.setdefault(src, []).append((dst, word))
+    out = []
+    for _ in range(n):
+        state, words = graph.start, []
+        while state != graph.final:
+            dst, word = rng.choice(by_src[state])
+            if word:
+                words.append(word)
+            state = dst
+        out.append(" ".join(words))
+    return out
+
+
+def test_merging_equivalent_states_keeps_every_sentence_and_shrinks_the_grammar() -> None:
+    lists = {"name": {"values": ["kitchen light", "kitchen lamp", "hall light", "porch"]},
+             "area": {"values": ["kitchen", "hall"]}}
+    graph = _graph_of(["turn on [the] {name}", "turn off [the] {name}", "switch {name} (on|off)",
+                       "is [the] {name} [in [the] {area}] on", "toggle {name}"], lists)
+    graph.remove_epsilons()
+    before, arcs = _sentences(graph), len(graph.arcs)
+    graph.merge_equivalent()
+    assert _sentences(graph) == before
+    assert len(graph.arcs) < arcs
+    assert (graph.start, graph.final) == (0, 1)
+
+
+def test_the_merged_home_grammar_accepts_exactly_what_the_full_one_does(demo_grammar, testset_script) -> None:  # type: ignore[no-untyped-def]
+    _brain, grammar = demo_grammar
+    intents = grammar.intents
+    builder = GraphBuilder(intents.intents, intents.slot_lists)
+    builder.add_intents()
+    full = builder.build()
+    full.remove_epsilons()
+    merged = WordGraph(full.start, full.final, full.n_states, list(full.arcs))
+    merged.merge_equivalent()
+    assert len(merged.arcs) < len(full.arcs)
+    for text in _random_sentences(merged, 1500, seed=1):
+        assert _accepts(full, text), text
+    for text in _random_sentences(full, 1500, seed=2):
+        assert _accepts(merged, text), text
+    for text, _name, _arguments in (*testset_script.COMMANDS, *testset_script.SENSITIVE):
+        assert _accepts(merged, text.lower()), text

@@ -198,6 +198,7 @@ class PhraseBrain:
             phones = self._phones_for_grammar(name_words)
             graph.prune(lambda word: phones(word) is not None)
             graph.remove_epsilons()
+            graph.merge_equivalent()
             search = f"commands{next(self._ids)}"
             self._decoder.install(search, graph, phones, self._settings.rejection_threshold)
             self._warm_up(intents)

@@ -118,6 +118,44 @@ class WordGraph:
         self.prune(lambda _: True)
 
 
+    def merge_equivalent(self) -> None:
+        """Merge states from which the same word sequences reach the final state.
+
+        Every template that takes a slot gets its own copy of the slot's prefix tree
+        ("turn on the {name}", "turn off the {name}", "is the {name} on"...), so a large
+        home repeats every entity name a dozen times. States with the same outgoing words
+        into the same (merged) states accept the same endings; merging them (coarsest
+        forward bisimulation, by partition refinement) keeps the language, and so every
+        transcript, while the grammar pocketsphinx compiles and searches shrinks several
+        fold. The start state becomes 0 and the final state 1 again.
+        """
+        out: dict[int, list[tuple[str | None, int]]] = defaultdict(list)
+        states = {self.start, self.final}
+        for src, dst, word in self.arcs:
+            out[src].append((word, dst))
+            states.add(src)
+            states.add(dst)
+        classes = {state: int(state == self.final) for state in states}
+        count = len(set(classes.values()))
+        while True:
+            ids: dict[tuple[int, frozenset[tuple[str | None, int]]], int] = {}
+            refined = {}
+            for state in sorted(states):
+                signature = (classes[state], frozenset((w, classes[d]) for w, d in out.get(state, ())))
+                refined[state] = ids.setdefault(signature, len(ids))
+            classes = refined
+            if len(ids) == count:
+                break
+            count = len(ids)
+        # renumber: start 0, final 1, the rest in order of first appearance
+        order = {classes[self.start]: 0, classes[self.final]: 1}
+        for state in sorted(states):
+            order.setdefault(classes[state], len(order))
+        arcs = {(order[classes[src]], order[classes[dst]], word) for src, dst, word in self.arcs}
+        self.start, self.final, self.n_states = 0, 1, len(order)
+        self.arcs = sorted(arcs, key=lambda a: (a[0], a[1], a[2] or ""))
+
+
 def _closure(origin: int, edges: Mapping[int, list[int]]) -> set[int]:
     seen = {origin}
     stack = [origin]

@@ -54,11 +54,15 @@ def synthetic_entities(count: int) -> tuple[DemoEntity, ...]:
     kinds = [("light", "light", ""), ("lamp", "light", ""), ("ceiling light", "light", ""),
              ("fan", "fan", ""), ("blinds", "cover", "blind"), ("heater", "switch", ""),
              ("speaker", "switch", ""), ("temperature", "sensor", ""), ("humidity", "sensor", "")]
+    # beyond rooms x kinds (225): the same with a qualifier, as big homes name things
+    qualifiers = ["", "left", "right", "north", "south", "east", "west", "upper", "lower", "corner",
+                  "window", "desk", "floor"]
     out: list[DemoEntity] = []
-    for room, (kind, domain, device_class) in itertools.product(rooms, kinds):
-        out.append(DemoEntity(f"{room} {kind}", domain, room, device_class))
+    for qualifier, room, (kind, domain, device_class) in itertools.product(qualifiers, rooms, kinds):
         if len(out) == count:
             break
+        name = f"{qualifier} {room} {kind}".strip()
+        out.append(DemoEntity(name, domain, room, device_class))
     return tuple(out)
 
 
