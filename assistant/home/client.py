@@ -44,6 +44,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _AUTH_FAILURES = {134, 135}  # bad user name or password / not authorized
 _UNSUPPORTED_PROTOCOL = 132
+_SUBSCRIBE_BATCH = 500
+"""Topic filters per SUBSCRIBE packet when (re)subscribing everything after a connect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,10 @@ class MqttClient:
             MQTTProtocolVersion.MQTTv311 if settings.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
         )
         self._queue: deque[_Pending] = deque()
-        self._subs: dict[int, Subscription] = {}
+        self._by_filter: dict[str, dict[int, Subscription]] = {}
+        """Handlers per topic filter: subscribe/unsubscribe cost O(1) however many entities there are."""
+        self._wildcards: dict[str, dict[int, Subscription]] = {}
+        """The filters with + or # (a few): only these are matched one by one per message."""
         self._ids = itertools.count(1)
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._outcome_listeners: list[OutcomeListener] = []
@@ -236,17 +241,23 @@ class MqttClient:
         thread = self._thread
         if thread is None:
             return
+        deadline = time.monotonic() + timeout
         self._stopping = True
         client = self._paho
         if client is not None and self._connected:
             try:
+                # Written to the socket at once (no paho thread owns this client) and ahead of the
+                # DISCONNECT, so the broker has it either way. The PUBACK can sit behind thousands
+                # of retained messages still coming in: wait for it only briefly.
                 info = client.publish(self.availability_topic, b"offline", qos=1, retain=True)
-                info.wait_for_publish(timeout=min(1.0, timeout))
+                info.wait_for_publish(timeout=min(0.25, timeout / 4))
             except (RuntimeError, ValueError, OSError) as err:
                 _LOGGER.debug("could not publish offline on stop: %s", err)
             client.disconnect()
         self._stop.set()
-        thread.join(timeout)
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            _LOGGER.warning("the MQTT thread did not end within %.1f s of stop()", timeout)
         self._thread = None
         self._stopping = False
         self._connected = False
@@ -276,8 +287,11 @@ class MqttClient:
             raise HomeError(f"invalid topic filter {topic_filter!r}", code="bad_topic")
         sub = Subscription(topic_filter, handler, qos, next(self._ids))
         with self._lock:
-            new_filter = all(s.topic_filter != topic_filter for s in self._subs.values())
-            self._subs[sub.id] = sub
+            new_filter = topic_filter not in self._by_filter
+            handlers = self._by_filter.setdefault(topic_filter, {})
+            handlers[sub.id] = sub
+            if "+" in topic_filter or "#" in topic_filter:
+                self._wildcards[topic_filter] = handlers
             client = self._paho
             if client is not None and self._connected and new_filter:
                 client.subscribe(topic_filter, qos)
@@ -286,9 +300,13 @@ class MqttClient:
     def unsubscribe(self, sub: Subscription) -> None:
         """Remove one handler; the broker subscription goes when no handler needs it."""
         with self._lock:
-            if self._subs.pop(sub.id, None) is None:
+            handlers = self._by_filter.get(sub.topic_filter)
+            if handlers is None or handlers.pop(sub.id, None) is None:
                 return
-            still_used = any(s.topic_filter == sub.topic_filter for s in self._subs.values())
+            still_used = bool(handlers)
+            if not still_used:
+                del self._by_filter[sub.topic_filter]
+                self._wildcards.pop(sub.topic_filter, None)
             client = self._paho
             if client is not None and self._connected and not still_used:
                 client.unsubscribe(sub.topic_filter)
@@ -296,7 +314,8 @@ class MqttClient:
     def resubscribe(self, topic_filter: str) -> None:
         """Unsubscribe and subscribe again at the broker, so retained messages arrive again."""
         with self._lock:
-            qos = max((s.qos for s in self._subs.values() if s.topic_filter == topic_filter), default=None)
+            subs = self._by_filter.get(topic_filter, {})
+            qos = max((s.qos for s in subs.values()), default=None)
             client = self._paho
             if qos is None or client is None or not self._connected:
                 return
@@ -566,11 +585,12 @@ class MqttClient:
                     self.protocol,
                 )
                 client.publish(self.availability_topic, b"online", qos=1, retain=True)
-                filters: dict[str, int] = {}
-                for sub in self._subs.values():
-                    filters[sub.topic_filter] = max(filters.get(sub.topic_filter, 0), sub.qos)
-                if filters:
-                    client.subscribe(list(filters.items()))
+                filters = [
+                    (topic_filter, max(s.qos for s in subs.values()))
+                    for topic_filter, subs in self._by_filter.items()
+                ]
+                for start in range(0, len(filters), _SUBSCRIBE_BATCH):
+                    client.subscribe(filters[start : start + _SUBSCRIBE_BATCH])
                 self._flush(client)
             self._connected_event.set()
             for hook in list(self._on_connect_hooks):
@@ -631,9 +651,15 @@ class MqttClient:
                 return
             message = Message(topic, bytes(payload), bool(msg.retain), int(msg.qos))
             with self._lock:
-                handlers = [
-                    s.handler for s in self._subs.values() if paho.topic_matches_sub(s.topic_filter, topic)
-                ]
+                subs = list(self._by_filter.get(topic, {}).values())
+                for topic_filter, wild in self._wildcards.items():
+                    if paho.topic_matches_sub(topic_filter, topic):
+                        subs.extend(wild.values())
+            handlers = (
+                [s.handler for s in sorted(subs, key=lambda s: s.id)]
+                if len(subs) > 1
+                else [s.handler for s in subs]
+            )
             for handler in handlers:
                 try:
                     handler(message)

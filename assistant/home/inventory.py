@@ -39,6 +39,71 @@ ChangeListener = Callable[[], None]
 DEFAULT_BIRTH_TOPIC = "homeassistant/status"
 """Where Home Assistant announces itself (``online``) unless configured otherwise."""
 
+MAX_ENTITIES = 20_000
+"""Most entities discovery may add (a large install has a few thousand)."""
+MAX_CONFIG_BYTES = 32 * 1024 * 1024
+"""Most bytes of discovery configs kept at once (a typical config is 0.5 to 2 KB)."""
+
+
+class _Debouncer:
+    """Calls ``action()`` once, ``delay_s`` after the last of a burst of ``trigger()`` calls.
+
+    One long-lived thread per burst instead of a new ``threading.Timer`` per trigger: the
+    10 000 retained configs of a big install trigger 10 000 times in a second.
+    """
+
+    def __init__(self, delay_s: float, action: Callable[[], None], name: str) -> None:
+        self.delay_s = delay_s
+        self._action = action
+        self._name = name
+        self._cond = threading.Condition()
+        self._due: float | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def trigger(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._due = time.monotonic() + self.delay_s
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._due is not None and not self._closed:
+                    wait = self._due - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                if self._closed or self._due is None:
+                    self._thread = None
+                    return
+                self._due = None
+            try:
+                self._action()
+            except Exception:
+                _LOGGER.exception("%s failed", self._name)
+            with self._cond:
+                if self._due is None:
+                    self._thread = None
+                    return
+
+    @property
+    def pending(self) -> bool:
+        """True while a call is scheduled."""
+        with self._cond:
+            return self._due is not None
+
+    def close(self) -> None:
+        """Drop a scheduled call; later triggers do nothing."""
+        with self._cond:
+            self._closed = True
+            self._due = None
+            self._cond.notify_all()
+
 
 @dataclass(frozen=True)
 class EntityState:
@@ -144,20 +209,39 @@ class Inventory:
         manual_entities: Sequence[Mapping[str, Any]] = (),
         ignore_device_ids: Iterable[str] = (),
         debounce_s: float = 0.3,
+        birth_debounce_s: float = 1.0,
+        max_entities: int = MAX_ENTITIES,
+        max_config_bytes: int = MAX_CONFIG_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``birth_debounce_s``: a burst of HA birth messages within this time costs one re-read.
+
+        ``max_entities`` / ``max_config_bytes`` cap what discovery may add (hand-declared
+        entities always count but are never refused).
+        """
         self.client = client
         self.prefix = discovery_prefix
         self._ignore_devices = frozenset(ignore_device_ids)
         self._debounce_s = debounce_s
         self._clock = clock
+        self.max_entities = max_entities
+        self.max_config_bytes = max_config_bytes
+        self._configs: dict[str, tuple[int, int]] = {}
+        """Per discovery key: (payload bytes, payload hash) of the config in use."""
+        self._config_bytes = 0
+        self._full_warned = False
+        self.refused_full = 0
+        """Discovery configs refused because the inventory was at its cap."""
+        self._notifier = _Debouncer(debounce_s, self._notify, "inventory-notify")
+        self._resync = _Debouncer(birth_debounce_s, self._resync_now, "inventory-resync")
+        self.resyncs = 0
+        """Full re-reads of the retained discovery configs so far (one per burst of births)."""
         self._lock = threading.RLock()
         self._entities: dict[str, Entity] = {}
         self._states: dict[str, EntityState] = {}
         self._state_subs: dict[str, list[Subscription]] = {}
         self._device_members: dict[str, set[str]] = {}
         self._listeners: list[ChangeListener] = []
-        self._timer: threading.Timer | None = None
         self._version = 0
         self._started = False
         self.rejected = 0
@@ -369,6 +453,8 @@ class Inventory:
             if not payload.strip():
                 self._remove_config(parsed.key, parsed.component == "device")
                 return
+            if self._unchanged(parsed.key, parsed.component == "device", payload):
+                return  # the same retained config again (a re-read after HA's birth, a reconnect)
             try:
                 data = json.loads(payload.decode("utf-8"))
             except UnicodeDecodeError:
@@ -381,20 +467,78 @@ class Inventory:
                     _LOGGER.warning("discovery %s: %s; component skipped", topic, problem)
                     self.rejected += 1
                 entities = [e for e in entities if not self._ignored(e)]
+                with self._lock:
+                    old = self._device_members.get(parsed.key, set())
+                    if not self._room_for(topic, parsed.key, len(entities) - len(old), len(payload)):
+                        return
+                # Listeners run from here: never with the lock held. Configs arrive in one thread.
                 self._set_device(parsed.key, entities)
+                self._remember(parsed.key, payload)
             else:
                 if parsed.component not in SUPPORTED_DOMAINS:
                     return
                 entity = parse_component_payload(parsed, data)
                 if self._ignored(entity):
                     return
+                with self._lock:
+                    added = 0 if entity.key in self._entities else 1
+                    if not self._room_for(topic, parsed.key, added, len(payload)):
+                        return
                 self._put(entity)
+                self._remember(parsed.key, payload)
         except ValueError as err:
             self.rejected += 1
             _LOGGER.warning("discovery %s refused: %s", topic, err)
         except Exception:
             self.rejected += 1
             _LOGGER.exception("discovery %s failed", topic)
+
+    def _unchanged(self, key: str, is_device: bool, payload: bytes) -> bool:
+        with self._lock:
+            known = self._configs.get(key)
+            if known is None or known != (len(payload), hash(payload)):
+                return False
+            if is_device:
+                return all(k in self._entities for k in self._device_members.get(key, ()))
+            return key in self._entities
+
+    def _remember(self, key: str, payload: bytes) -> None:
+        with self._lock:
+            old = self._configs.get(key)
+            self._config_bytes += len(payload) - (old[0] if old else 0)
+            self._configs[key] = (len(payload), hash(payload))
+
+    def _forget(self, key: str) -> None:
+        old = self._configs.pop(key, None)
+        if old is not None:
+            self._config_bytes -= old[0]
+            self._full_warned = False  # room again: the next refusal is news
+
+    def _room_for(self, topic: str, key: str, added_entities: int, size: int) -> bool:
+        """False (and one clear warning per fill-up) when a config would pass a cap."""
+        old = self._configs.get(key)
+        total_bytes = self._config_bytes + size - (old[0] if old else 0)
+        count = len(self._entities) + added_entities
+        if count <= self.max_entities and total_bytes <= self.max_config_bytes:
+            self._full_warned = False
+            return True
+        self.refused_full += 1
+        why = (
+            f"{count} entities would pass the cap of {self.max_entities}"
+            if count > self.max_entities
+            else f"{total_bytes} bytes of configs would pass the cap of {self.max_config_bytes}"
+        )
+        if not self._full_warned:
+            self._full_warned = True
+            _LOGGER.warning(
+                "discovery %s refused: the home inventory is full (%s); "
+                "further refusals are logged at debug level",
+                topic,
+                why,
+            )
+        else:
+            _LOGGER.debug("discovery %s refused: %s", topic, why)
+        return False
 
     def _ignored(self, entity: Entity) -> bool:
         return bool(self._ignore_devices.intersection(entity.device_ids))
@@ -454,6 +598,7 @@ class Inventory:
 
     def _remove_config(self, key: str, is_device: bool) -> None:
         with self._lock:
+            self._forget(key)
             keys = self._device_members.pop(key, set()) if is_device else {key}
             removed = [k for k in keys if self._remove_entity(k)]
         if removed:
@@ -472,7 +617,20 @@ class Inventory:
     def _on_birth(self, message: Message) -> None:
         if message.payload.strip() != b"online" or self.client is None:
             return
-        _LOGGER.info("Home Assistant came online; re-reading retained discovery configs")
+        if self._resync.delay_s <= 0:
+            self._resync_now()
+            return
+        if not self._resync.pending:
+            _LOGGER.info(
+                "Home Assistant came online; re-reading retained discovery configs in %.1f s",
+                self._resync.delay_s,
+            )
+        self._resync.trigger()  # a burst of births (HA restarting twice, several HA) -> one re-read
+
+    def _resync_now(self) -> None:
+        if self.client is None:
+            return
+        self.resyncs += 1
         for topic_filter in self.discovery_filters:
             self.client.resubscribe(topic_filter)
 
@@ -483,12 +641,7 @@ class Inventory:
         if self._debounce_s <= 0:
             self._notify()
             return
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(self._debounce_s, self._notify)
-            self._timer.daemon = True
-            self._timer.start()
+        self._notifier.trigger()
 
     def _notify(self) -> None:
         with self._lock:
@@ -501,11 +654,10 @@ class Inventory:
                 _LOGGER.exception("inventory change listener failed")
 
     def close(self) -> None:
-        """Cancel a pending change notification."""
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        """Cancel a pending change notification and re-read (nothing is unsubscribed: the
+        connection is about to go, and the broker drops a client's subscriptions with it)."""
+        self._notifier.close()
+        self._resync.close()
 
     # ------------------------------------------------------------------ state tracking
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,5 +112,119 @@ def test_repeated_state_with_a_huge_template_keeps_memory_flat(
         assert caplog.text.count("refused the value") == 1  # once per template, not per message
         assert stack.inventory.state(entity).state is None
         sniffer.publish(topic, b"", retain=True)
+    finally:
+        sniffer.close()
+
+
+# ----------------------------------------------------------------------------- 2. inventory caps
+
+
+def _switch(name: str, uniq: str) -> dict[str, str]:
+    return {"name": name, "cmd_t": f"{uniq}/{name}/set", "stat_t": f"{uniq}/{name}/state"}
+
+
+def test_inventory_caps_entities_and_config_bytes(
+    broker: Broker, uniq: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = mqtt_settings(broker, uniq)
+    prefix = settings.discovery_prefix
+    client = MqttClient(settings, site=uniq, backoff_min_s=0.05)
+    inventory = Inventory(client, discovery_prefix=prefix, debounce_s=0, max_entities=3, max_config_bytes=600)
+    sniffer = Sniffer(broker)
+    try:
+        for name in ("a", "b", "c", "d", "e"):
+            sniffer.publish(f"{prefix}/switch/{name}/config", json.dumps(_switch(name, uniq)), retain=True)
+        with caplog.at_level(logging.DEBUG, logger="assistant.home.inventory"):
+            inventory.start()
+            client.start()
+            assert wait_until(lambda: inventory.refused_full == 2)
+        assert inventory.names() == ["a", "b", "c"]
+        full = [
+            r for r in caplog.records if r.levelno == logging.WARNING and "inventory is full" in r.message
+        ]
+        assert len(full) == 1 and "cap of 3" in full[0].message, caplog.text
+        # a removal makes room again
+        sniffer.publish(f"{prefix}/switch/a/config", b"", retain=True)
+        assert wait_until(lambda: inventory.names() == ["b", "c"])
+        big = {**_switch("f", uniq), "icon": "x" * 500}
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="assistant.home.inventory"):
+            sniffer.publish(f"{prefix}/switch/f/config", json.dumps(big), retain=True)
+            assert wait_until(lambda: inventory.refused_full == 3)
+        assert "bytes of configs would pass the cap of 600" in caplog.text
+        sniffer.publish(f"{prefix}/switch/g/config", json.dumps(_switch("g", uniq)), retain=True)
+        assert wait_until(lambda: inventory.names() == ["b", "c", "g"])
+    finally:
+        inventory.close()
+        client.stop()
+        sniffer.close()
+
+
+# ----------------------------------------------------------------------------- 3. births
+
+
+def test_a_burst_of_births_costs_one_re_read(
+    broker: Broker, uniq: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = mqtt_settings(broker, uniq)
+    prefix = settings.discovery_prefix
+    client = MqttClient(settings, site=uniq, backoff_min_s=0.05)
+    inventory = Inventory(client, discovery_prefix=prefix, debounce_s=0, birth_debounce_s=0.3)
+    seen: list[str] = []
+    original = inventory.handle_config
+
+    def counting(topic: str, payload: bytes) -> None:
+        seen.append(topic)
+        original(topic, payload)
+
+    monkeypatch.setattr(inventory, "handle_config", counting)
+    sniffer = Sniffer(broker)
+    try:
+        for i in range(50):
+            sniffer.publish(f"{prefix}/switch/s{i}/config", json.dumps(_switch(f"s{i}", uniq)), retain=True)
+        inventory.start()
+        client.start()
+        assert wait_until(lambda: len(inventory.entities()) == 50)
+        assert wait_until(lambda: len(seen) == 50)
+        seen.clear()
+        for _ in range(5):
+            sniffer.publish(f"{prefix}/status", "online")
+        assert wait_until(lambda: len(seen) >= 50, timeout=5)
+        wait_until(lambda: False, 0.8)  # a second re-read would have arrived by now
+        assert inventory.resyncs == 1
+        assert len(seen) == 50, len(seen)
+        assert len(inventory.entities()) == 50
+    finally:
+        inventory.close()
+        client.stop()
+        sniffer.close()
+
+
+# ----------------------------------------------------------------------------- 4. stopping
+
+
+def test_stop_with_10k_retained_entities_is_quick(broker: Broker, uniq: str) -> None:
+    from assistant.config import Settings
+    from assistant.home.service import build_home
+
+    settings = mqtt_settings(broker, uniq)
+    prefix = settings.discovery_prefix
+    sniffer = Sniffer(broker, topics=(f"as_{uniq}/#",))
+    try:
+        for i in range(10_000):
+            body = json.dumps({**_switch(f"s{i}", uniq), "uniq_id": f"{uniq}_{i}"})
+            sniffer.client.publish(f"{prefix}/switch/s{i}/config", body, qos=0, retain=True)
+            sniffer.client.publish(f"{uniq}/s{i}/state", "ON", qos=0, retain=True)
+        sniffer.publish(f"{uniq}/done", "1")  # QoS 1 after all of them: the broker has everything
+        stack = build_home(Settings(site=uniq, mqtt=settings))
+        stack.start()
+        try:
+            assert wait_until(lambda: len(stack.inventory.entities()) == 10_000, timeout=60)
+        finally:
+            started = time.monotonic()
+            stack.stop()
+            took = time.monotonic() - started
+        assert took < 2.0, f"stop took {took:.2f} s"
+        assert sniffer.wait_for(stack.client.availability_topic, b"offline")
     finally:
         sniffer.close()
