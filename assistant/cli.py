@@ -158,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if args.command == "run":
+        # Before the settings are read or anything is built: a signal during start-up
+        # must find the daemon's handlers, not the default action (terminate).
+        from assistant.lifecycle import process_relay  # noqa: PLC0415 - only the daemon needs it
+
+        process_relay()
     verbose = _verbosity(args)
     _setup_logging(verbose)
     try:

@@ -95,3 +95,15 @@ class SignalRelay:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(handler)
+
+
+_PROCESS_RELAY: SignalRelay | None = None
+
+
+def process_relay() -> SignalRelay:
+    """The process's one relay, (re)installed (main thread only)."""
+    global _PROCESS_RELAY  # noqa: PLW0603 - one set of signal handlers per process
+    if _PROCESS_RELAY is None:
+        _PROCESS_RELAY = SignalRelay()
+    _PROCESS_RELAY.install()
+    return _PROCESS_RELAY

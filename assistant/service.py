@@ -20,7 +20,7 @@ from assistant import sdnotify
 from assistant.brains.base import warm_brain
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError, ConfigError
-from assistant.lifecycle import SignalRelay
+from assistant.lifecycle import SignalRelay, process_relay
 from assistant.tools.context import InMemoryController
 from assistant.types import Event, EventType
 
@@ -63,8 +63,7 @@ def run_daemon(settings: Settings, *, config_path: str | None) -> int:
     pipelines never kills the daemon. SIGHUP reads and validates the settings file while
     the pipeline keeps running; only valid, changed settings rebuild it.
     """
-    relay = SignalRelay()
-    relay.install()
+    relay = process_relay()
     try:
         while not relay.stop_requested:
             result = asyncio.run(_run_once(settings, relay, config_path))
