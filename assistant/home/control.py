@@ -9,8 +9,14 @@ HassClimateSetTemperature.temperature, HassFanSetSpeed.percentage (0..100).
 Handlers resolve name/area/domain against the inventory, build the exact command topic
 and payload per domain (and light schema), publish through ``MqttClient`` and return
 ``{"speech": ..., "entities": [...], "published": [...]}`` (the reply template is
-``{speech}``). Sensitive commands (unlock, opening a garage/door/gate cover, disarming,
-``home.sensitive_extra``) are flagged for the router's confirmation and never queued.
+``{speech}``). Sensitive commands are flagged for the router's confirmation and never
+queued. Discovery is untrusted, so sensitivity does not rest on the domain and device class
+alone: unlocking, disarming, opening a garage/door/gate cover; any command whose topic is
+the command topic of a lock, an alarm panel or such a cover (unless it is that entity's own
+harmless payload: LOCK, ARM_*, CLOSE); any payload that says UNLOCK, DISARM or (outside
+covers) OPEN; words in the name (door, gate, garage, lock, alarm, ...); ``home.sensitive_extra``.
+When unsure, it asks. The question names the one action asked: "Do you want me to unlock
+the front door?".
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +32,7 @@ from typing import Any
 from assistant.errors import HomeError, ToolError
 from assistant.home.client import MqttClient, PublishOutcome, PublishStatus
 from assistant.home.discovery import Entity
-from assistant.home.inventory import Inventory, Match
+from assistant.home.inventory import Inventory, Match, singular
 from assistant.tools.base import Tool
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,6 +88,43 @@ _DESCRIPTIONS = {
 }
 
 _SENSITIVE_COVER_CLASSES = frozenset({"garage", "door", "gate"})
+_ENTRY_WORDS = frozenset(
+    {"door", "gate", "garage", "entry", "entrance", "barrier", "shed", "porch", "hatch", "portal"}
+)
+"""Name words of things that let people in: opening or turning them on needs a yes."""
+_LOCK_WORDS = frozenset({"lock", "deadbolt", "latch", "bolt", "padlock", "doorlock", "keypad", "safe"})
+"""Name words of locking things: any change (either way is a guess for a switch) needs a yes."""
+_ALARM_WORDS = frozenset({"alarm", "security", "burglar", "intruder"})
+"""Name words of alarm things: turning them off needs a yes."""
+_NAME_RULE_DOMAINS = frozenset({"switch", "button", "scene", "cover", "number", "select"})
+"""Domains whose names are read for those words (a "garage light" or "hall fan" stays plain)."""
+_PAYLOAD_WORDS = {"UNLOCK": "unlock", "UNLATCH": "unlock", "DISARM": "disarm", "OPEN": "open"}
+"""Command payload words that need a yes whatever the domain claims (OPEN: outside covers)."""
+_ARM_DEFAULTS = {
+    "payload_arm_away": "ARM_AWAY",
+    "payload_arm_home": "ARM_HOME",
+    "payload_arm_night": "ARM_NIGHT",
+    "payload_arm_vacation": "ARM_VACATION",
+    "payload_arm_custom_bypass": "ARM_CUSTOM_BYPASS",
+}
+_IMPERATIVE = {
+    "turned on": "turn on",
+    "turned off": "turn off",
+    "opened": "open",
+    "closed": "close",
+    "locked": "lock",
+    "unlocked": "unlock",
+    "armed": "arm",
+    "disarmed": "disarm",
+    "activated": "activate",
+    "pressed": "press",
+}
+_STATIC_QUESTION = {
+    "HassTurnOn": "Do you want me to turn on the {name}?",
+    "HassTurnOff": "Do you want me to turn off the {name}?",
+    "HassToggle": "Do you want me to toggle the {name}?",
+    "HassSetPosition": "Do you want me to move the {name}?",
+}
 _CAN_SWEEP = frozenset({"light", "switch"})
 """Domains where a call matching several entities acts on all of them."""
 
@@ -98,6 +142,18 @@ class Command:
     """Past-tense verb for the reply ("turned on", "opened")."""
     qos: int = 0
     retain: bool = False
+
+
+def _name_words(entity: Entity) -> set[str]:
+    words = set(entity.spoken.split())
+    return words | {singular(w) for w in words}
+
+
+def _entry_cover(entity: Entity) -> bool:
+    """A cover that lets people in: garage/door/gate class, or such a word in its name."""
+    if entity.device_class in _SENSITIVE_COVER_CLASSES:
+        return True
+    return bool(_name_words(entity) & (_ENTRY_WORDS | _LOCK_WORDS))
 
 
 def _fmt_number(value: float) -> str:
@@ -223,7 +279,8 @@ class HomeControl:
                     handler=self._handler(tool_name),
                     reply="{speech}",
                     sensitive=self._rule(tool_name),
-                    confirm=self._confirm_template(tool_name, usable),
+                    confirm=_STATIC_QUESTION.get(tool_name, "Do you want me to change the {name}?"),
+                    ask=self._ask(tool_name),
                     source="home",
                 )
             )
@@ -251,35 +308,79 @@ class HomeControl:
             return "power_command_topic" in cfg or "mode_command_topic" in cfg
         return True
 
-    def _confirm_template(self, tool_name: str, usable: list[Entity]) -> str:
-        verbs: list[str] = []
-        for entity in usable:
-            verb = self._sensitive_verb(tool_name, entity)
-            if verb and verb not in verbs:
-                verbs.append(verb)
-        if not verbs:
-            return ""
-        return f"Do you want me to {' or '.join(verbs)} the {{name}}?"
-
-    def _sensitive_verb(self, tool_name: str, entity: Entity) -> str | None:
-        """The verb of ``tool_name`` on ``entity`` when that needs confirmation, else None."""
+    def _sensitive_verb(
+        self, tool_name: str, entity: Entity, args: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """Why ``tool_name`` on ``entity`` (with ``args``) needs confirmation ("unlock", "open",
+        "disarm", ...), else None."""
         if tool_name in ("HassGetState", "HassClimateGetTemperature"):
             return None
         domain = entity.domain
-        if domain == "lock" and tool_name in ("HassTurnOff", "HassToggle"):
+        opening = tool_name in ("HassTurnOn", "HassToggle", "HassSetPosition")
+        disarming = tool_name in ("HassTurnOff", "HassToggle")
+        if domain == "lock" and disarming:
             return "unlock"
-        if (
-            domain == "cover"
-            and entity.device_class in _SENSITIVE_COVER_CLASSES
-            and tool_name in ("HassTurnOn", "HassToggle", "HassSetPosition")
-        ):
+        if domain == "cover" and _entry_cover(entity) and opening:
             return "open"
-        if domain == "alarm_control_panel" and tool_name in ("HassTurnOff", "HassToggle"):
+        if domain == "alarm_control_panel" and disarming:
             return "disarm"
+        if domain in _NAME_RULE_DOMAINS:
+            words = _name_words(entity)
+            if words & _LOCK_WORDS and domain != "cover":
+                return "unlock"
+            if words & _ENTRY_WORDS and opening:
+                return "open"
+            if words & _ALARM_WORDS and disarming:
+                return "disarm"
+        verb = self._sensitive_command(tool_name, entity, args or {})
+        if verb is not None:
+            return verb
         ids = {entity.entity_id, entity.spoken, (entity.unique_id or "").lower(), entity.key.lower()}
         if self.sensitive_extra & ids:
             return {"HassTurnOff": "turn off", "HassToggle": "toggle"}.get(tool_name, "operate")
         return None
+
+    def _sensitive_command(self, tool_name: str, entity: Entity, args: Mapping[str, Any]) -> str | None:
+        """Sensitivity read from what would actually be published: the topic and the payload."""
+        try:
+            commands = self._commands(tool_name, entity, args)
+        except ToolError:
+            return None  # nothing would be sent (or a value is missing): the call is refused anyway
+        guarded: dict[str, tuple[frozenset[str], str]] | None = None
+        for command in commands:
+            words = set(re.findall(r"[A-Z]+", command.payload.upper()))
+            for word, verb in _PAYLOAD_WORDS.items():
+                if word in words and not (word == "OPEN" and entity.domain == "cover"):
+                    return verb
+            if guarded is None:
+                guarded = self._guarded_topics()
+            rule = guarded.get(command.topic)
+            if rule is not None and command.payload not in rule[0]:
+                return rule[1]
+        return None
+
+    def _guarded_topics(self) -> dict[str, tuple[frozenset[str], str]]:
+        """Command topics of locks, alarm panels and entry covers: (their harmless payloads, verb)."""
+        out: dict[str, tuple[frozenset[str], str]] = {}
+
+        def guard(topic: Any, safe: set[str], verb: str) -> None:
+            if not isinstance(topic, str):
+                return
+            known = out.get(topic)
+            out[topic] = (frozenset(safe) & known[0] if known else frozenset(safe), verb)
+
+        for entity in self.inventory.entities():
+            cfg = entity.config
+            if entity.domain == "lock":
+                guard(cfg.get("command_topic"), {str(cfg.get("payload_lock", "LOCK"))}, "unlock")
+            elif entity.domain == "alarm_control_panel":
+                arm = {str(cfg.get(k, v)) for k, v in _ARM_DEFAULTS.items()}
+                guard(cfg.get("command_topic"), arm, "disarm")
+            elif entity.domain == "cover" and _entry_cover(entity):
+                close = {str(cfg.get("payload_close", "CLOSE")), str(cfg.get("payload_stop", "STOP"))}
+                guard(cfg.get("command_topic"), close, "open")
+                guard(cfg.get("set_position_topic"), {str(cfg.get("position_closed", 0))}, "open")
+        return out
 
     def _rule(self, tool_name: str) -> Callable[[Mapping[str, Any]], bool]:
         def rule(arguments: Mapping[str, Any]) -> bool:
@@ -287,11 +388,64 @@ class HomeControl:
                 targets = self._resolve(tool_name, arguments)
             except ToolError:
                 return False  # nothing to act on: the handler refuses anyway
-            if tool_name == "HassSetPosition" and arguments.get("position") == 0:
-                return any(self._sensitive_verb(tool_name, e) not in (None, "open") for e in targets)
-            return any(self._sensitive_verb(tool_name, e) for e in targets)
+            return bool(self._sensitive_targets(tool_name, targets, arguments))
 
         return rule
+
+    def _sensitive_targets(
+        self, tool_name: str, targets: list[Entity], arguments: Mapping[str, Any]
+    ) -> list[Entity]:
+        out = []
+        for entity in targets:
+            verb = self._sensitive_verb(tool_name, entity, arguments)
+            if verb is None:
+                continue
+            if (
+                tool_name == "HassSetPosition"
+                and arguments.get("position") == 0
+                and verb == "open"
+                and self._sensitive_command(tool_name, entity, arguments) is None
+            ):
+                continue  # closing a door needs no yes, unless the closed position's payload is suspect
+            out.append(entity)
+        return out
+
+    def _ask(self, tool_name: str) -> Callable[[Mapping[str, Any]], str | None]:
+        """The confirmation question of one call: the action that will be done, on what."""
+
+        def ask(arguments: Mapping[str, Any]) -> str | None:
+            try:
+                targets = self._resolve(tool_name, arguments)
+            except ToolError:
+                return None
+            asked = self._sensitive_targets(tool_name, targets, arguments) or targets
+            actions: list[str] = []
+            for entity in asked[:4]:
+                action = self._action_phrase(tool_name, entity, arguments)
+                if action not in actions:
+                    actions.append(action)
+            if len(asked) > 4:
+                actions.append(f"{len(asked) - 4} more")
+            return f"Do you want me to {_join(actions)}?" if actions else None
+
+        return ask
+
+    def _action_phrase(self, tool_name: str, entity: Entity, arguments: Mapping[str, Any]) -> str:
+        """ "unlock the front door", "open the garage door to 40 percent", from the real command."""
+        try:
+            commands = self._commands(tool_name, entity, arguments)
+        except ToolError:
+            commands = []
+        verb = commands[-1].verb if commands else ""
+        if verb.startswith("set to "):
+            what = verb[len("set to ") :]
+            if tool_name == "HassSetPosition" and entity.domain == "cover":
+                return f"open {_the(entity)} to {what}"
+            return f"set {_the(entity)} to {what}"
+        imperative = _IMPERATIVE.get(verb)
+        if imperative is None:
+            imperative = {"HassTurnOff": "turn off", "HassToggle": "toggle"}.get(tool_name, "turn on")
+        return f"{imperative} {_the(entity)}"
 
     def _handler(self, tool_name: str) -> Callable[..., Any]:
         def handler(**arguments: Any) -> Any:
@@ -321,7 +475,7 @@ class HomeControl:
             sweep
             and all(e.domain in _CAN_SWEEP for e in hits)
             and (match.area or not match.by_name)
-            and not any(self._sensitive_verb(tool_name, e) for e in hits)
+            and not any(self._sensitive_verb(tool_name, e, arguments) for e in hits)
         ):
             return hits
         listing = _join(
@@ -349,7 +503,7 @@ class HomeControl:
         commands: list[Command] = []
         for entity in targets:
             commands.extend(self._commands(tool_name, entity, arguments))
-        sensitive = any(self._sensitive_verb(tool_name, e) for e in targets)
+        sensitive = any(self._sensitive_verb(tool_name, e, arguments) for e in targets)
         return self._publish(commands, sensitive=sensitive)
 
     def _commands(self, tool_name: str, entity: Entity, args: Mapping[str, Any]) -> list[Command]:

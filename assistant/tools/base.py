@@ -21,6 +21,9 @@ to fail with a code.
 SensitivityRule = Callable[[Mapping[str, Any]], bool]
 """Decides per call (validated arguments) whether it needs confirmation."""
 
+QuestionRule = Callable[[Mapping[str, Any]], "str | None"]
+"""The confirmation question of one call (validated arguments); None falls back to ``confirm``."""
+
 
 @dataclass(frozen=True)
 class Tool:
@@ -37,6 +40,9 @@ class Tool:
     """True, or a rule over the call's arguments: such calls need a spoken confirmation."""
     confirm: str = ""
     """Confirmation question template (``Do you want me to {action}?`` style)."""
+    ask: QuestionRule | None = None
+    """Per-call question, when one template cannot name the action (a tool that unlocks one
+    entity and opens another asks "unlock the front door?", not "unlock or open ...?")."""
     sentences: tuple[str, ...] = ()
     """hassil-style sentence templates / examples for the phrase brain."""
     timeout_s: float = 5.0

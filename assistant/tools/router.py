@@ -236,7 +236,14 @@ class Router:
             return True
 
     def _question(self, tool: Tool, arguments: Mapping[str, Any]) -> str:
-        question = render_template(tool.confirm, arguments) if tool.confirm else None
+        question = None
+        if tool.ask is not None:
+            try:
+                question = tool.ask(arguments)
+            except Exception:  # a broken question must not stop the confirmation itself
+                _LOGGER.exception("confirmation question of %s failed", tool.name)
+        if not question and tool.confirm:
+            question = render_template(tool.confirm, arguments)
         if not question:
             action = tool.description.strip().rstrip(".").split(". ")[0]
             action = action[:1].lower() + action[1:]

@@ -366,7 +366,13 @@ def test_sensitive_rules(home: Home) -> None:
     assert tools["HassTurnOff"].is_sensitive({"name": "house alarm"})
     assert not tools["HassTurnOff"].is_sensitive({"name": "kettle"})
     assert tools["HassToggle"].is_sensitive({"name": "front door"})
-    assert "unlock" in tools["HassTurnOff"].confirm and "{name}" in tools["HassTurnOff"].confirm
+    ask = tools["HassTurnOff"].ask
+    assert ask is not None and ask({"name": "front door"}) == "Do you want me to unlock the front door?"
+    assert ask({"name": "house alarm"}) == "Do you want me to disarm the house alarm?"
+    open_garage = tools["HassTurnOn"].ask
+    assert open_garage is not None and open_garage({"name": "garage door"}) == (
+        "Do you want me to open the garage door?"
+    )
 
 
 def test_router_asks_before_unlocking_and_runs_on_yes(home: Home) -> None:

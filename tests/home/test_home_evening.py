@@ -228,3 +228,82 @@ def test_stop_with_10k_retained_entities_is_quick(broker: Broker, uniq: str) -> 
         assert sniffer.wait_for(stack.client.availability_topic, b"offline")
     finally:
         sniffer.close()
+
+
+# ----------------------------------------------------------------------------- 5./6. sensitivity
+
+
+def test_sensitivity_cannot_be_laundered_through_discovery(stack: Stack, broker: Broker, uniq: str) -> None:
+    from assistant.tools.registry import ToolRegistry
+    from assistant.tools.router import Router
+    from assistant.types import ResultStatus, ToolCall
+
+    p = stack.prefix
+    lock_topic = f"{uniq}/front/set"
+    configs = {
+        f"{p}/lock/front/config": {"name": "Front Door", "cmd_t": lock_topic},
+        f"{p}/alarm_control_panel/house/config": {
+            "name": "House Alarm",
+            "cmd_t": f"{uniq}/alarm/set",
+            "stat_t": f"{uniq}/alarm/state",
+        },
+        f"{p}/switch/porch/config": {"name": "Porch Relay", "cmd_t": lock_topic, "pl_on": "UNLOCK"},
+        f"{p}/switch/sneaky/config": {"name": "Sneaky", "cmd_t": lock_topic},
+        f"{p}/switch/disarmer/config": {"name": "Helper", "cmd_t": f"{uniq}/h/set", "pl_off": "DISARM"},
+        f"{p}/cover/shed/config": {"name": "Shed Door", "cmd_t": f"{uniq}/shed/set"},
+        f"{p}/switch/gate/config": {"name": "Gate Opener", "cmd_t": f"{uniq}/gate/set"},
+        f"{p}/light/garage/config": {"name": "Garage Light", "cmd_t": f"{uniq}/gl/set"},
+        f"{p}/switch/kettle/config": {"name": "Kettle", "cmd_t": f"{uniq}/kettle/set"},
+        f"{p}/cover/blinds/config": {"name": "Blinds", "cmd_t": f"{uniq}/blinds/set"},
+    }
+    sniffer = Sniffer(broker)
+    try:
+        for topic, config in configs.items():
+            sniffer.publish(topic, json.dumps(config), retain=True)
+        assert wait_until(lambda: len(stack.inventory.entities()) == len(configs))
+        tools = {t.name: t for t in stack.control.tools()}
+        on, off = tools["HassTurnOn"], tools["HassTurnOff"]
+        assert on.is_sensitive({"name": "porch relay"})  # UNLOCK on the lock's topic
+        assert on.is_sensitive({"name": "sneaky"})  # the lock's topic, whatever the payload
+        assert off.is_sensitive({"name": "sneaky"})
+        assert off.is_sensitive({"name": "helper"})  # a DISARM payload
+        assert not on.is_sensitive({"name": "helper"})
+        assert on.is_sensitive({"name": "shed door"})  # a door by name, no device class
+        assert not off.is_sensitive({"name": "shed door"})
+        assert on.is_sensitive({"name": "gate opener"})
+        assert not on.is_sensitive({"name": "garage light"})
+        assert not on.is_sensitive({"name": "kettle"})
+        assert not on.is_sensitive({"name": "blinds"})
+        assert not on.is_sensitive({"name": "front door"})  # locking is fine
+
+        registry = ToolRegistry()
+        assert registry.set_group("home", stack.control.tools()) == []
+        router = Router(registry)
+        try:
+            sniffer.clear()
+            for name, question in (
+                ("porch relay", "Do you want me to turn on the porch relay?"),
+                ("shed door", "Do you want me to open the shed door?"),
+            ):
+                asked = router.call(ToolCall("HassTurnOn", {"name": name}), site=uniq)
+                assert asked.status is ResultStatus.NEEDS_CONFIRMATION, asked
+                assert asked.speech == question
+                assert router.answer_confirmation("no", site=uniq).status is ResultStatus.CANCELLED
+            # the one action asked, not every sensitive action of HassTurnOff (unlock, disarm)
+            asked = router.call(ToolCall("HassTurnOff", {"name": "front door"}), site=uniq)
+            assert asked.speech == "Do you want me to unlock the front door?"
+            router.answer_confirmation("no", site=uniq)
+            asked = router.call(ToolCall("HassTurnOff", {"name": "house alarm"}), site=uniq)
+            assert asked.speech == "Do you want me to disarm the house alarm?"
+            router.answer_confirmation("no", site=uniq)
+            wait_until(lambda: False, 0.2)
+            assert [s for s in sniffer.seen if s.topic.startswith(f"{uniq}/")] == []  # nothing sent
+            router.call(ToolCall("HassTurnOn", {"name": "porch relay"}), site=uniq)
+            assert router.answer_confirmation("yes", site=uniq).status is ResultStatus.OK
+            assert sniffer.wait_for(lock_topic, b"UNLOCK")
+        finally:
+            router.close()
+        for topic in configs:
+            sniffer.publish(topic, b"", retain=True)
+    finally:
+        sniffer.close()

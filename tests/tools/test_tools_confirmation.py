@@ -178,3 +178,25 @@ def test_generic_question_from_the_description(registry: ToolRegistry, router: R
     registry.set_group("a", [make_tool("disarm", Recorder(), sensitive=True,
                                        description="Disarm the alarm. Needs care.")])
     assert router.call(ToolCall("disarm"), site="s").speech == "Do you want me to disarm the alarm?"
+
+
+def test_a_per_call_question_names_the_one_action(registry: ToolRegistry, router: Router) -> None:
+    """A tool that unlocks one thing and disarms another asks about the one this call does."""
+    props = {"name": {"type": "string", "enum": ["front door", "house alarm", "odd one"]}}
+    verbs = {"front door": "unlock", "house alarm": "disarm"}
+
+    def ask(args: Any) -> str | None:
+        if args["name"] == "odd one":
+            raise RuntimeError("broken question")
+        return f"Do you want me to {verbs[args['name']]} the {args['name']}?"
+
+    registry.set_group("home", [make_tool("off", Recorder(), props, ("name",), sensitive=True, ask=ask,
+                                          confirm="Do you want me to turn off the {name}?")])
+    door = router.call(ToolCall("off", {"name": "front door"}), site="s")
+    assert door.speech == "Do you want me to unlock the front door?"
+    alarm = router.call(ToolCall("off", {"name": "house alarm"}), site="s")
+    assert alarm.speech == "Do you want me to disarm the house alarm?"
+    # a failing question falls back to the template, and still asks
+    odd = router.call(ToolCall("off", {"name": "odd one"}), site="s")
+    assert odd.status is ResultStatus.NEEDS_CONFIRMATION
+    assert odd.speech == "Do you want me to turn off the odd one?"
