@@ -187,3 +187,48 @@ def test_manifests_agree_with_the_puller() -> None:
         assert manifest["repo"] == repo
         assert manifest["name"] == name
         assert set(manifest["graphs"]) == {"embed_tokens", "audio_encoder", "decoder_model_merged"}
+
+
+# -- config.json as transformers 5.x writes it -------------------------------------------------
+
+DATA = ROOT / "tests" / "data" / "gemma"
+
+
+def test_transformers5_config_reads_the_full_attention_head_dim_from_per_layer_config() -> None:
+    from assistant.brains.gemma.files import read_text_config
+
+    # Written by transformers 5.24 Gemma4TextConfig.to_dict() with the E2B values: no
+    # global_head_dim, per_layer_config {"04": {"head_dim": 512}, ...}.
+    config = json.loads((DATA / "config_e2b_transformers5.json").read_text())
+    assert "global_head_dim" not in config["text_config"]
+    text = read_text_config(config)
+    assert text.num_kv_slots == 15
+    dims = [text.slot_head_dim(i) for i in range(text.num_kv_slots)]
+    assert [i for i, d in enumerate(dims) if d == 512] == [4, 9, 14]
+    assert set(dims) == {256, 512}
+    assert {text.slot_kv_heads(i) for i in range(15)} == {1}
+    # Neither field: transformers' own default (512), not head_dim.
+    legacy = json.loads(json.dumps(config))
+    del legacy["text_config"]["per_layer_config"]
+    assert read_text_config(legacy).slot_head_dim(4) == 512
+
+
+def test_transformers5_shaped_tiny_config_passes_check(general_dir: Path, tmp_path: Path) -> None:
+    moved = _copy(general_dir, tmp_path / "t5")
+    config = json.loads((moved / "config.json").read_text())
+    text = config["text_config"]
+    del text["global_head_dim"]
+    text["per_layer_config"] = {"2": {"head_dim": 32}, "5": {"head_dim": 32}}
+    (moved / "config.json").write_text(json.dumps(config))
+    report = check_model_dir(moved, "fp32", "fp32")
+    assert report.ok, report.render()
+    bad = json.loads(json.dumps(config))
+    bad["text_config"]["per_layer_config"] = {"2": {"head_dim": 64}}
+    (moved / "config.json").write_text(json.dumps(bad))
+    assert (
+        "past_key_values.2.key' dim 3 is 32, the config says 64"
+        in check_model_dir(moved, "fp32", "fp32").render()
+    )
+    bad["text_config"]["per_layer_config"] = {"x": {}}
+    (moved / "config.json").write_text(json.dumps(bad))
+    assert "per_layer_config key 'x'" in check_model_dir(moved, "fp32", "fp32").render()

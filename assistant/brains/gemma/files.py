@@ -103,6 +103,10 @@ class TextConfig:
     hidden_size_per_layer_input: int
     vocab_size: int
     layer_types: tuple[str, ...]
+    layer_head_dims: tuple[int, ...] = ()
+    """Head dim of every layer, resolved as transformers does (empty: from head_dim/global_head_dim)."""
+    layer_kv_heads: tuple[int, ...] = ()
+    """KV heads of every layer (empty: num_key_value_heads everywhere)."""
 
     @property
     def num_kv_slots(self) -> int:
@@ -110,8 +114,38 @@ class TextConfig:
         return self.num_hidden_layers - self.num_kv_shared_layers
 
     def slot_head_dim(self, slot: int) -> int:
-        """Head dim of one KV slot: ``global_head_dim`` for full-attention layers."""
+        """Head dim of one KV slot (the full-attention layers have the wider ``global_head_dim``)."""
+        if self.layer_head_dims:
+            return self.layer_head_dims[slot]
         return self.global_head_dim if self.layer_types[slot] == "full_attention" else self.head_dim
+
+    def slot_kv_heads(self, slot: int) -> int:
+        """KV heads of one KV slot."""
+        return self.layer_kv_heads[slot] if self.layer_kv_heads else self.num_key_value_heads
+
+
+# transformers' Gemma4TextConfig default when a config names neither global_head_dim nor
+# per_layer_config (configuration_gemma4.py: ``kwargs.pop("global_head_dim", 512)``).
+DEFAULT_GLOBAL_HEAD_DIM = 512
+
+
+def _layer_overrides(text: Mapping[str, Any], layers: int, where: str) -> dict[int, Mapping[str, Any]]:
+    """``per_layer_config`` as transformers 5.x writes it: zero-padded index strings -> overrides."""
+    raw = text.get("per_layer_config")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ModelFilesError(f"{where}: per_layer_config must be an object of layer index -> overrides")
+    overrides: dict[int, Mapping[str, Any]] = {}
+    for key, value in raw.items():
+        try:
+            index = int(str(key), 10)
+        except ValueError:
+            raise ModelFilesError(f"{where}: per_layer_config key {key!r} is not a layer index") from None
+        if not 0 <= index < layers or not isinstance(value, dict):
+            raise ModelFilesError(f"{where}: per_layer_config entry {key!r} is not a layer override")
+        overrides[index] = value
+    return overrides
 
 
 @dataclass(frozen=True)
@@ -183,22 +217,43 @@ def read_text_config(config: Mapping[str, Any], where: str = "config.json") -> T
     layers = _int(text, "num_hidden_layers", where)
     shared = _int(text, "num_kv_shared_layers", where, 0)
     head_dim = _int(text, "head_dim", where)
-    global_head_dim = _int(text, "global_head_dim", where, head_dim)
+    kv_heads = _int(text, "num_key_value_heads", where)
     layer_types = text.get("layer_types")
     if not isinstance(layer_types, list) or len(layer_types) != layers:
         raise ModelFilesError(f"{where}: layer_types must list one type per layer ({layers})")
     if shared >= layers:
         raise ModelFilesError(f"{where}: num_kv_shared_layers {shared} >= num_hidden_layers {layers}")
+    types = tuple(str(t) for t in layer_types)
+    # Two shapes of the same facts. transformers 4.x-era configs name global_head_dim (and
+    # num_global_key_value_heads); transformers 5.x writes per_layer_config instead
+    # ({"04": {"head_dim": 512}, ...}: layers not listed use the global values) and drops
+    # global_head_dim. A config with neither gets transformers' own default of 512.
+    overrides = _layer_overrides(text, layers, where)
+    if "per_layer_config" in text:
+        head_dims = tuple(_int(overrides.get(i, {}), "head_dim", where, head_dim) for i in range(layers))
+        kv = tuple(_int(overrides.get(i, {}), "num_key_value_heads", where, kv_heads) for i in range(layers))
+        full = [head_dims[i] for i in range(layers) if types[i] == "full_attention"]
+        global_head_dim = full[0] if full else head_dim
+    else:
+        global_head_dim = _int(text, "global_head_dim", where, DEFAULT_GLOBAL_HEAD_DIM)
+        head_dims = tuple(global_head_dim if t == "full_attention" else head_dim for t in types)
+        global_kv = text.get("num_global_key_value_heads")
+        if isinstance(global_kv, int) and not isinstance(global_kv, bool) and text.get("attention_k_eq_v"):
+            kv = tuple(global_kv if t == "full_attention" else kv_heads for t in types)
+        else:
+            kv = (kv_heads,) * layers
     return TextConfig(
         num_hidden_layers=layers,
         num_kv_shared_layers=shared,
-        num_key_value_heads=_int(text, "num_key_value_heads", where),
+        num_key_value_heads=kv_heads,
         head_dim=head_dim,
         global_head_dim=global_head_dim,
         hidden_size=_int(text, "hidden_size", where),
         hidden_size_per_layer_input=_int(text, "hidden_size_per_layer_input", where),
         vocab_size=_int(text, "vocab_size", where),
-        layer_types=tuple(str(t) for t in layer_types),
+        layer_types=types,
+        layer_head_dims=head_dims,
+        layer_kv_heads=kv,
     )
 
 
@@ -325,7 +380,7 @@ def expected_io(text: TextConfig) -> dict[str, tuple[list[TensorSpec], list[Tens
     ]
     decoder_out = [TensorSpec("logits", FLOAT_TYPES, r3, {2: text.vocab_size})]
     for slot in range(text.num_kv_slots):
-        dims = {1: text.num_key_value_heads, 3: text.slot_head_dim(slot)}
+        dims = {1: text.slot_kv_heads(slot), 3: text.slot_head_dim(slot)}
         for kind in ("key", "value"):
             decoder_in.append(TensorSpec(f"past_key_values.{slot}.{kind}", FLOAT_TYPES, r4, dims))
             decoder_out.append(TensorSpec(f"present.{slot}.{kind}", FLOAT_TYPES, r4, dims))
@@ -453,7 +508,8 @@ def check_model_dir(root: Path | str, variant: str = "q4", audio_variant: str = 
         return CheckReport(root, variant, audio_variant, (exc.message,))
     text = files.text
     summary = (
-        f"layers {text.num_hidden_layers}, KV slots {text.num_kv_slots} x {text.num_key_value_heads} heads, "
+        f"layers {text.num_hidden_layers}, KV slots {text.num_kv_slots} x "
+        f"{sorted({text.slot_kv_heads(i) for i in range(text.num_kv_slots)})} heads, "
         f"head dims {sorted({text.slot_head_dim(i) for i in range(text.num_kv_slots)})}, "
         f"hidden {text.hidden_size}, vocab {text.vocab_size}",
         f"audio token {files.tokens.audio}, stop ids {sorted(files.tokens.stop)}",

@@ -216,9 +216,8 @@ class GemmaRuntime:
 
     def empty_cache(self) -> KVCache:
         """State before any token."""
-        heads = self.text.num_key_value_heads
         keys = tuple(
-            np.zeros((1, heads, 0, self.text.slot_head_dim(i)), dtype=self._kv_dtype)
+            np.zeros((1, self.text.slot_kv_heads(i), 0, self.text.slot_head_dim(i)), dtype=self._kv_dtype)
             for i in range(self.text.num_kv_slots)
         )
         values = tuple(np.zeros_like(k) for k in keys)
