@@ -157,8 +157,11 @@ class MqttClient:
         backoff_max_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        connack_timeout_s: float = 10.0,
     ) -> None:
-        """``clock`` measures command age; ``sleep`` (tests) replaces the interruptible backoff wait."""
+        """``clock`` measures command age; ``sleep`` (tests) replaces the interruptible backoff wait;
+        a broker that accepts TCP but sends no CONNACK within ``connack_timeout_s`` is given up on."""
+        self.connack_timeout_s = connack_timeout_s
         self.settings = settings
         self.site = site
         self.client_id = settings.client_id or f"assistant-{site}"
@@ -190,7 +193,8 @@ class MqttClient:
         self.backoff_history: deque[float] = deque(maxlen=64)
         """Recent backoff delays, in the order they were waited."""
         self.last_error: str | None = None
-        """Code of the last connection problem: unreachable, auth_failed, tls_failed, refused, protocol."""
+        """Code of the last connection problem: unreachable, auth_failed, tls_failed, refused, protocol,
+        no_connack (TCP accepted, CONNECT never answered)."""
         self.connect_count = 0
         """Successful connects so far."""
         self.attempt_count = 0
@@ -500,15 +504,38 @@ class MqttClient:
                 if self._protocol == MQTTProtocolVersion.MQTTv5:
                     kwargs["clean_start"] = True
                 client.connect(host, s.port, keepalive=s.keepalive_s, **kwargs)
-            except ssl.SSLError as err:
+            except ssl.SSLCertVerificationError as err:
                 self.last_error = "tls_failed"
                 _LOGGER.error(
-                    "TLS handshake with the MQTT broker %s:%s failed: %s "
-                    "(check mqtt.tls.ca_file and the broker's certificate)",
+                    "TLS handshake with the MQTT broker %s:%s failed: the broker's certificate was "
+                    "refused: %s (check mqtt.tls.ca_file and the broker's certificate)",
                     host,
                     s.port,
                     err,
                 )
+            except ssl.SSLError as err:
+                self.last_error = "tls_failed"
+                _LOGGER.error(
+                    "TLS handshake with the MQTT broker %s:%s failed: is port %s a TLS port? (%s)",
+                    host,
+                    s.port,
+                    s.port,
+                    err,
+                )
+            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as err:
+                # A plain-MQTT port answers a TLS ClientHello by dropping the connection.
+                self.last_error = "tls_failed" if s.tls.enabled else "unreachable"
+                if s.tls.enabled:
+                    _LOGGER.error(
+                        "TLS handshake with the MQTT broker %s:%s failed: is port %s a TLS port? "
+                        "(the broker dropped the connection: %s)",
+                        host,
+                        s.port,
+                        s.port,
+                        err,
+                    )
+                else:
+                    _LOGGER.warning("the MQTT broker %s:%s dropped the connection: %s", host, s.port, err)
             except OSError as err:
                 self.last_error = "unreachable"
                 _LOGGER.warning("cannot reach the MQTT broker %s:%s: %s", host, s.port, err)
@@ -531,6 +558,7 @@ class MqttClient:
                 client.disconnect()  # written at once: no paho thread runs this client
 
     def _loop(self, client: paho.Client) -> None:
+        started = time.monotonic()
         while not self._stop.is_set():
             try:
                 rc = client.loop(timeout=0.1)
@@ -538,6 +566,19 @@ class MqttClient:
                 _LOGGER.exception("MQTT network loop failed")
                 rc = MQTTErrorCode.MQTT_ERR_UNKNOWN
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            if not self._got_connack and time.monotonic() - started > self.connack_timeout_s:
+                self.last_error = "no_connack"
+                _LOGGER.error(
+                    "the MQTT broker %s:%s accepted the connection but never answered CONNECT within "
+                    "%.0f s (MQTT %s); is it an MQTT port, and is the broker overloaded?",
+                    self.settings.host,
+                    self.settings.port,
+                    self.connack_timeout_s,
+                    self.protocol,
+                )
+                with contextlib.suppress(OSError, ValueError, RuntimeError):
+                    client.disconnect()
                 break
         if self._connected:
             self._set_disconnected("network loop ended")
@@ -559,7 +600,10 @@ class MqttClient:
             and not self._stop.is_set()
         ):
             # Some v3-only brokers close the socket without any CONNACK for a v5 CONNECT.
-            _LOGGER.warning("the MQTT broker closed a v5 connect without answering; trying 3.1.1")
+            if self.last_error == "no_connack":
+                _LOGGER.warning("no answer to an MQTT 5 CONNECT; trying 3.1.1")
+            else:
+                _LOGGER.warning("the MQTT broker closed a v5 connect without answering; trying 3.1.1")
             self._protocol = MQTTProtocolVersion.MQTTv311
             return True
         return False

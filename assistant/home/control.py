@@ -711,19 +711,46 @@ class HomeControl:
             )
             if "state_topic" not in command.entity.config and not command.verb.startswith("set"):
                 self._optimistic(command)
-        speech = self._speech(commands, queued=queued, dry_run=client is None or not client.enabled)
+        freshness = client.settings.freshness_s if client is not None else 0.0
+        speech = self._speech(
+            commands, queued=queued, dry_run=client is None or not client.enabled, freshness_s=freshness
+        )
         entities = sorted({c.entity.spoken for c in commands})
         return {"speech": speech, "entities": entities, "published": published, "queued": queued}
 
     def _late_outcome(self, outcome: PublishOutcome) -> None:
         self.outcomes.append(outcome)
         del self.outcomes[:-100]
-        if outcome.status is PublishStatus.DROPPED_STALE:
-            _LOGGER.warning(
-                "a queued home command to %s was dropped: %.1f s old when the connection came back",
-                outcome.topic,
-                outcome.age_s,
+        if outcome.status is PublishStatus.SENT:
+            _LOGGER.info("a queued home command to %s was sent %.1f s late", outcome.topic, outcome.age_s)
+            return
+        reasons = {
+            PublishStatus.DROPPED_STALE: "it was too old when the connection came back",
+            PublishStatus.DROPPED_FULL: "the offline queue was full",
+            PublishStatus.DROPPED_STOPPED: "the assistant stopped before the connection came back",
+        }
+        reason = reasons.get(outcome.status, str(outcome.status))
+        _LOGGER.warning(
+            "a queued home command to %s was dropped, never sent: %s (%.1f s old)",
+            outcome.topic,
+            reason,
+            outcome.age_s,
+        )
+        client = self.client
+        if client is None or not client.connected:
+            return
+        # Told to HA (and anyone listening) as an event, like the device's other events.
+        event = {
+            "event": "command_dropped",
+            "site": client.site,
+            "data": {"topic": outcome.topic, "reason": str(outcome.status), "age_s": round(outcome.age_s, 1)},
+        }
+        try:
+            client.publish(
+                f"{client.settings.base_topic}/{client.site}/event/command_dropped", json.dumps(event), qos=1
             )
+        except HomeError as err:
+            _LOGGER.debug("could not publish the command_dropped event: %s", err)
 
     def _optimistic(self, command: Command) -> None:
         state = {
@@ -738,7 +765,7 @@ class HomeControl:
             self.inventory.set_state(command.entity.key, state)
 
     @staticmethod
-    def _speech(commands: list[Command], *, queued: bool, dry_run: bool) -> str:
+    def _speech(commands: list[Command], *, queued: bool, dry_run: bool, freshness_s: float = 0.0) -> str:
         by_verb: dict[str, list[str]] = {}
         for command in commands:
             names = by_verb.setdefault(command.verb, [])
@@ -755,7 +782,11 @@ class HomeControl:
         if dry_run:
             return f"I would have {text}, but no home connection is configured."
         if queued:
-            return "The home hub is offline right now; I will send that as soon as the connection is back."
+            # Honest: a command older than the freshness window is dropped, never fired late.
+            return (
+                f"The home hub is offline right now. I'll send that if the connection is back within "
+                f"{_fmt_number(freshness_s)} seconds; otherwise I'll drop it."
+            )
         return text[:1].upper() + text[1:] + "."
 
     # ------------------------------------------------------------------ questions

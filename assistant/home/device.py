@@ -85,6 +85,8 @@ class AssistantDevice:
         self._muted = False
         self._volume = 100
         self._started = False
+        self._mute_published = 0
+        self._volume_published = 0
 
     # ------------------------------------------------------------------ topics
 
@@ -229,11 +231,13 @@ class AssistantDevice:
     def set_muted(self, muted: bool) -> None:
         """Publish the mute state (the daemon's own change, or the echo of HA's command)."""
         self._muted = bool(muted)
+        self._mute_published += 1
         self.client.publish(self.topic("mute"), "ON" if self._muted else "OFF", qos=1, retain=True)
 
     def set_volume(self, volume: int) -> None:
         """Publish the volume in percent (clamped to 0..100)."""
         self._volume = max(0, min(100, int(volume)))
+        self._volume_published += 1
         self.client.publish(self.topic("volume"), str(self._volume), qos=1, retain=True)
 
     def publish_intent(
@@ -312,8 +316,10 @@ class AssistantDevice:
             _LOGGER.warning("mute command ignored: expected ON or OFF, got %.20r", message.payload)
             return
         muted = value == b"ON"
+        before = self._mute_published
         self._call(self.on_mute, muted)
-        self.set_muted(muted)
+        if self._mute_published == before:  # the daemon's callback usually echoes it through set_muted
+            self.set_muted(muted)
 
     def _on_listen(self, message: Message) -> None:
         if message.payload.strip() != b"PRESS":
@@ -346,8 +352,10 @@ class AssistantDevice:
             _LOGGER.warning("volume command ignored: %r is outside 0..100", number)
             return
         volume = round(number)
+        before = self._volume_published
         self._call(self.on_volume, volume)
-        self.set_volume(volume)
+        if self._volume_published == before:
+            self.set_volume(volume)
 
     @staticmethod
     def _call(callback: Callable[..., None] | None, *args: Any) -> None:

@@ -744,7 +744,7 @@ def _on_off(entity: Entity, value: str | None) -> str | None:
 
 
 def _scaled_to_percent(raw: float | None, low: float, high: float) -> int | None:
-    if raw is None or high <= low:
+    if raw is None or high <= low or not math.isfinite(raw):
         return None
     return max(0, min(100, round((raw - low) * 100 / (high - low))))
 
@@ -786,11 +786,41 @@ def _read_main(entity: Entity, text: str) -> dict[str, Any]:
     return {"state": clean_state(value) or None}
 
 
+def _finite_json(text: str) -> tuple[Any, bool]:
+    """JSON where a number that does not fit (1e400, a 5000-digit integer) is None, not inf or an
+    error; the flag says whether that happened."""
+    overflowed = False
+
+    def number(raw: str) -> float | None:
+        nonlocal overflowed
+        value = float(raw)
+        if math.isfinite(value):
+            return value
+        overflowed = True
+        return None
+
+    def integer(raw: str) -> int | float | None:
+        nonlocal overflowed
+        if len(raw) <= 20:
+            return int(raw)
+        overflowed = True
+        return None
+
+    def constant(_raw: str) -> None:  # NaN, Infinity, -Infinity
+        nonlocal overflowed
+        overflowed = True
+
+    data = json.loads(text, parse_float=number, parse_int=integer, parse_constant=constant)
+    return data, overflowed
+
+
 def _read_json_light(entity: Entity, text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data, overflowed = _finite_json(text)
     except (ValueError, RecursionError):
         return {}
+    if overflowed:
+        _LOGGER.warning("state for %s: a number too large to use is ignored; the rest is kept", entity.key)
     if not isinstance(data, Mapping):
         return {}
     out: dict[str, Any] = {}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -307,3 +311,166 @@ def test_sensitivity_cannot_be_laundered_through_discovery(stack: Stack, broker:
             sniffer.publish(topic, b"", retain=True)
     finally:
         sniffer.close()
+
+
+# ----------------------------------------------------------------------------- 7. small ones
+
+
+def test_an_overflowing_number_loses_only_its_field(
+    stack: Stack, broker: Broker, uniq: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = {"name": "Lamp", "schema": "json", "cmd_t": f"{uniq}/lamp/set", "stat_t": f"{uniq}/lamp/state"}
+    sniffer = Sniffer(broker)
+    try:
+        sniffer.publish(f"{stack.prefix}/light/lamp/config", json.dumps(config), retain=True)
+        assert wait_until(lambda: stack.inventory.names() == ["lamp"])
+        lamp = stack.inventory.entities()[0]
+        with caplog.at_level(logging.WARNING):
+            sniffer.publish(
+                f"{uniq}/lamp/state", '{"state": "ON", "brightness": 1e400, "color_temp": -1e999}'
+            )
+            assert wait_until(lambda: stack.inventory.state(lamp).state == "on")
+            sniffer.publish(f"{uniq}/lamp/state", '{"state": "OFF", "brightness": 1' + "0" * 5000 + "}")
+            assert wait_until(lambda: stack.inventory.state(lamp).state == "off")
+            sniffer.publish(f"{uniq}/lamp/state", '{"state": "ON", "brightness": 128}')
+            assert wait_until(lambda: stack.inventory.state(lamp).attributes.get("brightness") == 50)
+        records = [r for r in caplog.records if r.name.startswith("assistant.home")]
+        assert not [r for r in records if r.exc_info], "no traceback"
+        assert len(records) == 2 and all("too large" in r.message for r in records), caplog.text
+        sniffer.publish(f"{stack.prefix}/light/lamp/config", b"", retain=True)
+    finally:
+        sniffer.close()
+
+
+def test_a_stale_queued_command_is_reported_not_just_dropped(
+    tmp_path: Path, uniq: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from assistant.config import MqttSettings
+    from tests.support.mosquitto import free_port
+
+    port = free_port()
+    now = [100.0]
+    client = MqttClient(
+        MqttSettings(host="127.0.0.1", port=port, freshness_s=5.0, base_topic=f"as_{uniq}"),
+        site=uniq,
+        backoff_min_s=0.05,
+        backoff_max_s=0.1,
+        clock=lambda: now[0],
+    )
+    inventory = Inventory(
+        client,
+        debounce_s=0,
+        manual_entities=[{"component": "switch", "name": "Kettle", "cmd_t": f"{uniq}/k"}],
+    )
+    control = HomeControl(inventory, client)
+    client.start()
+    broker = Broker(tmp_path, port=port)
+    try:
+        queued = control.run("HassTurnOn", {"name": "kettle"})
+        assert queued["queued"] is True
+        assert queued["speech"] == (
+            "The home hub is offline right now. I'll send that if the connection is back within 5 seconds; "
+            "otherwise I'll drop it."
+        )
+        now[0] += 6.0
+        broker.start()
+        sniffer = Sniffer(broker, topics=(f"as_{uniq}/#", f"{uniq}/#"))
+        try:
+            with caplog.at_level(logging.WARNING):
+                assert sniffer.wait_for(f"as_{uniq}/{uniq}/event/command_dropped", timeout=10)
+            event = json.loads(sniffer.on(f"as_{uniq}/{uniq}/event/command_dropped")[0])
+            assert event["data"] == {"topic": f"{uniq}/k", "reason": "dropped_stale", "age_s": 6.0}
+            assert sniffer.on(f"{uniq}/k") == []
+        finally:
+            sniffer.close()
+        assert "dropped, never sent: it was too old" in caplog.text
+        assert [o.status for o in control.outcomes] == ["dropped_stale"]
+    finally:
+        client.stop()
+        broker.stop()
+
+
+def test_a_mute_command_publishes_its_state_once(broker: Broker, uniq: str) -> None:
+    from assistant.home.device import AssistantDevice
+
+    client = MqttClient(mqtt_settings(broker, uniq), site=uniq, backoff_min_s=0.05)
+    device = AssistantDevice(client, site=uniq, discovery_prefix=f"ha_{uniq}", base_topic=f"as_{uniq}")
+    device.on_mute = device.set_muted  # as the daemon does: its controller echoes through set_muted
+    device.on_volume = device.set_volume
+    sniffer = Sniffer(broker, topics=(f"as_{uniq}/#",))
+    device.start()
+    client.start()
+    try:
+        assert client.wait_connected(5)
+        assert sniffer.wait_for(device.topic("mute"), b"OFF")
+        sniffer.clear()
+        sniffer.publish(device.topic("mute/set"), "ON")
+        sniffer.publish(device.topic("volume/set"), "40")
+        assert sniffer.wait_for(device.topic("mute"), b"ON")
+        assert sniffer.wait_for(device.topic("volume"), b"40")
+        wait_until(lambda: False, 0.3)  # a second copy would be here by now
+        assert sniffer.on(device.topic("mute")) == [b"ON"]
+        assert sniffer.on(device.topic("volume")) == [b"40"]
+    finally:
+        client.stop()
+        sniffer.close()
+
+
+def test_tls_against_a_plain_port_says_so(broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    from assistant.config import MqttSettings, TlsSettings
+
+    client = MqttClient(
+        MqttSettings(host=broker.host, port=broker.port, tls=TlsSettings(enabled=True, insecure=True)),
+        site="tls",
+        backoff_min_s=0.05,
+        backoff_max_s=0.1,
+    )
+    with caplog.at_level(logging.WARNING, logger="assistant.home.client"):
+        client.start()
+        try:
+            assert wait_until(lambda: client.last_error == "tls_failed", timeout=5)
+        finally:
+            client.stop()
+    assert f"TLS handshake with the MQTT broker {broker.host}:{broker.port} failed" in caplog.text
+    assert f"is port {broker.port} a TLS port?" in caplog.text
+    assert "cannot reach" not in caplog.text
+
+
+def test_a_silent_broker_is_named_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    from assistant.config import MqttSettings
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    client = MqttClient(
+        MqttSettings(host="127.0.0.1", port=port, protocol="3.1.1"),
+        site="silent",
+        backoff_min_s=0.05,
+        connack_timeout_s=0.5,
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="assistant.home.client"):
+            client.start()
+            assert wait_until(lambda: client.last_error == "no_connack", timeout=5)
+            assert wait_until(lambda: "never answered CONNECT within" in caplog.text)
+        assert f"127.0.0.1:{port} accepted the connection but never answered CONNECT" in caplog.text
+        assert "closed" not in caplog.text and "cannot reach" not in caplog.text
+    finally:
+        client.stop()
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        server.close()
