@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,7 +79,12 @@ def test_round_trip_with_renderer() -> None:
 def test_malformed_outputs_give_no_calls_and_an_error() -> None:
     bad = [
         f"<|tool_call>call:HassTurnOn{{name:{Q}kitchen light}}<tool_call|>",  # unterminated string
-        "<|tool_call>call:HassTurnOn{name:kitchen}<tool_call|>",  # bare string value
+        "<|tool_call>call:HassTurnOn{name:kitchen:light}<tool_call|>",  # bare value with a colon
+        "<|tool_call>call:HassTurnOn{name:}<tool_call|>",  # no value
+        'Sure.<|tool_response>response:HassTurnOn{state:<|"|>on<|"|>}<tool_response|>',  # invented response
+        'The lamp is <|"|>on',  # a stray string delimiter
+        "<call>HassTurnOn{name:",  # a broken fragment
+        "<|tool_call>HassTurnOn{}<tool_call|>",  # no call: after the token
         "<|tool_call>call:{x:1}<tool_call|>",  # no name
         "<|tool_call>call:a{x:1,x:2}<tool_call|>",  # duplicate key
         "<|tool_call>call:a{x:1} trailing <tool_call|>",  # junk before the close
@@ -104,6 +111,24 @@ def test_malformed_outputs_give_no_calls_and_an_error() -> None:
 def test_fuzz_never_raises(pieces: list[str]) -> None:
     out = parse_output("".join(pieces))
     assert out.ok or out.calls == ()
+    # Whatever is spoken holds no call syntax: no call-shaped text, no call tokens.
+    assert not re.search(r"call:\s*[A-Za-z_][\w.-]*\s*\{|tool_call|<\|\"\|>", out.text), out.text
+
+
+def test_every_non_canonical_form_parses() -> None:
+    forms = {
+        "prose then bare call": f"OK.\ncall:HassTurnOn{{name:{Q}fan{Q}}}",
+        "stray channel close": f"<channel|>call:HassTurnOn{{name:{Q}fan{Q}}}",
+        "fragment": f"<call>HassTurnOn{{name:{Q}fan{Q}}}</call>",
+        "stray colon": f"<|tool_call>:call:HassTurnOn{{name:{Q}fan{Q}}}<tool_call|>",
+        "unquoted value": "<|tool_call>call:HassTurnOn{name:fan}<tool_call|>",
+        "missing opening quote": f"<|tool_call>call:HassTurnOn{{name:fan{Q}}}<tool_call|>",
+    }
+    for label, text in forms.items():
+        out = parse_output(text)
+        assert out.ok, (label, out.error)
+        assert [(c.name, dict(c.arguments)) for c in out.calls] == [("HassTurnOn", {"name": "fan"})], label
+        assert "call" not in out.text, label
 
 
 @settings(max_examples=200, deadline=None)

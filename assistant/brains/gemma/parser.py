@@ -2,11 +2,23 @@
 
 The model writes ``<|tool_call>call:NAME{key:<|"|>text<|"|>,n:42}<tool_call|>``:
 bare keys, ``<|"|>``-delimited strings, nested objects and arrays, numbers,
-``true``/``false``/``null``; several calls are simply concatenated. Tolerated
-quirks (reference section 4.5): a call closed by ``<turn|>`` or by the end of the
-text (a stop on ``<eos>``/``<|tool_response>``), and a bare ``call:NAME{...}`` at
-the very start of the output. Model output is untrusted: anything malformed
-yields no calls at all plus an error message, never an exception.
+``true``/``false``/``null``; several calls are simply concatenated.
+
+Every other form a real Gemma 4 has been seen to emit (tests/data/gemma/outputs.json
+lists them with their public sources) is parsed too:
+
+* a call closed by ``<turn|>`` or by the end of the text (a stop on ``<eos>`` or
+  ``<|tool_response>``) instead of ``<tool_call|>``;
+* a bare ``call:NAME{...}`` without the special token: at the start, after prose, or
+  glued to a stray ``<channel|>``;
+* the ``<call>NAME{...}`` fragment (split special tokens after multimodal input) and a
+  stray colon, ``<|tool_call>:call:NAME{...}``;
+* a string value without its opening ``<|"|>`` (``query:weather in Tokyo<|"|>``) and an
+  unquoted scalar (``location:Tokyo``), read up to the next ``,``/``}``/``]``.
+
+Model output is untrusted: anything else that looks like call syntax (a broken call,
+a hallucinated ``response:``, a stray ``<|"|>``) yields no calls at all plus an error,
+never an exception, and never reaches the spoken text.
 """
 
 from __future__ import annotations
@@ -19,14 +31,28 @@ from assistant.types import ToolCall
 
 CALL_OPEN = "<|tool_call>"
 CALL_CLOSE = "<tool_call|>"
+FRAGMENT_OPEN = "<call>"
+FRAGMENT_CLOSE = "</call>"
 QUOTE = '<|"|>'
 _TERMINATORS = ("<tool_call|>", "<turn|>", "<eos>", "<|tool_response>")
 _NAME_RE = re.compile(r"[A-Za-z_][\w\-.]{0,127}")
-_KEY_RE = re.compile(r"[A-Za-z_$][\w\-.$]{0,127}")
-_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d{0,30})(?:\.\d{1,30})?(?:[eE][+-]?\d{1,3})?")
+_KEY_RE = re.compile(r"[A-Za-z_$][\w\-.$ ]{0,127}")
+_NUMBER_RE = re.compile(r"-?(?:0|[1-9]\d{0,30})(?:\.\d{0,30})?(?:[eE][+-]?\d{1,3})?")
 _MAX_DEPTH = 16
 _MAX_TEXT = 64_000
-_CONTROL_RE = re.compile(r"<\|[^<>\s]{0,40}>|<[^<>\s|]{1,40}\|>")
+_CONTROL_RE = re.compile(r"<\|[^<>\s]{0,40}>|<[^<>\s|]{1,40}\|>|<(?:eos|bos|pad)>")
+# Where a call starts: the special token, the fragment, or a bare ``call:NAME{`` that is
+# not the tail of a longer word (``recall:x{`` is prose).
+_BARE = r"(?<![\w.\-:])call:(?=\s*[A-Za-z_][\w\-.]*\s*\{)"
+_START_RE = re.compile(r"<\|tool_call>|<call>|" + _BARE)
+# Call syntax that must never be spoken: what is left of it after the calls were cut out
+# means the output was broken, and the whole turn is refused.
+_CALL_SYNTAX_RE = re.compile(
+    r"<\|tool_call>|<tool_call\|>|<\|tool>|<tool\|>|<tool_response\|>|</?call>|<\|\"\|>"
+    r"|(?<![\w.\-])(?:call|response|declaration)\s*:\s*[A-Za-z_][\w\-.]*\s*\{"
+)
+_BARE_STOP = ",}]"
+_NOT_BARE = ("{", "[", ":", QUOTE, "<|", "|>")
 
 
 class _Malformed(ValueError):
@@ -81,18 +107,51 @@ class _Reader:
             return self.mapping(depth + 1)
         if text.startswith("[", pos):
             return self.array(depth + 1)
+        missing_open = self._missing_open_quote()
+        if missing_open is not None:
+            return missing_open
+        return self._bare_scalar()
+
+    def _missing_open_quote(self) -> str | None:
+        """``key:text<|"|>``: a string whose opening delimiter the model left out."""
+        text, pos = self.text, self.pos
+        close = text.find(QUOTE, pos)
+        if close < 0:
+            return None
+        body = text[pos:close]
+        after = text[close + len(QUOTE) : close + len(QUOTE) + 1]
+        if (
+            not body.strip()
+            or any(c in body for c in "{}[]:")
+            or "<|" in body
+            or "|>" in body
+            or body.rstrip().endswith(",")
+            or (after and after not in _BARE_STOP and not after.isspace())
+        ):
+            return None
+        self.pos = close + len(QUOTE)
+        return body
+
+    def _bare_scalar(self) -> Any:
+        """An unquoted value up to the next ``,``, ``}`` or ``]``: a number, a literal or text."""
+        text, pos = self.text, self.pos
+        end = pos
+        while end < len(text) and text[end] not in _BARE_STOP:
+            end += 1
+        raw = text[pos:end]
+        literal = raw.strip()
+        if not literal or any(marker in raw for marker in _NOT_BARE) or _CONTROL_RE.search(raw):
+            raise _Malformed(f"unexpected value at {pos}")
+        self.pos = end
         for word, result in (("true", True), ("false", False), ("null", None)):
-            if text.startswith(word, pos) and not _continues_word(text, pos + len(word)):
-                self.pos += len(word)
+            if literal == word:
                 return result
-        match = _NUMBER_RE.match(text, pos)
-        if match and not _continues_word(text, match.end()):
-            self.pos = match.end()
-            literal = match.group(0)
+        match = _NUMBER_RE.fullmatch(literal)
+        if match:
             if any(c in literal for c in ".eE"):
                 return float(literal)
             return int(literal)
-        raise _Malformed(f"unexpected value at {pos}")
+        return literal
 
     def key(self) -> str:
         self.skip_ws()
@@ -106,7 +165,7 @@ class _Reader:
             match = _KEY_RE.match(self.text, self.pos)
             if not match:
                 raise _Malformed(f"bad key at {self.pos}")
-            name = match.group(0)
+            name = match.group(0).rstrip()
             self.pos = match.end()
         if not name or _CONTROL_RE.search(name):
             raise _Malformed("bad key")
@@ -150,30 +209,59 @@ class _Reader:
             return items
 
 
-def _continues_word(text: str, pos: int) -> bool:
-    return pos < len(text) and (text[pos].isalnum() or text[pos] in "_.")
+def _parse_call(text: str, pos: int, *, strict_end: bool) -> tuple[ToolCall, int]:
+    """Parse ``NAME{...}`` at ``pos``; return the call and the position after it.
 
-
-def _parse_call(text: str, pos: int) -> tuple[ToolCall, int]:
-    """Parse ``call:NAME{...}`` at ``pos``; return the call and the position after its terminator."""
+    ``strict_end`` (calls opened by ``<|tool_call>``): only a terminator, the end of the
+    text or the next call may follow the arguments. Bare and fragment calls end at their
+    closing brace.
+    """
     reader = _Reader(text, pos)
-    reader.skip_ws()
-    reader.expect("call:")
     match = _NAME_RE.match(text, reader.pos)
     if not match:
         raise _Malformed("bad tool name")
     name = match.group(0)
     reader.pos = match.end()
-    arguments = reader.mapping(1)
     reader.skip_ws()
-    for terminator in _TERMINATORS:
-        if text.startswith(terminator, reader.pos):
-            # <tool_call|> belongs to the call; the others (quirks) end the output anyway.
-            end = reader.pos + len(terminator) if terminator == CALL_CLOSE else reader.pos
-            return ToolCall(name=name, arguments=arguments), end
-    if reader.pos >= len(text):
-        return ToolCall(name=name, arguments=arguments), reader.pos
+    arguments = reader.mapping(1)
+    call = ToolCall(name=name, arguments=arguments)
+    after = reader.pos
+    reader.skip_ws()
+    if text.startswith(CALL_CLOSE, reader.pos):
+        return call, reader.pos + len(CALL_CLOSE)
+    if text.startswith(FRAGMENT_CLOSE, reader.pos):
+        return call, reader.pos + len(FRAGMENT_CLOSE)
+    if not strict_end:
+        return call, after
+    if (
+        reader.pos >= len(text)
+        or any(text.startswith(t, reader.pos) for t in _TERMINATORS)
+        or _START_RE.match(text, reader.pos)
+    ):
+        # <turn|>/<eos>/<|tool_response> (quirks) end the output anyway: leave them to the text.
+        return call, after
     raise _Malformed(f"call {name!r} not closed")
+
+
+def _call_body(text: str, start: re.Match[str]) -> tuple[int, bool]:
+    """Where ``NAME{`` begins after a call start, and whether the call must be closed strictly."""
+    token = start.group(0)
+    pos = start.end()
+    if token == CALL_OPEN:
+        reader = _Reader(text, pos)
+        if text.startswith(":", reader.pos):  # <|tool_call>:call: (a stray colon)
+            reader.pos += 1
+        reader.skip_ws()
+        reader.expect("call:")
+        reader.skip_ws()
+        return reader.pos, True
+    if token == FRAGMENT_OPEN:
+        if text.startswith("call:", pos):
+            pos += len("call:")
+        return pos, False
+    reader = _Reader(text, pos)
+    reader.skip_ws()
+    return reader.pos, False
 
 
 def strip_thoughts(text: str) -> str:
@@ -204,21 +292,19 @@ def parse_output(text: str) -> ParsedOutput:
         calls: list[ToolCall] = []
         spoken: list[str] = []
         pos = 0
-        stripped = text.lstrip()
-        if stripped.startswith("call:"):
-            # Fallback form without the special token, accepted only at the very start.
-            call, pos = _parse_call(text, len(text) - len(stripped))
-            calls.append(call)
         while True:
-            start = text.find(CALL_OPEN, pos)
-            if start < 0:
+            start = _START_RE.search(text, pos)
+            if start is None:
                 spoken.append(text[pos:])
                 break
-            spoken.append(text[pos:start])
-            call, pos = _parse_call(text, start + len(CALL_OPEN))
+            spoken.append(text[pos : start.start()])
+            body, strict_end = _call_body(text, start)
+            call, pos = _parse_call(text, body, strict_end=strict_end)
             calls.append(call)
-        return ParsedOutput(tuple(calls), strip_control("".join(spoken)))
-    except _Malformed as exc:
-        return ParsedOutput((), "", f"malformed tool call: {exc}")
-    except (RecursionError, ValueError, OverflowError) as exc:
+        rest = "".join(spoken)
+        leftover = _CALL_SYNTAX_RE.search(rest)
+        if leftover:
+            return ParsedOutput((), "", f"call syntax outside a call: {leftover.group(0)!r}")
+        return ParsedOutput(tuple(calls), strip_control(rest))
+    except (_Malformed, RecursionError, ValueError, OverflowError) as exc:
         return ParsedOutput((), "", f"malformed tool call: {exc}")
