@@ -468,7 +468,7 @@ def build_decoder(w: Weights, dims: TinyDims, vocab: int, path: Path, half: bool
 # Metadata and the whole set
 
 
-def write_metadata(dest: Path, dims: TinyDims, tok: Tokenizer) -> None:
+def write_metadata(dest: Path, dims: TinyDims, tok: Tokenizer, chat_template: str | None = None) -> None:
     vocab = tok.get_vocab_size()
     ids = {s: tok.token_to_id(s) for s in HIGH_SPECIALS}
     text_config = {
@@ -560,9 +560,10 @@ def write_metadata(dest: Path, dims: TinyDims, tok: Tokenizer) -> None:
     ):
         (dest / name).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     tok.save(str(dest / "tokenizer.json"))
-    (dest / "chat_template.jinja").write_text(
-        "{#- tiny synthetic model: the assistant renders Gemma 4's format natively -#}\n", encoding="utf-8"
-    )
+    if chat_template is not None:
+        # A real checkpoint's template (the tests pass Google's E2B/E4B one): the brain reads
+        # the prompt layout from it and checks its own rendering against it.
+        (dest / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
 
 
 def make_tiny_gemma(
@@ -573,6 +574,7 @@ def make_tiny_gemma(
     script: Sequence[tuple[str, bool]] | None = None,
     seed: int = 0,
     dims: TinyDims | None = None,
+    chat_template: str | None = None,
 ) -> Path:
     """Write a tiny model set to ``dest``; ``script`` makes the decoder follow it (see module doc)."""
     dest = Path(dest)
@@ -584,7 +586,7 @@ def make_tiny_gemma(
         weights = random_weights(dims, vocab, rng)
     else:
         weights = scripted_weights(dims, tok, script, {1, 106, 50}, rng)
-    write_metadata(dest, dims, tok)
+    write_metadata(dest, dims, tok, chat_template)
     for variant in variants:
         half = variant in HALF_VARIANTS
         build_embed(weights, dims, dest / "onnx" / f"embed_tokens{SUFFIX[variant]}.onnx", half)
@@ -604,6 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default="fp32,q4")
     parser.add_argument("--audio-variants", default="fp32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chat-template", type=Path, default=None, help="a chat_template.jinja to ship")
     parser.add_argument(
         "--script",
         nargs=2,
@@ -614,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     script = None
     if args.script:
         script = [
-            ("<|turn>model\n<|channel>thought\n<channel|>", False),
+            ("<|turn>model\n", False),
             (args.script[0], True),
             ('<|tool_response>response:x{status:<|"|>ok<|"|>}<tool_response|>', False),
             (args.script[1], True),
@@ -625,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         audio_variants=args.audio_variants.split(","),
         script=script,
         seed=args.seed,
+        chat_template=args.chat_template.read_text(encoding="utf-8") if args.chat_template else None,
     )
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {out} ({size / 1024:.0f} KiB)")

@@ -8,11 +8,13 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from gemma_helpers import CALL, CONTEXT, MALFORMED, REPLY, RESPONSE, Lights, load_generator
+from gemma_helpers import CALL, CONTEXT, E2B_TEMPLATE, MALFORMED, REPLY, RESPONSE, Lights, load_generator
 
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
 from assistant.types import Utterance
+
+TEMPLATE = E2B_TEMPLATE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +26,9 @@ def tiny() -> ModuleType:
 @pytest.fixture(scope="session")
 def general_dir(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random-weight tiny model (fp32 + fp16 decoders, fp32 audio encoder)."""
-    path: Path = tiny.make_tiny_gemma(tmp_path_factory.mktemp("gemma") / "general", variants=("fp32", "fp16"))
+    path: Path = tiny.make_tiny_gemma(
+        tmp_path_factory.mktemp("gemma") / "general", variants=("fp32", "fp16"), chat_template=TEMPLATE
+    )
     return path
 
 
@@ -33,7 +37,10 @@ def scripted_dir(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> 
     """Decoder that calls HassTurnOn(kitchen light), then says the reply after the response."""
     script = [(CONTEXT, False), (CALL, True), (RESPONSE, False), (REPLY, True)]
     path: Path = tiny.make_tiny_gemma(
-        tmp_path_factory.mktemp("gemma") / "scripted", variants=("fp32",), script=script
+        tmp_path_factory.mktemp("gemma") / "scripted",
+        variants=("fp32",),
+        script=script,
+        chat_template=TEMPLATE,
     )
     return path
 
@@ -43,7 +50,10 @@ def looping_dir(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> P
     """Decoder that calls HassTurnOn again after every response (tests the round bound)."""
     script = [(CONTEXT, False), (CALL, True), (RESPONSE, False), (CALL, True)]
     path: Path = tiny.make_tiny_gemma(
-        tmp_path_factory.mktemp("gemma") / "looping", variants=("fp32",), script=script
+        tmp_path_factory.mktemp("gemma") / "looping",
+        variants=("fp32",),
+        script=script,
+        chat_template=TEMPLATE,
     )
     return path
 
@@ -53,7 +63,10 @@ def malformed_dir(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) ->
     """Decoder whose tool call has an unterminated string."""
     script = [(CONTEXT, False), (MALFORMED, True)]
     path: Path = tiny.make_tiny_gemma(
-        tmp_path_factory.mktemp("gemma") / "malformed", variants=("fp32",), script=script
+        tmp_path_factory.mktemp("gemma") / "malformed",
+        variants=("fp32",),
+        script=script,
+        chat_template=TEMPLATE,
     )
     return path
 

@@ -13,7 +13,11 @@ from assistant.tools.base import Tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CONTEXT = "<|turn>model\n<|channel>thought\n<channel|>"
+# The E2B/E4B generation prompt (Google's template): a bare model-turn opener.
+CONTEXT = "<|turn>model\n"
+TEMPLATES = ROOT / "tests" / "data" / "gemma" / "templates"
+E2B_TEMPLATE = TEMPLATES / "litert-lm_chat_template_e2b_e4b.jinja"
+DENSE_TEMPLATE = TEMPLATES / "llama.cpp_gemma4.jinja"
 CALL = '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light<|"|>}<tool_call|><|tool_response>'
 RESPONSE = '<|tool_response>response:HassTurnOn{state:<|"|>on<|"|>}<tool_response|>'
 REPLY = "The kitchen light is on now.<turn|>"

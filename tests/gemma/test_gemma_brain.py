@@ -42,7 +42,7 @@ def test_tool_loop_call_router_response_appended_then_model_reply(
     assert turn.understood and turn.transcript is None
     # Per utterance only the audio suffix and the response block were prefilled: nothing re-rendered.
     runtime = brain.runtime
-    suffix = 2 + 25 + len(runtime.encode(generation_prompt(False)))
+    suffix = 2 + 25 + len(runtime.encode(generation_prompt(False, runtime.files.prompt)))
     response = len(runtime.encode(render_response(turn.results[0])))
     assert turn.timings_ms["prefill_tokens"] == suffix + response
     assert turn.timings_ms["rounds"] == 1

@@ -30,11 +30,12 @@ CLOCK = Tool(
 )
 
 
-def test_layout_thinking_off_ends_with_the_empty_thought_channel() -> None:
+def test_native_layout_ends_with_a_bare_model_turn() -> None:
     prefix = system_prefix([CLOCK], system="Be brief.")
     assert prefix.startswith("<bos><|turn>system\nBe brief.<|tool>declaration:get_time{")
     assert prefix.endswith("<tool|><turn|>\n<|turn>user\n")
-    assert generation_prompt(False) == "<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"
+    # E2B/E4B (Google's template): no empty thought channel; that belongs to the dense models.
+    assert generation_prompt(False) == "<turn|>\n<|turn>model\n"
     assert audio_placeholder(3) == "<|audio><|audio|><|audio|><|audio|><audio|>"
 
 

@@ -93,7 +93,9 @@ class GemmaBrain:
         started = time.monotonic()
         if self._prefix is None:
             self.runtime.features(np.zeros(1600, dtype=np.float32))  # first numpy FFT call is slow
-        text = system_prefix(router.tools(), system=self.system, thinking=self.settings.thinking)
+        text = system_prefix(
+            router.tools(), system=self.system, thinking=self.settings.thinking, fmt=self.runtime.files.prompt
+        )
         ids = self.runtime.encode(text)
         _, cache = self.runtime.prefill(
             self.runtime.empty_cache(), ids, chunk=self.prefill_chunk, cancel=cancel
@@ -188,7 +190,7 @@ class GemmaBrain:
         if audio is None:
             return self._finish(turn, Reply(SORRY, site=site), understood=False)
         suffix = self._audio_ids(audio.shape[0]) + self.runtime.encode(
-            generation_prompt(self.settings.thinking)
+            generation_prompt(self.settings.thinking, self.runtime.files.prompt)
         )
         started = time.monotonic()
         logits, cache = self.runtime.prefill(
@@ -288,10 +290,11 @@ class GemmaBrain:
         transcript: str | None = None
         audio = self._audio(utterance, turn)
         if audio is not None:
+            fmt = self.runtime.files.prompt
             ids = [
-                *self.runtime.encode("<bos><|turn>user\n"),
+                *self.runtime.encode(fmt.user_only_open),
                 *self._audio_ids(audio.shape[0]),
-                *self.runtime.encode(ASR_INSTRUCTION + generation_prompt(False)),
+                *self.runtime.encode(ASR_INSTRUCTION + generation_prompt(False, fmt)),
             ]
             started = time.monotonic()
             logits, cache = self.runtime.prefill(

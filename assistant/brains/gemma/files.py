@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.brains.gemma.features import FeatureConfig
+from assistant.brains.gemma.template import NATIVE, PromptFormat, load_format
 from assistant.errors import ModelFilesError
 
 _LOGGER = logging.getLogger(__name__)
@@ -180,6 +181,10 @@ class ModelFiles:
     tokenizer_path: Path
     sampling: Mapping[str, Any]
     """generation_config.json as read (temperature, top_k, top_p ...)."""
+    prompt: PromptFormat = NATIVE
+    """The prompt layout: read from chat_template.jinja when the directory ships one."""
+    prompt_summary: str = ""
+    """One line on where the layout came from (shown by `models check`)."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -337,6 +342,9 @@ def load_model_files(root: Path | str, variant: str = "q4", audio_variant: str =
         raise ModelFilesError(f"{root}/{exc}") from exc
     text = read_text_config(config, str(root / "config.json"))
     tokens = read_token_ids(config, generation, _tokenizer_vocab(root / "tokenizer.json"))
+    # The shipped template is the truth: its layout is used, and the native declaration,
+    # call and response rendering must match it (ModelFilesError chat_template_mismatch).
+    prompt, prompt_summary = load_format(root)
     return ModelFiles(
         root=root,
         variant=variant,
@@ -347,6 +355,8 @@ def load_model_files(root: Path | str, variant: str = "q4", audio_variant: str =
         features=features,
         tokenizer_path=root / "tokenizer.json",
         sampling=generation,
+        prompt=prompt,
+        prompt_summary=prompt_summary,
     )
 
 
@@ -513,6 +523,7 @@ def check_model_dir(root: Path | str, variant: str = "q4", audio_variant: str = 
         f"head dims {sorted({text.slot_head_dim(i) for i in range(text.num_kv_slots)})}, "
         f"hidden {text.hidden_size}, vocab {text.vocab_size}",
         f"audio token {files.tokens.audio}, stop ids {sorted(files.tokens.stop)}",
+        files.prompt_summary,
     )
     reports = tuple(check_graph(name, path, text) for name, path in files.graphs.items())
     return CheckReport(root, variant, audio_variant, (), reports, summary)

@@ -4,20 +4,23 @@
 
     <bos><|turn>system\\n[<|think|>\\n]SYSTEM<|tool>declaration:...<tool|>...<turn|>\\n<|turn>user\\n
     ^------------------------- prefix: prefilled once per tool set --------------------------^
-    <|audio><|audio|>*N<audio|><turn|>\\n<|turn>model\\n[<|channel>thought\\n<channel|>]
+    <|audio><|audio|>*N<audio|><turn|>\\n<|turn>model\\n
     ^------------------------------ suffix: per utterance -----------------------------------^
 
 The prefix ends right before the first per-utterance token, so its KV cache can be
 reused verbatim. Declarations that change most (home tools with entity enums) go
 last, so a change there invalidates as little as possible in a future partial
-reuse. Thinking off: the suffix ends with the empty thought channel, as the
-checkpoint's template writes it.
+reuse. The layout strings come from a ``PromptFormat`` (template.py): read from the
+``chat_template.jinja`` that ships with the checkpoint when there is one. The E2B/E4B
+templates end the prompt with a bare ``<|turn>model\\n`` (thinking on or off); the
+empty thought channel after it belongs to the dense models' template.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from assistant.brains.gemma.template import NATIVE, PromptFormat
 from assistant.tools.base import Tool
 from assistant.tools.gemma_format import render_declarations, sanitize
 
@@ -48,21 +51,26 @@ def order_tools(tools: Sequence[Tool]) -> list[Tool]:
     return sorted(tools, key=_volatility)
 
 
-def system_prefix(tools: Sequence[Tool], *, system: str = DEFAULT_SYSTEM, thinking: bool = False) -> str:
+def system_prefix(
+    tools: Sequence[Tool], *, system: str = DEFAULT_SYSTEM, thinking: bool = False, fmt: PromptFormat = NATIVE
+) -> str:
     """The cached prefix: BOS, the system turn with declarations, and the user-turn opener."""
-    think = "<|think|>\n" if thinking else ""
+    text = sanitize(system).strip()
+    declarations = render_declarations(order_tools(tools))
+    separator = fmt.tools_separator if text and declarations else ""
     return (
-        "<bos><|turn>system\n"
-        + think
-        + sanitize(system).strip()
-        + render_declarations(order_tools(tools))
-        + "<turn|>\n<|turn>user\n"
+        fmt.system_open
+        + (fmt.think if thinking else "")
+        + text
+        + separator
+        + declarations
+        + fmt.system_to_user
     )
 
 
-def generation_prompt(thinking: bool) -> str:
-    """Close the user turn and open the model turn (empty thought channel when thinking is off)."""
-    return "<turn|>\n<|turn>model\n" + ("" if thinking else "<|channel>thought\n<channel|>")
+def generation_prompt(thinking: bool, fmt: PromptFormat = NATIVE) -> str:
+    """Close the user turn and open the model turn, as the format (the shipped template) does."""
+    return fmt.user_to_model_thinking if thinking else fmt.user_to_model
 
 
 def audio_placeholder(count: int) -> str:
@@ -70,6 +78,6 @@ def audio_placeholder(count: int) -> str:
     return "<|audio>" + "<|audio|>" * count + "<audio|>"
 
 
-def asr_prompt(count: int) -> str:
+def asr_prompt(count: int, fmt: PromptFormat = NATIVE) -> str:
     """A whole tool-less prompt asking for a transcript (used for confirmation answers)."""
-    return "<bos><|turn>user\n" + audio_placeholder(count) + ASR_INSTRUCTION + generation_prompt(False)
+    return fmt.user_only_open + audio_placeholder(count) + ASR_INSTRUCTION + generation_prompt(False, fmt)
