@@ -1,5 +1,6 @@
-"""What each CLI subcommand does, wired from the parts. Imports are lazy so that a
-command only loads what it needs (pocketsphinx, onnxruntime, paho are slow to import).
+"""What each CLI subcommand does (assistant.cli parses, this runs), with parts from
+assistant.compose. Imports are lazy so that a command only loads what it needs
+(pocketsphinx, onnxruntime, paho are slow to import).
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, ErrorCode
+
+if TYPE_CHECKING:
+    from assistant.compose import Assistant
+    from assistant.types import Utterance
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,9 +70,9 @@ def process(
     if not files:
         print("assistant process: no recordings given and no bundled samples found", file=sys.stderr)
         return 1
-    parts = None
+    parts: Assistant | None = None
     if not frontend_only:
-        from assistant.pipeline import build_parts, speak_safely, with_demo_house  # noqa: PLC0415
+        from assistant.compose import build_assistant, with_demo_house  # noqa: PLC0415
 
         settings, demo = with_demo_house(settings)
         if demo:
@@ -78,8 +83,8 @@ def process(
             )
         if tts_kind is not None:
             settings = replace(settings, tts=replace(settings.tts, kind=tts_kind))  # type: ignore[arg-type]
-        parts = build_parts(settings)
-        parts.start_services()
+        parts = build_assistant(settings)
+        parts.start()
         parts.wait_for_home()
         if parts.brain is not None:
             from assistant.brains.base import warm_brain  # noqa: PLC0415
@@ -105,7 +110,7 @@ def process(
                     record.update(_think(parts, replace(utt, site=settings.site)))
                     if not tts_broken and record["reply"]:
                         started = time.monotonic()
-                        problem = speak_safely(parts, record["reply"])
+                        problem = parts.speak(record["reply"])
                         if problem:
                             tts_broken = True
                             print(f"assistant process: speech output disabled: {problem}", file=sys.stderr)
@@ -118,18 +123,25 @@ def process(
     return 1 if failed else 0
 
 
-def _think(parts: Any, utt: Any) -> dict[str, Any]:
+def _think(parts: Assistant, utt: Utterance) -> dict[str, Any]:
     """One utterance through brain and router, as the JSON fields of `process`."""
     import threading  # noqa: PLC0415
 
+    from assistant.brains.base import turn_figures  # noqa: PLC0415
+
+    if parts.brain is None:
+        raise AssistantError("no brain was built", code=ErrorCode.INTERNAL_ERROR)
     turn = parts.brain.handle(utt, parts.router, threading.Event())
+    timings, counts, flags = turn_figures(turn)
     return {
         "transcript": turn.transcript,
         "understood": turn.understood,
         "tool_calls": [c.to_json() for c in turn.tool_calls],
         "results": [r.to_json() for r in turn.results],
         "reply": turn.reply.text,
-        "timings_ms": {k: round(float(v), 1) for k, v in turn.timings_ms.items()},
+        "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+        "counts": counts,
+        "flags": sorted(flags),
     }
 
 
@@ -151,17 +163,19 @@ def say(settings: Settings, text: str) -> int:
     import threading  # noqa: PLC0415
 
     from assistant.tts import make_tts  # noqa: PLC0415
+    from assistant.tts.kinds import SINKS, TtsKind  # noqa: PLC0415
 
     publish = None
     client = None
-    if settings.tts.kind == "mqtt":
+    if SINKS[TtsKind(settings.tts.kind)].needs_mqtt:
         from assistant.home.client import MqttClient  # noqa: PLC0415
 
         client = MqttClient(settings.mqtt, site=settings.site)
         client.start()
         if not client.wait_connected(5.0):
             client.stop()
-            raise AssistantError(f"cannot reach the MQTT broker at {settings.mqtt.host}", code="mqtt_offline")
+            raise AssistantError(f"cannot reach the MQTT broker at {settings.mqtt.host}",
+                                 code=ErrorCode.MQTT_OFFLINE)
         publish = client.publish_simple
     sink = make_tts(settings, publish)
     try:
@@ -177,7 +191,7 @@ def say(settings: Settings, text: str) -> int:
 
 def run(settings: Settings, *, config_path: str | None) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from assistant.service import run_daemon  # noqa: PLC0415 - loads every part
+    from assistant.supervisor import run_daemon  # noqa: PLC0415 - loads every part
 
     return run_daemon(settings, config_path=config_path)
 

@@ -7,21 +7,28 @@
       │                                                    ▼                        ▼
       └──────────────────────────────── (idle) ◄── speaking ◄──────────────────── acting
                       follow-up / confirmation question: speaking ──► listening (no wake word)
+                      any stage fails: ──► error (error earcon, apology) ──► idle
 
-The parts arrive through small protocols (frame source, wake detector, segmenter, brain,
-router, TTS sink, earcons), so tests drive the whole machine with in-memory audio and
-simple fakes. Blocking work (brain, synthesis, playback) runs in worker threads with a
-cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge in
-while the assistant speaks, and the watchdog sees a live audio loop. The assistant never
-hears itself: while it thinks or speaks, frames reach only the wake/stop detector (when
-barge-in is armed) and never the segmenter.
+The parts arrive through small protocols (frame source, wake words, utterance segmenter,
+brain, tool gateway, TTS sink, earcons), so tests drive the whole machine with in-memory
+audio and simple fakes; optional abilities (burst pacing, early decode, close) are
+declared capabilities checked with ``isinstance``. Requests from outside (push-to-talk,
+announce, mute, stop, shutdown) arrive as typed commands through one ``Inbox``
+(assistant.inbox). Blocking work (brain, synthesis, playback) runs in worker threads with
+a cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge
+in while the assistant speaks, and ``healthy()`` sees a live audio loop. The assistant
+never hears itself: while it thinks or speaks, frames reach only the wake/stop detector
+(when barge-in is armed) and never the segmenter.
 
 Listeners see every event; each state change is followed by an event whose
 ``data["state"]`` is the new state (RUN_END carries ``idle``), which is what the Home
-Assistant state sensor needs. RUN_END also carries the run's timings and the counters.
+Assistant state sensor needs. RUN_END carries the run's report (assistant.runs): timings
+in ms, the brain's counts and flags, the counters.
 
 No failure of one utterance ends the daemon: every stage's error becomes a coded ERROR
-event, an error earcon and a short message, and the machine returns to idle.
+event, the error state, an error earcon and a short message, and the machine returns to
+idle. Signals, the systemd watchdog and reloads are not its business (assistant.lifecycle,
+assistant.supervisor): it offers ``healthy()`` and reports readiness to a ``StatusReporter``.
 """
 
 from __future__ import annotations
@@ -29,27 +36,43 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
-import inspect
 import itertools
 import logging
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from assistant import sdnotify
-from assistant.brains.base import Brain, Router
+from assistant.brains.base import Brain, Prefetching, ToolGateway, turn_figures
+from assistant.capabilities import AsyncClosable, Closable, SupportsBatching
 from assistant.config import Settings
-from assistant.errors import AssistantError, BrainError, TtsError
+from assistant.errors import AssistantError, BrainError, ErrorCode, TtsError, coded
+from assistant.frame_bridge import ThreadedFrameSource
+from assistant.inbox import Announce, Command, Inbox, PushToTalk, SetMuted, SetVolume, Shutdown, Stop
+from assistant.runs import Counters, Run
 from assistant.tools.base import Tool
 from assistant.tts.base import SpeakResult, TtsSink
-from assistant.types import AudioFrame, Event, EventType, ToolCall, ToolResult, Utterance
+from assistant.types import AssistState, AudioFrame, Event, EventType, ToolCall, ToolResult, Utterance
 from assistant.wake.detector import Detection
+
+if TYPE_CHECKING:
+    from assistant.audio.frontend import SegmenterStep
+
+__all__ = [
+    "ERROR_MESSAGE",
+    "IDLE_BATCH_MS",
+    "PREFETCH_SILENCE_S",
+    "Earcons",
+    "EventListener",
+    "FrameSource",
+    "Orchestrator",
+    "State",
+    "StatusReporter",
+    "ThreadedFrameSource",
+    "UtteranceSegmenter",
+    "WakeWords",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,16 +91,11 @@ IDLE_BATCH_MS = 90
 burst instead of per 30 ms frame, which is most of the idle CPU. It delays only the wake
 word (by up to this much); listening and barge-in get every frame at once."""
 
+State = AssistState
+"""The orchestrator's states are the published assist states (assistant.types)."""
 
-class State(StrEnum):
-    """Where the pipeline is; published as the assistant's state sensor."""
-
-    IDLE = "idle"
-    WAKE = "wake"
-    LISTENING = "listening"
-    THINKING = "thinking"
-    ACTING = "acting"
-    SPEAKING = "speaking"
+_BUSY = (State.THINKING, State.ACTING, State.SPEAKING, State.ERROR)
+"""States in which only barge-in words are listened for."""
 
 
 # --------------------------------------------------------------------------- protocols
@@ -91,15 +109,23 @@ class FrameSource(Protocol):
         ...
 
 
-class Segmenter(Protocol):
-    """Frames in, endpointed utterances out (VAD + endpointer; see assistant.audio)."""
+class UtteranceSegmenter(Protocol):
+    """Frames in, endpointed utterances and a no-speech timeout out (assistant.audio.frontend.Segmenter)."""
 
-    def feed(self, frame: AudioFrame) -> list[Utterance]:
-        """Add one frame; return the utterances it completed."""
+    def step(self, frame: AudioFrame) -> SegmenterStep:
+        """Add one frame; the utterances it completed and whether the armed timeout expired."""
         ...
 
     def reset(self) -> None:
         """Drop any utterance in progress (called when listening starts)."""
+        ...
+
+    def arm(self, timeout_s: float | None = None) -> None:
+        """Start the no-speech timeout at the next frame (after ``reset``)."""
+        ...
+
+    def pending_pcm(self, min_silence_s: float) -> bytes | None:
+        """The utterance in progress once it has been quiet ``min_silence_s`` (for the early decode)."""
         ...
 
 
@@ -123,85 +149,43 @@ class Earcons(Protocol):
         ...
 
 
+class StatusReporter(Protocol):
+    """Where readiness and status go (systemd's notify socket: assistant.lifecycle.SystemdStatus)."""
+
+    def ready(self, status: str) -> None:
+        """The pipeline runs and listens."""
+        ...
+
+    def status(self, status: str) -> None:
+        """A new one-line status (back to idle)."""
+        ...
+
+    def stopping(self, status: str) -> None:
+        """A graceful stop has begun."""
+        ...
+
+
 EventListener = Callable[[Event], None]
 """Called on the loop thread for every event (MQTT state, timings, logs); must not block."""
 
-Hook = Callable[[], object]
-"""A shutdown or reload hook; may return an awaitable."""
+
+# --------------------------------------------------------------------------- the gateway seen by the brain
 
 
-@dataclass
-class Counters:
-    """Running totals since start, published with each run's timings."""
+class _ObservedGateway:
+    """Passes every call to the real router and reports tool calls and results, with their time."""
 
-    wakes: int = 0
-    """Wake-word detections that started listening."""
-    push_to_talk: int = 0
-    """Listening started by the button, SIGUSR1 or the CLI."""
-    utterances: int = 0
-    """Utterances handed to the brain."""
-    cancelled_wakes: int = 0
-    """Runs ended by barge-in or by silence after the wake."""
-    listen_timeouts: int = 0
-    """Of those, ended because nothing was said."""
-    errors: int = 0
-    """Stage failures (coded ERROR events)."""
-
-    def as_dict(self) -> dict[str, int]:
-        """Plain mapping for events and logs."""
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class _Run:
-    """Book-keeping for one wake-to-reply run."""
-
-    id: int
-    reason: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    marks: dict[str, float] = field(default_factory=dict)
-    """monotonic() readings: wake, end_of_speech, think_start, think_end, tool_call, action, first_audio."""
-    transcript: str | None = None
-    reply: str = ""
-    outcome: str = "pending"
-
-    def mark(self, name: str, when: float | None = None) -> None:
-        if name not in self.marks:
-            self.marks[name] = time.monotonic() if when is None else when
-
-    def timings_ms(self) -> dict[str, float]:
-        """Stage figures in milliseconds; only those whose marks exist."""
-        pairs = {
-            "wake_to_end_of_speech": ("wake", "end_of_speech"),
-            "end_of_speech_to_tool_call": ("end_of_speech", "tool_call"),
-            "end_of_speech_to_action": ("end_of_speech", "action"),
-            "end_of_speech_to_first_audio": ("end_of_speech", "first_audio"),
-            "think": ("think_start", "think_end"),
-        }
-        out: dict[str, float] = {}
-        for name, (start, end) in pairs.items():
-            if start in self.marks and end in self.marks:
-                out[name] = round((self.marks[end] - self.marks[start]) * 1000.0, 1)
-        return out
-
-
-# --------------------------------------------------------------------------- the router seen by the brain
-
-
-class _ObservedRouter:
-    """Passes every call to the real router and reports tool calls and results to the loop."""
-
-    def __init__(self, router: Router, on_call: Callable[[ToolCall | None], None],
-                 on_result: Callable[[ToolResult], None]) -> None:
+    def __init__(self, router: ToolGateway, on_call: Callable[[ToolCall | None, float], None],
+                 on_result: Callable[[ToolResult, float], None]) -> None:
         self._router = router
         self._on_call = on_call
         self._on_result = on_result
 
     def call(self, call: ToolCall, *, site: str) -> ToolResult:
         """Validate and maybe execute (in the brain's worker thread)."""
-        self._on_call(call)
+        self._on_call(call, time.monotonic())
         result = self._router.call(call, site=site)
-        self._on_result(result)
+        self._on_result(result, time.monotonic())
         return result
 
     def pending_confirmation(self, site: str) -> str | None:
@@ -210,9 +194,9 @@ class _ObservedRouter:
 
     def answer_confirmation(self, transcript: str | None, *, site: str) -> ToolResult:
         """Resolve the waiting call; running it counts as the run's action."""
-        self._on_call(None)  # the parked call is known only from the result
+        self._on_call(None, time.monotonic())  # the parked call is known only from the result
         result = self._router.answer_confirmation(transcript, site=site)
-        self._on_result(result)
+        self._on_result(result, time.monotonic())
         return result
 
     def tools(self) -> Sequence[Tool]:
@@ -229,38 +213,35 @@ class _ObservedRouter:
 
 
 class Orchestrator:
-    """The daemon's state machine. ``await run()`` until ``stop()`` (or SIGTERM)."""
+    """The daemon's state machine. ``await run()`` until a ``Shutdown`` command (or the audio ends)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         source: FrameSource,
-        segmenter: Segmenter,
+        segmenter: UtteranceSegmenter,
         brain: Brain,
-        router: Router,
+        router: ToolGateway,
         tts: TtsSink,
         wake: WakeWords | None = None,
         earcons: Earcons | None = None,
         listeners: Iterable[EventListener] = (),
-        shutdown_hooks: Iterable[Hook] = (),
-        reload_hooks: Iterable[Hook] = (),
-        watchdog_interval_s: float | None = None,
+        inbox: Inbox | None = None,
+        status: StatusReporter | None = None,
         frame_stall_s: float = 5.0,
         brain_stall_s: float = 60.0,
-        handle_signals: bool = False,
         idle_batch_ms: int = IDLE_BATCH_MS,
     ) -> None:
         """Wire the parts.
 
         ``wake`` None (or ``wake.enabled: false``) listens only on push-to-talk.
-        ``watchdog_interval_s``: seconds between WATCHDOG=1 pings; None takes half of
-        systemd's WATCHDOG_USEC, and no pings when that is unset. Pings stop while no
+        ``inbox``: where commands arrive (a new one when None). ``status``: told when the
+        pipeline is ready, idle again and stopping. ``healthy()`` turns False while no
         frame arrived for ``frame_stall_s`` or a brain call runs longer than
-        ``brain_stall_s``. ``handle_signals`` installs SIGTERM/SIGINT (stop), SIGHUP
-        (reload hooks) and SIGUSR1 (push-to-talk) handlers while ``run()`` runs.
-        ``idle_batch_ms``: burst length asked of a source with ``set_batch_ms`` while
-        latency does not matter (idle); 0 keeps every frame immediate.
+        ``brain_stall_s``. ``idle_batch_ms``: burst length asked of a source that
+        ``SupportsBatching`` while latency does not matter (idle); 0 keeps every frame
+        immediate.
         """
         self.settings = settings
         self.site = settings.site
@@ -272,25 +253,23 @@ class Orchestrator:
         self.wake = wake if settings.wake.enabled else None
         self.earcons = earcons
         self.listeners: list[EventListener] = list(listeners)
-        self.shutdown_hooks: list[Hook] = list(shutdown_hooks)
-        self.reload_hooks: list[Hook] = list(reload_hooks)
-        self.watchdog_interval_s = watchdog_interval_s
+        self.inbox = inbox if inbox is not None else Inbox()
+        self.status_reporter = status
         self.frame_stall_s = frame_stall_s
         self.brain_stall_s = brain_stall_s
-        self.handle_signals = handle_signals
         self.idle_batch_ms = idle_batch_ms
         self._batch_ms: int | None = None
         self.counters = Counters()
         self.muted = False
+        self.volume = round(settings.audio.volume * 100)
+        """Output volume in percent, as last set (published; playback keeps audio.volume)."""
         self.failure: AssistantError | None = None
         """Set when the audio source failed and ended the run (exit non-zero: systemd restarts)."""
 
         self._state = State.IDLE
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._run_ids = itertools.count(1)
-        self._listen_started: float | None = None
         self._prefetched_for: int | None = None
-        self._listen_timeout_s = settings.vad.no_speech_timeout_s
         self._listen_reason = ""
         self._brain_calls: dict[int, float] = {}
         self._last_frame_at = time.monotonic()
@@ -304,66 +283,60 @@ class Orchestrator:
         self._stop_requested = False
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="assistant")
 
-    # ------------------------------------------------------------------ public, thread-safe
+    # ------------------------------------------------------------------ public
 
     @property
     def state(self) -> State:
         """The current state."""
         return self._state
 
-    def push_to_talk(self) -> None:
-        """Start listening now, without the wake word (HA button, SIGUSR1, CLI); any thread."""
-        self._call_soon(self._on_push_to_talk)
-
-    def announce(self, text: str) -> None:
-        """Speak ``text`` when idle (timers, HA's text entity); queued while busy. Any thread."""
-        self._call_soon(self._on_announce, text)
-
-    def set_muted(self, muted: bool) -> None:
-        """Mute: no wake-word detection (push-to-talk still works). Any thread."""
-        self._call_soon(self._on_mute, muted)
-
-    def stop(self) -> None:
-        """Ask ``run()`` to finish gracefully; idempotent, any thread (and signal handlers)."""
-        self._stop_requested = True
-        self._call_soon(self._on_stop)
+    def health_problem(self) -> str | None:
+        """Why the pipeline is not healthy (no audio, a stuck brain call), or None when it is."""
+        now = time.monotonic()
+        silent_s = now - self._last_frame_at
+        if silent_s > self.frame_stall_s:
+            return f"no audio for {silent_s:.1f} s"
+        stuck = [now - t for t in self._brain_calls.values() if now - t > self.brain_stall_s]
+        if stuck:
+            return f"a brain call has run for {max(stuck):.1f} s"
+        return None
 
     def healthy(self) -> bool:
         """True while audio arrives and no brain call is stuck: the condition for WATCHDOG=1."""
-        now = time.monotonic()
-        if now - self._last_frame_at > self.frame_stall_s:
-            return False
-        return all(now - started <= self.brain_stall_s for started in self._brain_calls.values())
+        return self.health_problem() is None
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: the state and how listening starts."""
+        words = "push-to-talk only" if self.wake is None else "listening for the wake word"
+        return f"{self._state}: {words}"
 
     # ------------------------------------------------------------------ run / stop
 
     async def run(self) -> None:
-        """Run until stopped or the audio source ends; then shut down within about 2 s."""
+        """Run until a ``Shutdown`` command or the end of the audio; then shut down within about 2 s."""
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._settled = asyncio.Event()
         self._settled.set()
-        if self._stop_requested:
-            self._stopping.set()
+        self.inbox.attach()
+        if self.inbox.shutdown_requested:
+            self._request_shutdown()
         self._last_frame_at = time.monotonic()
         self._pace_source()
-        installed = self._install_signals() if self.handle_signals else {}
         self._spawn(self._audio_loop(), "audio")
-        self._spawn(self._watchdog_loop(), "watchdog")
-        sdnotify.ready(self._status_line())
-        _LOGGER.info("Assistant ready: %s", self._status_line())
+        self._spawn(self._command_loop(), "commands")
+        if self.status_reporter is not None:
+            self.status_reporter.ready(self.status_line())
+        _LOGGER.info("Assistant ready: %s", self.status_line())
         try:
             await self._stopping.wait()
         finally:
+            self.inbox.detach()
             await self._shutdown()
-            for sig, previous in installed.items():
-                with contextlib.suppress(Exception):
-                    self._loop.remove_signal_handler(sig)
-                    # asyncio leaves SIG_DFL behind (terminate on SIGHUP/SIGUSR1): restore
-                    signal.signal(sig, previous)  # type: ignore[arg-type]
 
     async def _shutdown(self) -> None:
-        sdnotify.stopping("stopping")
+        if self.status_reporter is not None:
+            self.status_reporter.stopping("stopping")
         _LOGGER.info("Stopping")
         if self._run is not None:
             self._run.cancel.set()  # brain and speech threads return within ~50 ms
@@ -375,69 +348,56 @@ class Orchestrator:
             for task in pending:
                 _LOGGER.warning("Task %s did not stop in time", task.get_name())
         await self._close_source()
-        for hook in self.shutdown_hooks:
-            await self._call_hook(hook, "shutdown", limit_s=0.5)
         # Never wait for worker threads here: a stuck brain must not hold the exit.
         self._executor.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.tts.close)
-        self._set_state(State.IDLE, emit=False)
+        self._set_state(State.IDLE, report=False)
         _LOGGER.info("Stopped (%s)", self.counters.as_dict())
 
     async def _close_source(self) -> None:
-        for name in ("aclose", "close"):
-            closer = getattr(self.source, name, None)
-            if callable(closer):
-                try:
-                    result = closer()
-                    if inspect.isawaitable(result):
-                        await asyncio.wait_for(result, timeout=0.5)
-                except Exception as err:  # a failing close must not stop the rest of the shutdown
-                    _LOGGER.warning("Closing the audio source failed: %s", err)
-                return
-
-    async def _call_hook(self, hook: Hook, what: str, *, limit_s: float) -> None:
+        source = self.source
         try:
-            result = hook()
-            if inspect.isawaitable(result):
-                await asyncio.wait_for(result, timeout=limit_s)
-        except Exception as err:  # one failing hook must not skip the others
-            _LOGGER.warning("%s hook %r failed: %s", what, hook, err)
+            if isinstance(source, AsyncClosable):
+                await asyncio.wait_for(source.aclose(), timeout=0.5)
+            elif isinstance(source, Closable):
+                source.close()
+        except Exception as err:  # a failing close must not stop the rest of the shutdown
+            _LOGGER.warning("Closing the audio source failed: %s", err)
 
-    def _install_signals(self) -> dict[int, object]:
-        loop = self._loop
-        assert loop is not None  # noqa: S101 - set by run() before this is called
-        handlers: dict[int, Callable[[], None]] = {
-            signal.SIGTERM: self.stop,
-            signal.SIGINT: self.stop,
-            signal.SIGHUP: self._on_sighup,
-            signal.SIGUSR1: self.push_to_talk,
-        }
-        installed: dict[int, object] = {}
-        for sig, handler in handlers.items():
-            try:
-                previous = signal.getsignal(sig)
-                loop.add_signal_handler(sig, handler)
-                installed[sig] = previous
-            except (NotImplementedError, RuntimeError, ValueError) as err:
-                _LOGGER.debug("No handler for %s: %s", sig, err)
-        return installed
-
-    def _on_sighup(self) -> None:
-        self._spawn(self._reload(), "reload")
-
-    async def reload(self) -> None:
-        """Run the reload hooks (SIGHUP) with RELOADING=1 / READY=1 around them."""
-        await self._reload()
-
-    async def _reload(self) -> None:
-        sdnotify.reloading()
-        _LOGGER.info("Reloading")
-        for hook in self.reload_hooks:
-            await self._call_hook(hook, "reload", limit_s=10.0)
-        sdnotify.ready(self._status_line())
+    def _request_shutdown(self) -> None:
+        self._stop_requested = True
+        if self._stopping is not None:
+            self._stopping.set()
 
     # ------------------------------------------------------------------ loops
+
+    async def _command_loop(self) -> None:
+        while True:
+            command = await self.inbox.get()
+            try:
+                self._on_command(command)
+            except Exception:  # one bad command must not end the loop
+                _LOGGER.exception("Command %s failed", command)
+
+    def _on_command(self, command: Command) -> None:
+        match command:
+            case Shutdown():
+                self._request_shutdown()
+            case PushToTalk():
+                self._on_push_to_talk()
+            case Announce(text=text):
+                self._on_announce(text)
+            case SetMuted(muted=muted, from_home=from_home):
+                self.muted = muted
+                self._pace_source()
+                _LOGGER.info("Wake word %s", "muted" if muted else "unmuted")
+                self._emit(EventType.CONTROLS_CHANGED, {"muted": muted, "from_home": from_home})
+            case SetVolume(percent=percent, from_home=from_home):
+                self.volume = max(0, min(100, percent))
+                self._emit(EventType.CONTROLS_CHANGED, {"volume": self.volume, "from_home": from_home})
+            case Stop():
+                self._on_stop_activity()
 
     async def _audio_loop(self) -> None:
         try:
@@ -447,7 +407,7 @@ class Orchestrator:
                 try:
                     await self._on_frame(frame)
                 except Exception as err:  # one bad frame or part must not end the loop
-                    failure = AssistantError(f"frame handling failed: {err}", code="pipeline_failed")
+                    failure = AssistantError(f"frame handling failed: {err}", code=ErrorCode.PIPELINE_FAILED)
                     self._error("audio", failure)
                     self._end_run("error")
                 if self._stopping is not None and self._stopping.is_set():
@@ -455,36 +415,13 @@ class Orchestrator:
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            self.failure = _coded(err, AssistantError, "audio_source_failed")
+            self.failure = coded(err, AssistantError, ErrorCode.AUDIO_SOURCE_FAILED)
             self._error("audio", self.failure)
         _LOGGER.info("Audio source ended")
         # A finite source (a file, a test): let the current run finish, then stop.
-        await self._wait_session()
-        self.stop()
-
-    async def _wait_session(self) -> None:
         if self._settled is not None:
             await self._settled.wait()
-
-    async def _watchdog_loop(self) -> None:
-        interval = self.watchdog_interval_s
-        if interval is None:
-            usec = sdnotify.watchdog_interval()
-            if usec is None:
-                return
-            interval = usec / 2
-        was_healthy = True
-        while True:
-            healthy = self.healthy()
-            if healthy:
-                sdnotify.watchdog()
-            elif was_healthy:
-                _LOGGER.error(
-                    "Pipeline unhealthy (no audio for %.1f s or a stuck brain): watchdog pings stop",
-                    time.monotonic() - self._last_frame_at,
-                )
-            was_healthy = healthy
-            await asyncio.sleep(interval)
+        self._request_shutdown()
 
     # ------------------------------------------------------------------ per frame
 
@@ -498,7 +435,7 @@ class Orchestrator:
                 await self._start_listening("wake", detection)
         elif state is State.LISTENING:
             self._listen(frame)
-        elif state in (State.THINKING, State.ACTING, State.SPEAKING) and self._barge_in_armed():
+        elif state in _BUSY and self._barge_in_armed():
             # Gated: the segmenter never hears the assistant; only barge-in words are checked.
             detection = self._detect(frame)
             if detection is not None:
@@ -509,51 +446,48 @@ class Orchestrator:
         return self.wake is not None and self.settings.wake.barge_in and not self.muted
 
     def _detect(self, frame: AudioFrame) -> Detection | None:
-        assert self.wake is not None  # noqa: S101 - callers check
+        wake = self.wake
+        if wake is None:
+            return None
         try:
             if abs(frame.timestamp - self._wake_fed_until) > 0.005:
                 # The detector skipped audio (listening, gated speech): its streaming state
                 # would join two unrelated stretches and can fire on stale features.
-                self.wake.reset()
+                wake.reset()
             self._wake_fed_until = frame.timestamp + frame.duration
-            return self.wake.process(frame.pcm, frame.timestamp)
+            return wake.process(frame.pcm, frame.timestamp)
         except Exception as err:  # a failing detector is logged and counted, the loop goes on
-            self._error("wake", AssistantError(f"wake-word detection failed: {err}", code="wake_failed"))
+            failure = AssistantError(f"wake-word detection failed: {err}", code=ErrorCode.WAKE_FAILED)
+            self._error("wake", failure)
             return None
 
     def _listen(self, frame: AudioFrame) -> None:
-        if self._listen_started is None:
-            self._listen_started = frame.timestamp
         try:
-            utterances = self.segmenter.feed(frame)
+            step = self.segmenter.step(frame)
         except Exception as err:
-            self._error("listen", AssistantError(f"segmenter failed: {err}", code="segmenter_failed"))
+            self._error("listen", AssistantError(f"segmenter failed: {err}", code=ErrorCode.SEGMENTER_FAILED))
             self._end_run("error")
             return
-        if utterances:
+        if step.utterances:
             self._prefetched_for = None
-            self._begin_thinking(utterances[0])
-            return
-        self._maybe_prefetch()
-        elapsed = frame.timestamp + frame.duration - self._listen_started
-        in_speech = bool(getattr(self.segmenter, "in_speech", False))
-        hard_cap = self._listen_timeout_s + self.settings.vad.max_utterance_s + 1.0
-        if (not in_speech and elapsed >= self._listen_timeout_s) or elapsed >= hard_cap:
+            self._begin_thinking(step.utterances[0])
+        elif step.timed_out:
             self._listen_timeout()
+        else:
+            self._maybe_prefetch()
 
     def _maybe_prefetch(self) -> None:
         """Let the brain start on the utterance while the endpointer waits out its hangover.
 
         Once the speech has been quiet for PREFETCH_SILENCE_S, the words are most likely
-        over; a brain with ``prefetch(pcm, router)`` decodes them in a worker thread, and
-        its ``handle`` uses that result when the finished utterance holds the same speech
+        over; a brain that is ``Prefetching`` decodes them in a worker thread, and its
+        ``handle`` uses that result when the finished utterance holds the same speech
         (else it decodes as usual). Speech that goes on simply makes the guess unused.
         """
-        prefetch = getattr(self.brain, "prefetch", None)
-        pending_pcm = getattr(self.segmenter, "pending_pcm", None)
-        if not callable(prefetch) or not callable(pending_pcm):
+        brain = self.brain
+        if not isinstance(brain, Prefetching):
             return
-        pcm = pending_pcm(PREFETCH_SILENCE_S)
+        pcm = self.segmenter.pending_pcm(PREFETCH_SILENCE_S)
         if pcm is None:
             self._prefetched_for = None
             return
@@ -561,7 +495,7 @@ class Orchestrator:
             return  # one guess per quiet stretch
         self._prefetched_for = len(pcm)
         try:
-            prefetch(pcm, self.router)
+            brain.prefetch(pcm, self.router)
         except Exception as err:  # only an optimisation: the utterance is decoded anyway
             _LOGGER.warning("brain prefetch failed: %s", err)
 
@@ -589,10 +523,10 @@ class Orchestrator:
     def _enter_listening(self, reason: str, timeout_s: float) -> None:
         try:
             self.segmenter.reset()
+            self.segmenter.arm(timeout_s)
         except Exception as err:
-            self._error("listen", AssistantError(f"segmenter reset failed: {err}", code="segmenter_failed"))
-        self._listen_started = None
-        self._listen_timeout_s = timeout_s
+            self._error("listen", AssistantError(f"segmenter reset failed: {err}",
+                                                 code=ErrorCode.SEGMENTER_FAILED))
         self._listen_reason = reason
         self._set_state(State.LISTENING)
         self._emit(EventType.LISTEN_START, {"reason": reason, "timeout_s": timeout_s})
@@ -627,19 +561,22 @@ class Orchestrator:
         self._set_state(State.THINKING)
         self._spawn(self._think_and_speak(run, utterance), f"run-{run.id}")
 
-    async def _think_and_speak(self, run: _Run, utterance: Utterance) -> None:
+    async def _think_and_speak(self, run: Run, utterance: Utterance) -> None:
         run.mark("think_start")
         self._emit(EventType.THINK_START, {"run": run.id})
         self._brain_calls[run.id] = time.monotonic()
-        router = _ObservedRouter(self.router, lambda c: self._from_thread(self._on_tool_call, run, c),
-                                 lambda r: self._from_thread(self._on_tool_result, run, r))
+        gateway = _ObservedGateway(
+            self.router,
+            lambda call, at: self._from_thread(self._on_tool_call, run, call, at),
+            lambda result, at: self._from_thread(self._on_tool_result, run, result, at),
+        )
         try:
-            turn = await self._in_thread(self.brain.handle, utterance, router, run.cancel)
+            turn = await self._in_thread(self.brain.handle, utterance, gateway, run.cancel)
         except asyncio.CancelledError:
             raise
         except Exception as err:
             if self._run is run and not run.cancel.is_set():
-                await self._fail(run, "brain", _coded(err, BrainError, "brain_failed"))
+                await self._fail(run, "brain", coded(err, BrainError, ErrorCode.BRAIN_FAILED))
             return
         finally:
             self._brain_calls.pop(run.id, None)
@@ -648,9 +585,12 @@ class Orchestrator:
             return  # barge-in or stop took over
         run.transcript = turn.transcript
         run.reply = turn.reply.text
+        timings, counts, flags = turn_figures(turn)
+        run.brain_counts, run.brain_flags = counts, flags
         self._emit(EventType.THINK_END, {"understood": turn.understood,
                                          "tool_calls": [c.to_json() for c in turn.tool_calls],
-                                         "timings_ms": dict(turn.timings_ms)})
+                                         "timings_ms": timings, "counts": counts,
+                                         "flags": sorted(flags)})
         if turn.transcript is not None:
             self._emit(EventType.TRANSCRIPT, {"text": turn.transcript})
         reply = turn.reply
@@ -674,29 +614,29 @@ class Orchestrator:
         else:
             self._end_run("error" if reply.is_error else "ok")
 
-    async def _speak(self, run: _Run, text: str) -> SpeakResult | None:
+    async def _speak(self, run: Run, text: str) -> SpeakResult | None:
         """speaking: the reply through the sink; None when it failed (already reported)."""
         self._set_state(State.SPEAKING)
-        self._emit(EventType.TTS_START, {"text": text, "sink": getattr(self.tts, "name", "")})
+        self._emit(EventType.TTS_START, {"text": text, "sink": self.tts.name})
         try:
             result = await self._in_thread(self.tts.speak, text, run.cancel)
         except asyncio.CancelledError:
             raise
         except Exception as err:
             if self._run is run and not run.cancel.is_set():
-                await self._fail(run, "tts", _coded(err, TtsError, "tts_failed"), speak=False)
+                await self._fail(run, "tts", coded(err, TtsError, ErrorCode.TTS_FAILED), speak=False)
             return None
         if result.first_audio_at is not None:
             run.mark("first_audio", result.first_audio_at)
         self._emit(EventType.TTS_END, {"completed": result.completed, "path": result.path})
         return result
 
-    async def _fail(self, run: _Run, stage: str, err: AssistantError, *, speak: bool = True) -> None:
-        """A stage failed: ERROR event, error earcon, a short message, back to idle."""
+    async def _fail(self, run: Run, stage: str, err: AssistantError, *, speak: bool = True) -> None:
+        """A stage failed: the error state, an ERROR event, the error earcon, a short message, idle."""
+        self._set_state(State.ERROR)
         self._error(stage, err)
         await self._earcon("error", run.cancel)
         if speak and self._run is run and not run.cancel.is_set():
-            self._set_state(State.SPEAKING)
             try:
                 await self._in_thread(self.tts.speak, ERROR_MESSAGE, run.cancel)
             except Exception as speak_err:  # the apology itself failed: the log must do
@@ -706,64 +646,68 @@ class Orchestrator:
 
     async def _barge_in(self, detection: Detection) -> None:
         """A wake or stop word while thinking or speaking: cancel speech and generation."""
+        self._cancel_run("barge-in", word=detection.word, kind=detection.kind,
+                         stream_time=round(detection.timestamp, 3))
+        _LOGGER.info("Barge-in by %s at %.2f s", detection.word, detection.timestamp)
+        if detection.kind == "wake":
+            await self._start_listening("wake", detection)
+
+    def _cancel_run(self, reason: str, **data: Any) -> None:
+        """Cancel the run in flight (CANCELLED event, RUN_END cancelled) and go idle."""
         run = self._run
         if run is not None:
             run.cancel.set()
             run.outcome = "cancelled"
         self.counters.cancelled_wakes += 1
-        self._emit(EventType.CANCELLED, {"reason": "barge-in", "word": detection.word, "kind": detection.kind,
-                                         "stream_time": round(detection.timestamp, 3)})
-        _LOGGER.info("Barge-in by %s at %.2f s", detection.word, detection.timestamp)
+        self._emit(EventType.CANCELLED, {"reason": reason, **data})
         self._end_run("cancelled")
-        if detection.kind == "wake":
-            await self._start_listening("wake", detection)
 
     # ------------------------------------------------------------------ runs
 
-    def _new_run(self, reason: str) -> _Run:
+    def _new_run(self, reason: str) -> Run:
         if self._run is not None:
             self._run.cancel.set()
-        run = _Run(next(self._run_ids), reason)
+        run = Run(next(self._run_ids), reason)
         run.mark("wake")
         self._run = run
         return run
 
-    def _finish_run(self, run: _Run, outcome: str) -> None:
-        """Publish the run's timings and counters (RUN_END)."""
+    def _finish_run(self, run: Run, outcome: str) -> None:
+        """Publish the run's report (RUN_END): outcome, timings, the brain's counts and flags, counters."""
         run.outcome = outcome
-        timings = run.timings_ms()
-        data = {"run": run.id, "reason": run.reason, "outcome": outcome, "transcript": run.transcript,
-                "reply": run.reply, "timings_ms": timings, "counters": self.counters.as_dict()}
-        _LOGGER.info("Run %d %s: transcript=%r timings_ms=%s", run.id, outcome, run.transcript, timings)
-        self._emit(EventType.RUN_END, data)
+        report = run.report(self.counters)
+        _LOGGER.info("Run %d %s: transcript=%r timings_ms=%s flags=%s", run.id, outcome, run.transcript,
+                     report.timings_ms, ",".join(report.flags) or "-")
+        self._emit(EventType.RUN_END, report.to_json())
 
     def _end_run(self, outcome: str) -> None:
         """Back to idle; RUN_END (carrying state idle) closes the run."""
         run = self._run
         self._run = None
-        self._go_idle()
+        self._set_state(State.IDLE)
         if run is not None:
             self._finish_run(run, outcome)
         self._flush_announcements()
-
-    def _go_idle(self) -> None:
-        self._set_state(State.IDLE)
 
     def _flush_announcements(self) -> None:
         if self._state is State.IDLE and self._announcements and not self._stop_requested:
             self._spawn(self._announce(self._announcements.popleft()), "announce")
 
-    # ------------------------------------------------------------------ loop-side handlers
+    # ------------------------------------------------------------------ command handlers (on the loop)
 
     def _on_push_to_talk(self) -> None:
         if self._stop_requested or self._state in (State.WAKE, State.LISTENING):
             return
         if self._run is not None:
-            self._run.cancel.set()
-            self.counters.cancelled_wakes += 1
-            self._emit(EventType.CANCELLED, {"reason": "push-to-talk"})
-            self._end_run("cancelled")
+            self._cancel_run("push-to-talk")
         self._spawn(self._start_listening("push_to_talk"), "push-to-talk")
+
+    def _on_stop_activity(self) -> None:
+        self._announcements.clear()
+        if self._run is None:
+            return
+        _LOGGER.info("Stop: cancelling %s", self._state)
+        self._cancel_run("stop")
 
     def _on_announce(self, text: str) -> None:
         if self._state is State.IDLE and not self._stop_requested:
@@ -780,28 +724,22 @@ class Orchestrator:
         if self._run is run:
             self._end_run("announced")
 
-    def _on_mute(self, muted: bool) -> None:
-        self.muted = muted
-        _LOGGER.info("Wake word %s", "muted" if muted else "unmuted")
-
-    def _on_stop(self) -> None:
-        if self._stopping is not None:
-            self._stopping.set()
-
-    def _on_tool_call(self, run: _Run, call: ToolCall | None) -> None:
+    def _on_tool_call(self, run: Run, call: ToolCall | None, at: float) -> None:
+        run.mark("tool_call", at)
         if self._run is not run:
             return
         if self._state is State.THINKING:
             self._set_state(State.ACTING)
         self._emit(EventType.TOOL_CALL, call.to_json() if call is not None else {"confirmation": True})
 
-    def _on_tool_result(self, run: _Run, result: ToolResult) -> None:
+    def _on_tool_result(self, run: Run, result: ToolResult, at: float) -> None:
+        run.mark("action", at)
         if self._run is run:
             self._emit(EventType.TOOL_RESULT, result.to_json())
 
     # ------------------------------------------------------------------ plumbing
 
-    def _set_state(self, state: State, *, emit: bool = True) -> None:
+    def _set_state(self, state: State, *, report: bool = True) -> None:
         if state is self._state:
             return
         _LOGGER.debug("State %s -> %s", self._state, state)
@@ -812,31 +750,25 @@ class Orchestrator:
                 self._settled.set()
             else:
                 self._settled.clear()
-        if emit and state is State.IDLE:
-            sdnotify.status(self._status_line())
+        if report and state is State.IDLE and self.status_reporter is not None:
+            self.status_reporter.status(self.status_line())
 
     def _pace_source(self) -> None:
         """Bursts from the capture while only the wake word listens; every frame at once otherwise."""
-        setter = getattr(self.source, "set_batch_ms", None)
-        if not callable(setter):
+        source = self.source
+        if not isinstance(source, SupportsBatching):
             return
         state = self._state
-        urgent = state is State.LISTENING or (
-            state in (State.THINKING, State.ACTING, State.SPEAKING) and self._barge_in_armed()
-        )
+        urgent = state is State.LISTENING or (state in _BUSY and self._barge_in_armed())
         batch_ms = 0 if urgent else self.idle_batch_ms
         if batch_ms != self._batch_ms:
             self._batch_ms = batch_ms
             try:
-                setter(batch_ms)
+                source.set_batch_ms(batch_ms)
             except Exception as err:  # pacing is an optimisation: never fail a transition for it
                 _LOGGER.warning("Audio source pacing failed: %s", err)
 
-    def _status_line(self) -> str:
-        words = "push-to-talk only" if self.wake is None else "listening for the wake word"
-        return f"{self._state}: {words}"
-
-    def _emit(self, kind: EventType, data: Mapping[str, Any] | None = None) -> None:
+    def _emit(self, kind: EventType, data: dict[str, Any] | None = None) -> None:
         payload = dict(data or {})
         payload["state"] = str(self._state)
         event = Event(kind, payload, site=self.site)
@@ -876,129 +808,9 @@ class Orchestrator:
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.error("Task %s failed", task.get_name(), exc_info=task.exception())
 
-    def _call_soon(self, func: Callable[..., Any], *args: Any) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            if func == self._on_stop:
-                return  # run() has not started: it checks _stop_requested
-            _LOGGER.warning("Orchestrator not running: %s ignored", getattr(func, "__name__", func))
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            func(*args)
-        else:
-            loop.call_soon_threadsafe(func, *args)
-
     def _from_thread(self, func: Callable[..., Any], *args: Any) -> None:
-        """From a worker thread: run ``func`` on the loop, and note the time now (for timings)."""
-        if args and isinstance(args[0], _Run):
-            args[0].mark("tool_call" if func == self._on_tool_call else "action")
+        """From a worker thread: run ``func(*args)`` on the loop."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(func, *args)
-
-
-def _coded(err: BaseException, kind: type[AssistantError], code: str) -> AssistantError:
-    """The error as an AssistantError with a code (unexpected exceptions wrapped, cause kept)."""
-    if isinstance(err, AssistantError):
-        return err
-    wrapped = kind(f"{type(err).__name__}: {err}", code=code)
-    wrapped.__cause__ = err
-    return wrapped
-
-
-# --------------------------------------------------------------------------- adapters
-
-
-class ThreadedFrameSource:
-    """An async FrameSource over a blocking iterable of frames (the audio front end's sources).
-
-    A thread iterates the blocking source and hands frames to the loop through a bounded
-    queue; when the loop falls behind, the oldest frames are dropped and counted, never
-    blocking the capture side. ``stop`` (e.g. ``AudioSource.stop``) is called on close so
-    the thread ends. A source with ``frame_batches()`` (an AudioSource) is read in the
-    bursts it produces, one loop wake-up per burst; ``set_batch_ms`` is passed on to it.
-    """
-
-    def __init__(self, frames: Iterable[AudioFrame], *, stop: Callable[[], None] | None = None,
-                 max_frames: int = 100) -> None:
-        self.frames = frames
-        self._stop = stop
-        self.max_frames = max_frames
-        self.overflows = 0
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def set_batch_ms(self, ms: int) -> None:
-        """Pass the source's batching on (see ``AudioSource.set_batch_ms``); a no-op for plain iterables."""
-        setter = getattr(self.frames, "set_batch_ms", None)
-        if callable(setter):
-            setter(ms)
-
-    def __aiter__(self) -> AsyncIterator[AudioFrame]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[AudioFrame]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[AudioFrame | BaseException | None] = asyncio.Queue(self.max_frames)
-
-        def push(item: AudioFrame | BaseException | None) -> None:
-            if queue.full():
-                queue.get_nowait()  # drop the oldest: fresh audio matters more
-                self.overflows += 1
-                if self.overflows % 100 == 1:
-                    _LOGGER.warning("Audio loop behind: %d frames dropped", self.overflows)
-            queue.put_nowait(item)
-
-        def push_batch(batch: list[AudioFrame]) -> None:
-            for frame in batch:
-                push(frame)
-
-        def batches() -> Iterator[list[AudioFrame]]:
-            produce = getattr(self.frames, "frame_batches", None)
-            if callable(produce):
-                yield from produce()
-            else:
-                for frame in self.frames:
-                    yield [frame]
-
-        def pump() -> None:
-            item: BaseException | None = None
-            try:
-                for batch in batches():
-                    if self._closed.is_set():
-                        return
-                    # One wake-up of the loop per burst, not per frame.
-                    loop.call_soon_threadsafe(push_batch, batch)
-            except Exception as err:  # reported on the loop side
-                item = err
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(push, item)
-
-        self._thread = threading.Thread(target=pump, name="audio-source", daemon=True)
-        self._thread.start()
-        try:
-            while True:
-                got = await queue.get()
-                if got is None:
-                    return
-                if isinstance(got, BaseException):
-                    raise AssistantError(f"audio source failed: {got}", code="audio_source_failed") from got
-                yield got
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the blocking source and let the thread end."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        if self._stop is not None:
-            with contextlib.suppress(Exception):
-                self._stop()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=0.5)

@@ -6,16 +6,110 @@ logs, MQTT events and tests can match on it without parsing prose.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every error code the package uses: the one catalogue (tests/foundation checks it).
+
+    Codes travel as plain strings (``AssistantError.code``, ``ToolResult.error_code``,
+    the ``code`` of an ERROR event on MQTT), so a module may write the literal; it must
+    be one of these. Grouped by the stage that raises them.
+    """
+
+    # generic and per-stage defaults of the hierarchy below
+    ERROR = "error"
+    INTERNAL_ERROR = "internal_error"
+    CONFIG_INVALID = "config_invalid"
+    AUDIO_ERROR = "audio_error"
+    BRAIN_ERROR = "brain_error"
+    TOOL_ERROR = "tool_error"
+    HOME_ERROR = "home_error"
+    TTS_ERROR = "tts_error"
+    MODEL_FILES_INVALID = "model_files_invalid"
+    # audio in: devices, sources, WAV files, VAD
+    AUDIO_SOURCE_FAILED = "audio_source_failed"
+    COMMAND_FAILED = "command_failed"
+    DEVICE_FAILED = "device_failed"
+    DEVICE_MISSING = "device_missing"
+    PORTAUDIO_MISSING = "portaudio_missing"
+    PLAYBACK_FAILED = "playback_failed"
+    SOURCE_INVALID = "source_invalid"
+    VAD_FRAME_SIZE = "vad_frame_size"
+    VAD_INVALID = "vad_invalid"
+    VAD_UNAVAILABLE = "vad_unavailable"
+    WAV_INVALID = "wav_invalid"
+    WAV_MISSING = "wav_missing"
+    WAV_TOO_LARGE = "wav_too_large"
+    WAV_TOO_LONG = "wav_too_long"
+    WAV_TRUNCATED = "wav_truncated"
+    WAV_UNREADABLE = "wav_unreadable"
+    # the orchestrator's stages
+    PIPELINE_FAILED = "pipeline_failed"
+    SEGMENTER_FAILED = "segmenter_failed"
+    WAKE_FAILED = "wake_failed"
+    WAKE_UNAVAILABLE = "wake_unavailable"
+    BRAIN_FAILED = "brain_failed"
+    TTS_FAILED = "tts_failed"
+    # brains
+    BRAIN_CONFIG = "brain_config"
+    AUDIO_TOKEN_MISMATCH = "audio_token_mismatch"  # noqa: S105 - an error code, not a password
+    CANCELLED = "cancelled"
+    CHAT_TEMPLATE_INVALID = "chat_template_invalid"
+    CHAT_TEMPLATE_MISMATCH = "chat_template_mismatch"
+    # tools: schema validation, router, confirmation
+    INVALID_ARGUMENTS = "invalid_arguments"
+    MISSING_ARGUMENT = "missing_argument"
+    UNEXPECTED_ARGUMENT = "unexpected_argument"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    NOT_ALLOWED = "not_allowed"
+    SCHEMA_INVALID = "schema_invalid"
+    UNKNOWN_TOOL = "unknown_tool"
+    YAML_TOOL_INVALID = "yaml_tool_invalid"
+    CONFIRMATION_TIMEOUT = "confirmation_timeout"
+    NOTHING_PENDING = "nothing_pending"
+    SUPERSEDED = "superseded"
+    # skills (timers)
+    EXISTS = "exists"
+    NOT_FOUND = "not_found"
+    NO_DURATION = "no_duration"
+    TOO_MANY = "too_many"
+    # home: MQTT and entity resolution
+    MQTT_OFFLINE = "mqtt_offline"
+    """The broker is configured but not connected now."""
+    OFFLINE = "offline"
+    """Near-synonym of MQTT_OFFLINE (home/control.py renames it in flight); to be merged."""
+    MQTT_DISABLED = "mqtt_disabled"
+    """No broker is configured (``mqtt.host`` unset)."""
+    NO_MQTT = "no_mqtt"
+    """Near-synonym of MQTT_DISABLED (tools/context.py, a skill publishing without a broker)."""
+    BAD_TOPIC = "bad_topic"
+    TLS_CONFIG = "tls_config"
+    AMBIGUOUS = "ambiguous"
+    MISSING_VALUE = "missing_value"
+    NO_MATCH = "no_match"
+    NO_TARGET = "no_target"
+    UNSUPPORTED = "unsupported"
+    # speech out
+    TTS_BAD_AUDIO = "tts_bad_audio"
+    TTS_CONFIG = "tts_config"
+    TTS_OUTPUT_FAILED = "tts_output_failed"
+    TTS_OUTPUT_UNAVAILABLE = "tts_output_unavailable"
+    TTS_PUBLISH_FAILED = "tts_publish_failed"
+    TTS_SYNTHESIS_FAILED = "tts_synthesis_failed"
+    TTS_UNAVAILABLE = "tts_unavailable"
+
 
 class AssistantError(Exception):
     """Base error: a stable machine-readable code plus a human message."""
 
-    code: str = "error"
+    code: str = ErrorCode.ERROR
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
-            self.code = code
+            self.code = str(code)
 
     @property
     def message(self) -> str:
@@ -23,10 +117,19 @@ class AssistantError(Exception):
         return str(self.args[0]) if self.args else self.code
 
 
+def coded(err: BaseException, kind: type[AssistantError], code: ErrorCode) -> AssistantError:
+    """``err`` as an AssistantError with a code: unexpected exceptions are wrapped, the cause kept."""
+    if isinstance(err, AssistantError):
+        return err
+    wrapped = kind(f"{type(err).__name__}: {err}", code=code)
+    wrapped.__cause__ = err
+    return wrapped
+
+
 class ConfigError(AssistantError):
     """The settings file (or environment) is invalid; carries every problem at once."""
 
-    code = "config_invalid"
+    code = ErrorCode.CONFIG_INVALID.value
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
@@ -36,34 +139,34 @@ class ConfigError(AssistantError):
 class AudioError(AssistantError):
     """Audio input or output failed (device missing, bad WAV, ...)."""
 
-    code = "audio_error"
+    code = ErrorCode.AUDIO_ERROR.value
 
 
 class BrainError(AssistantError):
     """Speech could not be turned into tool calls."""
 
-    code = "brain_error"
+    code = ErrorCode.BRAIN_ERROR.value
 
 
 class ToolError(AssistantError):
     """A tool call was refused or its handler failed."""
 
-    code = "tool_error"
+    code = ErrorCode.TOOL_ERROR.value
 
 
 class HomeError(AssistantError):
     """MQTT / Home Assistant side failed."""
 
-    code = "home_error"
+    code = ErrorCode.HOME_ERROR.value
 
 
 class TtsError(AssistantError):
     """Speech synthesis or playback failed."""
 
-    code = "tts_error"
+    code = ErrorCode.TTS_ERROR.value
 
 
 class ModelFilesError(AssistantError):
     """Model files are missing or do not match the expected contract."""
 
-    code = "model_files_invalid"
+    code = ErrorCode.MODEL_FILES_INVALID.value

@@ -1,4 +1,6 @@
-"""Process signals for the daemon's whole life: installed first, kept across reloads.
+"""The daemon's life as a process: signals, systemd readiness and watchdog, reload checks.
+
+Signals for the daemon's whole life: installed first, kept across reloads.
 
 ``assistant run`` builds its pipeline, runs it, and after a reload builds it again; signals
 may arrive at any of those moments. A handler installed only while the pipeline runs
@@ -7,6 +9,11 @@ so a second SIGHUP or a push-to-talk SIGUSR1 at the wrong moment killed the daem
 ``SignalRelay`` is installed before anything else and stays installed: while a pipeline
 runs, signals are handed to its event loop; while none runs, they wait (SIGTERM/SIGINT,
 one coalesced SIGHUP) or are dropped with a log line (SIGUSR1: nobody listens yet).
+
+``SystemdStatus`` tells systemd READY / STATUS / STOPPING for the orchestrator,
+``Watchdog`` pings WATCHDOG=1 while the pipeline is healthy, and ``ReloadCheck`` reads and
+validates the settings on SIGHUP: only valid, changed settings are accepted, and a refused
+reload changes nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +23,13 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from types import FrameType
+
+from assistant import sdnotify
+from assistant.config import Settings, load_settings
+from assistant.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -107,3 +119,123 @@ def process_relay() -> SignalRelay:
         _PROCESS_RELAY = SignalRelay()
     _PROCESS_RELAY.install()
     return _PROCESS_RELAY
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+class SystemdStatus:
+    """The orchestrator's StatusReporter over sd_notify (no-ops outside systemd)."""
+
+    def ready(self, status: str) -> None:
+        """READY=1 with a status line."""
+        sdnotify.ready(status)
+
+    def status(self, status: str) -> None:
+        """STATUS=..."""
+        sdnotify.status(status)
+
+    def stopping(self, status: str) -> None:
+        """STOPPING=1 with a status line."""
+        sdnotify.stopping(status)
+
+
+HealthCheck = Callable[[], "str | None"]
+"""What is wrong with the pipeline now (a short reason), or None while healthy."""
+
+
+class Watchdog:
+    """WATCHDOG=1 every ``interval_s`` while ``check()`` finds nothing wrong.
+
+    ``interval_s`` None takes half of systemd's watchdog interval (``WATCHDOG_USEC``); with
+    no watchdog configured, ``run()`` returns at once. Pings stop while the pipeline is
+    unhealthy (no audio, a stuck brain call), so systemd restarts a hung daemon.
+    """
+
+    def __init__(self, check: HealthCheck, *, interval_s: float | None = None) -> None:
+        self.check = check
+        self.interval_s = interval_s
+
+    async def run(self) -> None:
+        """Ping until cancelled."""
+        interval = self.interval_s
+        if interval is None:
+            deadline_s = sdnotify.watchdog_interval_s()
+            if deadline_s is None:
+                return
+            interval = deadline_s / 2
+        was_healthy = True
+        while True:
+            problem = self.check()
+            if problem is None:
+                sdnotify.watchdog()
+            elif was_healthy:
+                _LOGGER.error("Pipeline unhealthy (%s): watchdog pings stop", problem)
+            was_healthy = problem is None
+            await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------- reloads
+
+
+class ReloadCheck:
+    """SIGHUP: read and validate the settings off the loop; accept only valid, changed ones.
+
+    ``on_accepted`` runs (on the loop) once new settings are accepted: the supervisor then
+    stops the pipeline and builds a new one from ``accepted``. A refused or unchanged
+    reload rebuilds nothing: the running pipeline goes on and READY=1 is sent again.
+    Requests during a check are coalesced into one more check.
+    """
+
+    def __init__(self, settings: Settings, config_path: str | None, *,
+                 on_accepted: Callable[[], None], status: Callable[[], str]) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self._on_accepted = on_accepted
+        self._status = status
+        self.accepted: Settings | None = None
+        self._busy = False
+        self._again = False
+        self._task: asyncio.Future[None] | None = None
+
+    def request(self) -> None:
+        """On the loop: start a check, or ask for one more after the running one."""
+        if self.accepted is not None:
+            return  # already reloading
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        self._task = asyncio.ensure_future(self._check())
+
+    async def _check(self) -> None:
+        try:
+            while True:
+                self._again = False
+                sdnotify.reloading()
+                _LOGGER.info("Reloading: checking the settings")
+                started = time.monotonic()
+                new = await asyncio.to_thread(self._load)
+                if new is not None and new != self.settings:
+                    self.accepted = new
+                    self._on_accepted()
+                    return
+                if new is not None:
+                    _LOGGER.info("Reload: the settings are unchanged; nothing to do (%.0f ms)",
+                                 (time.monotonic() - started) * 1000)
+                sdnotify.ready(self._status())
+                if not self._again:
+                    return
+        finally:
+            self._busy = False
+
+    def _load(self) -> Settings | None:
+        try:
+            return load_settings(self.config_path)
+        except ConfigError as err:
+            # Refused: the running pipeline stays as it is, and the log says exactly why.
+            for problem in err.problems:
+                _LOGGER.error("reload refused: %s", problem)
+        except Exception as err:  # reading the file failed in an unexpected way
+            _LOGGER.error("reload refused: %s", err)
+        return None

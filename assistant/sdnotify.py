@@ -77,7 +77,7 @@ def reloading(*, environ: Mapping[str, str] | None = None) -> bool:
     return notify("RELOADING=1", environ=environ)
 
 
-def watchdog_interval(*, environ: Mapping[str, str] | None = None) -> float | None:
+def watchdog_interval_s(*, environ: Mapping[str, str] | None = None) -> float | None:
     """Seconds between the watchdog deadlines systemd enforces, or None when it is off.
 
     Honours ``WATCHDOG_PID``: a watchdog meant for another process (our parent) is not ours.
@@ -89,10 +89,10 @@ def watchdog_interval(*, environ: Mapping[str, str] | None = None) -> float | No
     if pid and pid != str(os.getpid()):
         return None
     try:
-        usec = int(raw)
+        microseconds = int(raw)
     except ValueError:
         return None
-    return usec / 1_000_000 if usec > 0 else None
+    return microseconds / 1_000_000 if microseconds > 0 else None
 
 
 def _one_line(text: str) -> str:

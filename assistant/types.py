@@ -141,7 +141,9 @@ class BrainTurn:
     """Everything one brain did with one utterance.
 
     ``transcript`` is None when the brain has no text form (Gemma listens to audio
-    directly). ``timings_ms`` holds named stage durations in milliseconds.
+    directly). ``timings_ms`` holds named stage durations in milliseconds, and only
+    those: token counts go in ``counts`` and yes/no facts (the early decode was used)
+    in ``flags``.
     """
 
     transcript: str | None
@@ -151,6 +153,26 @@ class BrainTurn:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     understood: bool = True
     """False when the brain rejected the input ("Sorry, I didn't catch that.")."""
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """Named counts of the turn (prefill tokens, decode steps, rounds)."""
+    flags: frozenset[str] = frozenset()
+    """Named facts that held for the turn: ``prefetched`` (the early decode served it), ..."""
+
+
+class AssistState(StrEnum):
+    """Where the pipeline is: the orchestrator's states, published as the assist state sensor.
+
+    The one list of them: the Home Assistant device advertises exactly these values.
+    """
+
+    IDLE = "idle"
+    WAKE = "wake"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    ACTING = "acting"
+    SPEAKING = "speaking"
+    ERROR = "error"
+    """A stage failed: the error earcon and the apology play, then idle."""
 
 
 class EventType(StrEnum):
@@ -173,6 +195,8 @@ class EventType(StrEnum):
     TTS_END = "tts-end"
     CANCELLED = "cancelled"
     ERROR = "error"
+    CONTROLS_CHANGED = "controls-changed"
+    """Mute or volume changed: ``data`` has ``muted`` or ``volume`` and ``from_home``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,11 @@ class SegmenterStep:
     utterances: list[Utterance] = field(default_factory=list)
     events: list[EndpointEvent] = field(default_factory=list)
 
+    @property
+    def timed_out(self) -> bool:
+        """True when the armed no-speech timeout expired on this frame (nothing was said)."""
+        return any(e.type is EndpointEventType.TIMEOUT for e in self.events)
+
 
 class Segmenter:
     """Cuts a frame stream into Utterances.
@@ -108,15 +113,35 @@ class Segmenter:
         self.min_speech_dbfs = settings.min_speech_dbfs
         self.noise_floor_dbfs: float | None = None
         """Tracked background level: falls to any quieter frame at once, climbs slowly."""
+        self._arm_timeout_s: float | None = None
+        self._arm_deadline_s: float | None = None
+        self._arm_pending = False
 
     # ------------------------------------------------------------------ control
 
     def arm(self, timeout_s: float | None = None) -> None:
-        """Start the no-speech timeout (after a wake); a TIMEOUT event follows if nothing is said."""
+        """Start the no-speech timeout (after a wake); a TIMEOUT event follows if nothing is said.
+
+        After ``reset`` the clock follows the next frame, so the timeout starts there. A
+        voiced burst too short to be an utterance (a cough, a click) does not use the
+        timeout up: it runs on to its original deadline.
+        """
+        self._arm_timeout_s = self.endpointer.no_speech_timeout_s if timeout_s is None else timeout_s
+        if self._started:
+            self._arm_now()
+        else:
+            self._arm_pending = True
+
+    def _arm_now(self) -> None:
+        timeout_s = self._arm_timeout_s if self._arm_timeout_s is not None else 0.0
+        self._arm_deadline_s = self.endpointer.time_s + timeout_s
+        self._arm_pending = False
         self.endpointer.arm(timeout_s)
 
     def disarm(self) -> None:
         """Stop the no-speech timeout."""
+        self._arm_pending = False
+        self._arm_deadline_s = None
         self.endpointer.disarm()
 
     def reset(self) -> None:
@@ -126,6 +151,8 @@ class Segmenter:
         segmenter only while listening, so stream time has moved on since the last frame.
         """
         self.endpointer.reset()
+        self._arm_pending = False
+        self._arm_deadline_s = None
         self.vad.reset()
         self._history.clear()
         self._collected = []
@@ -160,6 +187,8 @@ class Segmenter:
         if not self._started:
             self._started = True
             self.endpointer.reset(time_s=frame.timestamp)
+            if self._arm_pending:
+                self._arm_now()
         if len(frame.pcm) == self._frame_bytes and self._framer is None:
             return self._step_vad_frame(frame)
         # Frames of another size: re-cut them to the VAD's frame length.
@@ -227,6 +256,12 @@ class Segmenter:
                 utterance = self._close(event)
                 if utterance is not None:
                     result.utterances.append(utterance)
+                    self._arm_deadline_s = None  # something was said: the timeout is over
+                elif self._arm_deadline_s is not None:
+                    # Speech start disarmed the endpointer, but nothing was said after all.
+                    self.endpointer.arm(max(0.0, self._arm_deadline_s - self.endpointer.time_s))
+            elif event.type is EndpointEventType.TIMEOUT:
+                self._arm_deadline_s = None
         return result
 
     def _close(self, event: EndpointEvent) -> Utterance | None:

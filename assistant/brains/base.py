@@ -1,17 +1,31 @@
-"""The one interface every brain implements."""
+"""The one interface every brain implements, and the optional capabilities a brain declares.
+
+A brain is ``Brain`` (``name`` and ``handle``). What it can do beyond that is declared by
+implementing one of the small runtime-checkable protocols below, and the daemon asks with
+``isinstance``, never with ``getattr``:
+
+- ``Warmable``: ``warm(router)`` prepares grammar or prompt prefix for the current tools;
+- ``Prefetching``: ``prefetch(pcm, router)`` starts on an utterance before the endpointer
+  closes it (the early decode);
+- ``Closable``: ``close()`` releases models and threads at shutdown.
+
+A wrapper (the hybrid brain) declares what it forwards, so a capability cannot be lost
+silently on the way.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from assistant.capabilities import Closable
 from assistant.tools.base import Tool
 from assistant.types import BrainTurn, ToolCall, ToolResult, Utterance
 
 
-class Router(Protocol):
-    """What a brain may ask of the tool router (implemented in assistant.tools.router)."""
+class ToolGateway(Protocol):
+    """What a brain may ask of the tool router (implemented by assistant.tools.router.Router)."""
 
     def call(self, call: ToolCall, *, site: str) -> ToolResult:
         """Validate and (maybe) execute one call; never raises for bad input."""
@@ -40,6 +54,14 @@ class Router(Protocol):
         ...
 
 
+__all__ = [
+    "Brain", "Closable", "Prefetching", "Router", "ToolGateway", "Warmable", "turn_figures", "warm_brain",
+]
+
+Router = ToolGateway
+"""The protocol's former name, kept while the phrase and Gemma brains still import it."""
+
+
 class Brain(Protocol):
     """Speech in, tool calls through the router, a reply out.
 
@@ -49,19 +71,60 @@ class Brain(Protocol):
 
     name: str
 
-    def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Process one utterance end to end."""
         ...
 
 
-def warm_brain(brain: object, router: Router) -> None:
-    """Prepare a brain for the router's current tools (grammar, prompt prefix); blocking.
+@runtime_checkable
+class Warmable(Protocol):
+    """A brain that prepares for the current tool set ahead of the first utterance."""
 
-    Brains that prepare lazily expose ``warm(router)`` (Gemma, hybrid) or
-    ``build(router)`` (phrase); others need nothing.
+    def warm(self, router: ToolGateway) -> object:
+        """Build what ``handle`` needs for ``router.tools()`` (blocking, off the audio loop)."""
+        ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A brain that can start on an utterance while the endpointer still waits out its hangover."""
+
+    def prefetch(self, pcm: bytes, router: ToolGateway) -> None:
+        """Begin decoding ``pcm`` in the background; ``handle`` uses it when the speech matches."""
+        ...
+
+
+def warm_brain(brain: object, router: ToolGateway) -> None:
+    """Prepare a brain for the router's current tools if it declares ``Warmable``; blocking."""
+    if isinstance(brain, Warmable):
+        brain.warm(router)
+
+
+LEGACY_FLAG_TIMINGS = frozenset({"prefetched", "prefix_rebuilt"})
+"""Facts some brains still write into ``timings_ms`` as 1.0/0.0 (read as flags)."""
+
+LEGACY_COUNT_TIMINGS = frozenset(
+    {"prefill_tokens", "decode_steps", "audio_tokens", "prefix_tokens", "generated_tokens", "rounds"}
+)
+"""Counts some brains still write into ``timings_ms`` (read as counts)."""
+
+
+def turn_figures(turn: BrainTurn) -> tuple[dict[str, float], dict[str, int], frozenset[str]]:
+    """A turn's (timings in ms, counts, flags), each in its own place.
+
+    Brains that still mix counts and flags into ``timings_ms`` (keys in LEGACY_*) are
+    read correctly; keys with a ``phrase_`` prefix (the hybrid brain's first try) too.
     """
-    for method in ("warm", "build"):
-        prepare = getattr(brain, method, None)
-        if callable(prepare):
-            prepare(router)
-            return
+    timings: dict[str, float] = {}
+    counts = dict(turn.counts)
+    flags = set(turn.flags)
+    for key, value in turn.timings_ms.items():
+        bare = key.removeprefix("phrase_")
+        if bare in LEGACY_FLAG_TIMINGS:
+            if value:
+                flags.add(key)
+        elif bare in LEGACY_COUNT_TIMINGS:
+            counts[key] = round(value)
+        else:
+            timings[key] = float(value)
+    return timings, counts, frozenset(flags)

@@ -4,6 +4,9 @@ Simple home commands stay on the fast grammar path; anything it refuses (out of
 grammar, low confidence) goes to Gemma, which hears the same audio. A pending
 confirmation is always answered by the phrase brain, which decodes an explicit
 yes/no grammar: a language model never gets to say "yes" for the user.
+
+It declares every capability (warm, prefetch, close) and forwards each to the brains
+that have it, so the phrase brain's early decode serves hybrid mode too.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import threading
 import time
 
-from assistant.brains.base import Brain, Router, warm_brain
+from assistant.brains.base import Brain, Closable, Prefetching, ToolGateway, turn_figures, warm_brain
 from assistant.types import BrainTurn, Utterance
 
 _LOGGER = logging.getLogger(__name__)
@@ -27,18 +30,23 @@ class HybridBrain:
         self._phrase = phrase
         self._gemma = gemma
 
-    def warm(self, router: Router) -> None:
+    def warm(self, router: ToolGateway) -> None:
         """Prepare both brains for the current tools (blocking)."""
         warm_brain(self._phrase, router)
         warm_brain(self._gemma, router)
 
-    def prefetch(self, pcm: bytes, router: Router) -> None:
+    def prefetch(self, pcm: bytes, router: ToolGateway) -> None:
         """Let the phrase brain start early on the utterance (its early decode serves most turns)."""
-        prefetch = getattr(self._phrase, "prefetch", None)
-        if callable(prefetch):
-            prefetch(pcm, router)
+        if isinstance(self._phrase, Prefetching):
+            self._phrase.prefetch(pcm, router)
 
-    def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+    def close(self) -> None:
+        """Close both brains (those that hold anything)."""
+        for brain in (self._phrase, self._gemma):
+            if isinstance(brain, Closable):
+                brain.close()
+
+    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Process one utterance: phrase brain, then Gemma for a rejected one."""
         confirming = router.pending_confirmation(utterance.site) is not None
         started = time.monotonic()
@@ -48,9 +56,14 @@ class HybridBrain:
         phrase_ms = (time.monotonic() - started) * 1000.0
         _LOGGER.info("phrase brain rejected the utterance (%.0f ms); asking Gemma", phrase_ms)
         second = self._gemma.handle(utterance, router, cancel)
-        timings = {f"phrase_{k}": v for k, v in first.timings_ms.items()}
-        timings.update(second.timings_ms)
+        first_ms, first_counts, first_flags = turn_figures(first)
+        second_ms, second_counts, second_flags = turn_figures(second)
+        timings = {f"phrase_{k}": v for k, v in first_ms.items()}
+        timings.update(second_ms)
         timings["phrase_ms"] = phrase_ms
+        counts = {f"phrase_{k}": v for k, v in first_counts.items()}
+        counts.update(second_counts)
+        flags = frozenset(f"phrase_{f}" for f in first_flags) | second_flags
         return BrainTurn(
             transcript=second.transcript if second.transcript is not None else first.transcript,
             tool_calls=second.tool_calls,
@@ -58,4 +71,6 @@ class HybridBrain:
             reply=second.reply,
             timings_ms=timings,
             understood=second.understood,
+            counts=counts,
+            flags=flags,
         )

@@ -9,19 +9,15 @@ import tempfile
 import threading
 import time
 import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from assistant.errors import TtsError
+from assistant.tools.context import Publish
 from assistant.tts.base import MAX_TEXT_CHARS, Pcm, Player, SentenceStreamer, SpeakResult, Synthesizer
 
 _LOGGER = logging.getLogger(__name__)
-
-Publish = Callable[[str, str], object]
-"""``publish(topic, payload)``: how the MQTT sink hands text to the MQTT client."""
-
 
 class SpeakerSink:
     """Synthesize and play, starting with the first sentence while the rest synthesize."""

@@ -4,6 +4,7 @@ fake brain and router (their own tests live with them) and an in-memory frame so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import threading
@@ -11,12 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from assistant.audio.frontend import Segmenter
 from assistant.config import Settings, WakeSettings, WakeWordSettings
 from assistant.daemon import ERROR_MESSAGE, Orchestrator, State, ThreadedFrameSource
 from assistant.errors import AssistantError, TtsError
+from assistant.inbox import Announce, PushToTalk, Shutdown, Stop
+from assistant.lifecycle import SignalRelay, SystemdStatus, Watchdog
 from assistant.tts import SpeakerSink
 from assistant.tts.espeak import EspeakSynthesizer
 from assistant.types import AudioFrame, BrainTurn, Reply, Utterance
@@ -122,6 +126,50 @@ def test_a_failing_brain_returns_to_idle_and_the_next_utterance_works(tmp_path: 
     assert rig.earcons.played == ["wake", "error", "wake"]
     assert [e.data["outcome"] for e in rig.log.of("run-end")] == ["error", "ok"]
     assert rig.orch.counters.errors == 1
+    # The published assist state says so while the apology plays ("error" is advertised to HA).
+    assert error.data["state"] == "error"
+
+
+class EarlyDecodingBrain(ScriptedBrain):
+    """Declares Prefetching: records the early-decode calls and reports the flag when used."""
+
+    def __init__(self, *steps: Any) -> None:
+        super().__init__(*steps)
+        self.prefetched: list[int] = []
+
+    def prefetch(self, pcm: bytes, router: Any) -> None:
+        self.prefetched.append(len(pcm))
+
+    def handle(self, utterance: Utterance, router: Any, cancel: threading.Event) -> BrainTurn:
+        turn = super().handle(utterance, router, cancel)
+        return dataclasses.replace(turn, flags=frozenset({"prefetched"}) if self.prefetched else frozenset(),
+                                   counts={"decode_steps": 3})
+
+
+def test_the_early_decode_starts_before_the_endpointer_and_its_flag_is_published(tmp_path: Path) -> None:
+    brain = EarlyDecodingBrain(tool_reply("Turned on the kitchen light."))
+    rig = Rig(tmp_path, [Segment(command())], brain)
+    rig.run()
+    assert len(brain.prefetched) == 1  # one guess per quiet stretch, before the utterance closed
+    (end,) = rig.log.of("run-end")
+    assert end.data["flags"] == {"prefetched": True}
+    assert end.data["counts"] == {"decode_steps": 3}
+    assert "prefetched" not in end.data["timings_ms"]
+
+
+def test_a_cough_after_the_wake_does_not_use_up_the_listen_timeout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    cough = rng.normal(0, 6000, int(0.12 * 16000)).astype("<i2").tobytes()  # shorter than an utterance
+    brain = ScriptedBrain(tool_reply("x"))
+    settings = make_settings(tmp_path)
+    timeout_s = settings.vad.no_speech_timeout_s
+    audio = silence(0.4) + espeak16("okay nabu") + silence(0.6) + cough + silence(timeout_s + 1.5)
+    rig = Rig(tmp_path, [Segment(audio)], brain, settings=settings)
+    rig.run()
+    assert brain.utterances == []
+    (timeout,) = rig.log.of("listen-timeout")
+    assert timeout.data["reason"] == "wake"
+    assert rig.orch.counters.listen_timeouts == 1
 
 
 def test_confirmation_question_listens_without_wake_word(tmp_path: Path) -> None:
@@ -208,11 +256,12 @@ def test_wake_word_while_thinking_cancels_generation_and_listens_again(tmp_path:
 
 def test_stuck_audio_stops_watchdog_pings(tmp_path: Path, notify_socket: NotifySocket) -> None:
     rig = Rig(tmp_path, [Segment(silence(1.0), paced=True)], ScriptedBrain(tool_reply("x")), hang=True,
-              watchdog_interval_s=0.05, frame_stall_s=0.3)
+              frame_stall_s=0.3, status=SystemdStatus())
     result: dict[str, list[str]] = {}
 
     async def scenario() -> None:
         task = asyncio.create_task(rig.orch.run())
+        watchdog = asyncio.create_task(Watchdog(rig.orch.health_problem, interval_s=0.05).run())
         await asyncio.sleep(0.6)  # audio flows
         result["healthy"] = notify_socket.drain()
         await until(rig.source.hung.is_set)
@@ -220,8 +269,9 @@ def test_stuck_audio_stops_watchdog_pings(tmp_path: Path, notify_socket: NotifyS
         notify_socket.drain()
         await asyncio.sleep(0.6)
         result["stuck"] = notify_socket.drain()
-        rig.orch.stop()
+        rig.orch.inbox.post(Shutdown())
         await asyncio.wait_for(task, 3)
+        watchdog.cancel()
         result["stop"] = notify_socket.drain()
 
     asyncio.run(scenario())
@@ -239,60 +289,87 @@ def test_stuck_brain_stops_watchdog_pings(tmp_path: Path, notify_socket: NotifyS
         return BrainTurn(None, (), (), Reply(""))
 
     rig = Rig(tmp_path, [Segment(command(), paced=False), Segment(silence(5.0), paced=True)],
-              ScriptedBrain(stuck), watchdog_interval_s=0.05, brain_stall_s=0.3)
+              ScriptedBrain(stuck), brain_stall_s=0.3)
     result: dict[str, list[str]] = {}
 
     async def scenario() -> None:
         task = asyncio.create_task(rig.orch.run())
+        watchdog = asyncio.create_task(Watchdog(rig.orch.health_problem, interval_s=0.05).run())
         await until(lambda: bool(rig.brain.utterances))
         await asyncio.sleep(0.5)
         notify_socket.drain()
         await asyncio.sleep(0.5)
         result["stuck"] = notify_socket.drain()
+        problem = rig.orch.health_problem()
         release.set()
-        rig.orch.stop()
+        rig.orch.inbox.post(Shutdown())
         await asyncio.wait_for(task, 3)
+        watchdog.cancel()
+        assert problem is not None and problem.startswith("a brain call has run")
 
     asyncio.run(scenario())
     assert "WATCHDOG=1" not in result["stuck"]
 
 
-def test_sigterm_stops_within_2_s_with_hooks_run(tmp_path: Path, notify_socket: NotifySocket) -> None:
-    hooks: list[str] = []
-    reloads: list[str] = []
-
-    async def async_hook() -> None:
-        await asyncio.sleep(0.01)
-        hooks.append("availability offline")
-
+def test_signals_through_the_relay_stop_within_2_s(tmp_path: Path, notify_socket: NotifySocket) -> None:
     rig = Rig(tmp_path, [Segment(silence(30.0), paced=True)], ScriptedBrain(tool_reply("x")),
-              shutdown_hooks=[lambda: hooks.append("timers persisted"), async_hook],
-              reload_hooks=[lambda: reloads.append("config reloaded")],
-              handle_signals=True)
+              status=SystemdStatus())
+    relay = SignalRelay()
+    relay.install()
     timing: dict[str, float] = {}
 
     async def scenario() -> None:
+        inbox = rig.orch.inbox
+        relay.attach(asyncio.get_running_loop(), {
+            signal.SIGTERM: lambda: inbox.post(Shutdown()),
+            signal.SIGUSR1: lambda: inbox.post(PushToTalk()),
+        })
         task = asyncio.create_task(rig.orch.run())
         await until(lambda: any(m.startswith("READY=1") for m in notify_socket.drain()))
-        os.kill(os.getpid(), signal.SIGHUP)  # reload
-        await until(lambda: bool(reloads))
         os.kill(os.getpid(), signal.SIGUSR1)  # push-to-talk
         await until(lambda: bool(rig.log.of("listen-start")))
         timing["start"] = time.monotonic()
         os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.wait_for(task, 5)
         timing["end"] = time.monotonic()
+        relay.detach()
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.uninstall()
     assert timing["end"] - timing["start"] < 2.0
-    assert hooks == ["timers persisted", "availability offline"]
+    assert relay.stop_requested
     assert rig.source.closed
     assert rig.log.of("wake-detected")[0].data["reason"] == "push_to_talk"
-    messages = notify_socket.drain()
-    assert "RELOADING=1" in messages
-    assert any(m.startswith("STOPPING=1") for m in messages)
-    assert reloads == ["config reloaded"]
+    assert any(m.startswith("STOPPING=1") for m in notify_socket.drain())
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
+
+
+def test_commands_posted_before_the_loop_runs_are_delivered(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [Segment(silence(0.3)), Segment(silence(1.0), paced=True)],
+              ScriptedBrain(tool_reply("x")))
+    rig.orch.inbox.post(Announce("Posted before the start."))
+    rig.run()
+    assert rig.sink.spoken == ["Posted before the start."]
+
+
+def test_stop_cancels_the_reply_being_spoken(tmp_path: Path) -> None:
+    sink = RecordingSink(hold=True)
+    rig: Rig | None = None
+
+    def stop_while_speaking() -> bool:
+        if rig is None or not sink.speaking.is_set():
+            return False
+        rig.orch.inbox.post(Stop())
+        return True
+
+    rig = Rig(tmp_path, [Segment(command()), Segment(silence(1.0), wait_for=stop_while_speaking)],
+              ScriptedBrain(tool_reply("A very long answer.")), tts=sink)
+    rig.run()
+    assert sink.cancelled_at is not None
+    assert rig.log.of("cancelled")[0].data["reason"] == "stop"
+    assert rig.log.of("run-end")[-1].data["outcome"] == "cancelled"
 
 
 def test_announce_speaks_when_idle(tmp_path: Path) -> None:
@@ -300,7 +377,7 @@ def test_announce_speaks_when_idle(tmp_path: Path) -> None:
 
     def announce_then_wait() -> bool:
         assert rig is not None
-        rig.orch.announce("Your timer is done.")
+        rig.orch.inbox.post(Announce("Your timer is done."))
         return True
 
     rig = Rig(tmp_path, [Segment(silence(0.3)),

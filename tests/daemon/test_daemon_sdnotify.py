@@ -60,4 +60,4 @@ def test_dead_socket_does_not_raise(tmp_path: Path) -> None:
     ],
 )
 def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
-    assert sdnotify.watchdog_interval(environ=env) == expected
+    assert sdnotify.watchdog_interval_s(environ=env) == expected

@@ -73,7 +73,7 @@ def test_gemma_brain_on_the_tiny_scripted_model(tmp_path: Path, scripted_gemma: 
         assert line["tool_calls"] == [{"name": "HassTurnOn", "arguments": {"name": "kitchen light"}}]
         assert line["results"][0]["status"] == "ok"
         assert line["transcript"] is None  # Gemma hears audio; there is no text form
-        assert line["timings_ms"]["prefill_tokens"] > 0
+        assert line["counts"]["prefill_tokens"] > 0  # a count, not a timing
 
 
 def test_hybrid_keeps_grammar_hits_on_the_phrase_brain(tmp_path: Path, scripted_gemma: Path) -> None:
@@ -85,7 +85,8 @@ def test_hybrid_keeps_grammar_hits_on_the_phrase_brain(tmp_path: Path, scripted_
     rc, lines, stderr = process(config, SAMPLE)
     assert rc == 0, stderr
     assert [line["tool_calls"][0]["name"] for line in lines] == ["HassTurnOn", "get_time"]
-    assert "prefill_tokens" not in lines[1]["timings_ms"]  # Gemma never ran
+    assert "prefill_tokens" not in lines[1]["counts"]  # Gemma never ran
+    assert "decode" in lines[1]["timings_ms"]  # the phrase brain did
 
 
 def test_gemma_without_model_files_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,49 @@
+"""Optional capabilities a part declares by implementing a small runtime-checkable protocol.
+
+The daemon asks ``isinstance(part, SupportsBatching)`` instead of probing with ``getattr``:
+the contract is written down, type-checked, and a part that lacks it is visibly a part
+that lacks it. Brain capabilities (warm, prefetch) live in assistant.brains.base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterator
+from typing import Protocol, runtime_checkable
+
+from assistant.types import AudioFrame
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A part that holds threads, models or devices until told to let go."""
+
+    def close(self) -> None:
+        """Release what is held; idempotent."""
+        ...
+
+
+@runtime_checkable
+class AsyncClosable(Protocol):
+    """A part whose release is a coroutine (an async frame source)."""
+
+    def aclose(self) -> Awaitable[None]:
+        """Release what is held; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsBatching(Protocol):
+    """A frame source that can hand audio on in bursts (cheap while only the wake word listens)."""
+
+    def set_batch_ms(self, ms: int) -> None:
+        """Deliver frames in bursts of about ``ms`` milliseconds; 0: every frame at once."""
+        ...
+
+
+@runtime_checkable
+class ProducesBatches(Protocol):
+    """A blocking source that yields lists of frames, one list per capture burst."""
+
+    def frame_batches(self) -> Iterator[list[AudioFrame]]:
+        """Bursts of frames until the source ends."""
+        ...

@@ -1,0 +1,479 @@
+"""The composition root: every part built from settings, each handed its neighbours.
+
+This is the one place that knows every part. It builds, in this order:
+
+1. the orchestrator's ``Inbox`` (assistant.inbox), so that everything that wants
+   something of the orchestrator can be given a way to ask before the orchestrator exists;
+2. the ``Assistant``: tool registry and router, the home stack (MQTT client, inventory,
+   home tools, the assistant's own HA device, whose buttons post into the inbox), the
+   skills (whose notifier and controller post into the inbox), the brain and the TTS sink;
+3. for ``assistant run``, the ``Daemon``: live audio, segmenter, wake words, earcons and
+   the ``Orchestrator``, plus the brain warmer and the mirror of pipeline events onto the
+   HA device.
+
+``assistant process`` and ``say`` use step 2 only. Nothing is bound late: no holder dicts,
+no notifier whose target is filled in afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from assistant.brains.base import Brain, Closable, Prefetching, ToolGateway, warm_brain
+from assistant.config import Settings
+from assistant.errors import AssistantError, BrainError, ErrorCode
+from assistant.home.client import PublishOutcome, PublishStatus
+from assistant.home.service import HomeStack, build_home
+from assistant.inbox import Announce, Inbox, PushToTalk, SetMuted, SetVolume, Stop
+from assistant.tools.base import Tool
+from assistant.tools.context import SkillContext
+from assistant.tools.loader import LoadedSkills, install_skills, load_skills
+from assistant.tools.registry import ToolRegistry
+from assistant.tools.router import Router
+from assistant.tts.base import TtsSink
+from assistant.types import BrainTurn, Event, EventType, Utterance
+
+if TYPE_CHECKING:
+    from assistant.daemon import Orchestrator
+    from assistant.home.device import AssistantDevice
+    from assistant.wake.detector import WakeDetector
+
+_LOGGER = logging.getLogger(__name__)
+
+DROPPED_COMMAND_SPEECH = "I couldn't send that: Home Assistant was offline."
+"""Said when a home command waited for the broker and was dropped unsent."""
+
+_DROPPED = (PublishStatus.DROPPED_STALE, PublishStatus.DROPPED_FULL)
+"""Drops worth telling the user (a drop at shutdown has nobody left to tell)."""
+
+
+# --------------------------------------------------------------------------- brains
+
+
+class _PhraseWarmUp:
+    """Declares ``Warmable`` for the phrase brain, whose warm-up is still called ``build``.
+
+    One-line change in assistant/brains/phrase/brain.py makes this adapter go away:
+    ``warm = build`` (or rename ``build`` to ``warm``).
+    """
+
+    def __init__(self, brain: Any) -> None:
+        self._brain = brain
+        self.name: str = brain.name
+
+    def warm(self, router: ToolGateway) -> None:
+        """Build the grammar for the current tools."""
+        self._brain.build(router)
+
+    def prefetch(self, pcm: bytes, router: ToolGateway) -> None:
+        """The phrase brain's early decode."""
+        self._brain.prefetch(pcm, router)
+
+    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        """Process one utterance."""
+        turn: BrainTurn = self._brain.handle(utterance, router, cancel)
+        return turn
+
+
+def _phrase_brain(settings: Settings) -> Brain:
+    from assistant.brains.phrase.brain import make_phrase_brain  # noqa: PLC0415 - slow import
+
+    brain = make_phrase_brain(settings.brain.phrase)
+    if isinstance(brain, Prefetching) and not hasattr(brain, "warm") and hasattr(brain, "build"):
+        return _PhraseWarmUp(brain)
+    return brain
+
+
+def make_brain(settings: Settings) -> Brain:
+    """The brain named by ``brain.kind``; raises a BrainError with a clear reason."""
+    kind = settings.brain.kind
+    if kind == "phrase":
+        return _phrase_brain(settings)
+    if kind in ("gemma", "hybrid"):
+        from assistant.brains.gemma.brain import make_gemma_brain  # noqa: PLC0415 - slow import
+
+        gemma = make_gemma_brain(settings.brain.gemma)
+        if kind == "gemma":
+            return gemma
+        from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
+
+        return HybridBrain(_phrase_brain(settings), gemma)
+    raise BrainError(f"unknown brain.kind {kind!r}", code=ErrorCode.BRAIN_CONFIG)
+
+
+# --------------------------------------------------------------------------- what skills and HA may ask
+
+
+class InboxNotifier:
+    """Skills' announcements go to the orchestrator's inbox; their events to the HA device."""
+
+    def __init__(self, inbox: Inbox | None, device: AssistantDevice | None) -> None:
+        self._inbox = inbox
+        self._device = device
+
+    def announce(self, text: str, site: str | None = None) -> None:
+        """Speak ``text`` (this satellite's own site: there is only one)."""
+        _LOGGER.info("announcement: %s", text)
+        if self._inbox is not None:
+            self._inbox.post(Announce(text))
+
+    def publish_event(self, name: str, data: Mapping[str, Any]) -> None:
+        """Publish on ``<base>/<site>/event/<name>`` (logged only without a broker)."""
+        _LOGGER.info("event %s: %s", name, dict(data))
+        if self._device is not None:
+            self._device.publish_event(name, data)
+
+
+class InboxController:
+    """The assistant-control skill's controller (volume, mute, stop), told to the orchestrator.
+
+    It remembers what it was told (``get_volume``, ``is_muted``) and follows what the
+    orchestrator reports (CONTROLS_CHANGED events), whoever changed it.
+    """
+
+    def __init__(self, inbox: Inbox | None, volume: int) -> None:
+        self._inbox = inbox
+        self._lock = threading.Lock()
+        self._volume = max(0, min(100, volume))
+        self._muted = False
+        self.stops = 0
+
+    def _post(self, command: Stop | SetMuted | SetVolume) -> None:
+        if self._inbox is not None:
+            self._inbox.post(command)
+
+    def stop(self, site: str | None) -> None:
+        """Stop what the assistant is doing (the reply to "stop" is silence)."""
+        with self._lock:
+            self.stops += 1
+        self._post(Stop())
+
+    def get_volume(self) -> int:
+        """Output volume in percent."""
+        with self._lock:
+            return self._volume
+
+    def set_volume(self, percent: int) -> None:
+        """Set the output volume in percent (0..100); Home Assistant is told."""
+        with self._lock:
+            self._volume = max(0, min(100, int(percent)))
+            volume = self._volume
+        self._post(SetVolume(volume))
+
+    def volume_from_home(self, percent: int) -> None:
+        """HA's volume entity changed it (the device has already echoed it)."""
+        with self._lock:
+            self._volume = max(0, min(100, int(percent)))
+            volume = self._volume
+        self._post(SetVolume(volume, from_home=True))
+
+    def is_muted(self) -> bool:
+        """Whether the wake word is muted."""
+        with self._lock:
+            return self._muted
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute the wake word; Home Assistant is told."""
+        with self._lock:
+            self._muted = bool(muted)
+        self._post(SetMuted(bool(muted)))
+
+    def muted_from_home(self, muted: bool) -> None:
+        """HA's mute switch changed it (the device has already echoed it)."""
+        with self._lock:
+            self._muted = bool(muted)
+        self._post(SetMuted(bool(muted), from_home=True))
+
+    def on_event(self, event: Event) -> None:
+        """Follow the orchestrator's CONTROLS_CHANGED events (an event listener)."""
+        if event.type is not EventType.CONTROLS_CHANGED:
+            return
+        with self._lock:
+            if "muted" in event.data:
+                self._muted = bool(event.data["muted"])
+            if "volume" in event.data:
+                self._volume = int(event.data["volume"])
+
+
+# --------------------------------------------------------------------------- the assistant without audio
+
+
+def demo_entities() -> tuple[Mapping[str, Any], ...]:
+    """The bundled demo house (used by ``process`` when neither a broker nor entities are set)."""
+    text = resources.files("assistant").joinpath("data/demo-home.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return tuple(data["home"]["entities"])
+
+
+def with_demo_house(settings: Settings) -> tuple[Settings, bool]:
+    """Settings with the demo entities when the user configured no home at all."""
+    if settings.mqtt.host is None and not settings.home.entities:
+        return replace(settings, home=replace(settings.home, entities=demo_entities())), True
+    return settings, False
+
+
+@dataclass
+class Assistant:
+    """Everything that turns an utterance into actions and a reply (no audio, no orchestrator)."""
+
+    settings: Settings
+    registry: ToolRegistry
+    router: Router
+    home: HomeStack
+    skills: LoadedSkills
+    controller: InboxController
+    brain: Brain | None = None
+    tts: TtsSink | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def device(self) -> AssistantDevice | None:
+        """The assistant's own HA device, when there is a broker to publish it on."""
+        return self.home.device if self.home.client.enabled else None
+
+    def start(self) -> None:
+        """Start skill services (the timer runner) and the MQTT side."""
+        for service in self.skills.services:
+            service.start()
+        self.home.start()
+
+    def wait_for_home(self, timeout_s: float = 10.0, quiet_s: float = 0.6) -> bool:
+        """Wait until the broker is connected and the home tools stop changing (retained
+        discovery has arrived); True when settled. Without a broker: True at once."""
+        if not self.home.client.enabled:
+            return True
+        deadline = time.monotonic() + timeout_s
+        if not self.home.client.wait_connected(timeout_s):
+            _LOGGER.warning("MQTT broker not reachable within %.0f s; going on without it", timeout_s)
+            return False
+        version, since = self.registry.version, time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.registry.version != version:
+                version, since = self.registry.version, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return True
+        return False
+
+    def speak(self, text: str, cancel: threading.Event | None = None) -> str | None:
+        """Speak through the sink; returns an error message instead of raising."""
+        if self.tts is None or not text:
+            return None
+        try:
+            self.tts.speak(text, cancel or threading.Event())
+        except AssistantError as err:
+            return f"{err.message} [{err.code}]"
+        return None
+
+    def close(self) -> None:
+        """Stop services, persist state, disconnect (availability offline), release devices."""
+        if self._closed:
+            return
+        self._closed = True
+        for service in self.skills.services:
+            try:
+                service.stop()
+            except Exception:  # one bad skill must not block shutdown
+                _LOGGER.exception("stopping skill service %r failed", service)
+        self.home.stop()
+        self.router.close()
+        if self.tts is not None:
+            self.tts.close()
+        if isinstance(self.brain, Closable):
+            self.brain.close()
+
+
+def build_assistant(
+    settings: Settings,
+    *,
+    inbox: Inbox | None = None,
+    with_brain: bool = True,
+    with_tts: bool = True,
+) -> Assistant:
+    """Build (but do not start) registry, router, home stack, skills, brain and TTS sink.
+
+    With an ``inbox`` (the daemon), HA's listen button, say entity, mute switch and volume,
+    the skills' announcements and controls, and dropped home commands all post into it.
+    """
+    from assistant import __version__  # noqa: PLC0415
+
+    registry = ToolRegistry()
+    router = Router(registry, settings.router)
+    controller = InboxController(inbox, round(settings.audio.volume * 100))
+    home = build_home(
+        settings,
+        version=__version__,
+        on_listen_pressed=(lambda: inbox.post(PushToTalk())) if inbox is not None else None,
+        on_say=(lambda text: inbox.post(Announce(text))) if inbox is not None else None,
+        on_mute=controller.muted_from_home,
+        on_volume=controller.volume_from_home,
+    )
+    enabled = home.client.enabled
+    if inbox is not None and enabled:
+        home.client.add_outcome_listener(lambda outcome: _tell_dropped(inbox, outcome))
+    ctx = SkillContext.from_settings(
+        settings,
+        notifier=InboxNotifier(inbox, home.device if enabled else None),
+        publish=home.client.publish_simple if enabled else SkillContext().publish,
+        controller=controller,
+    )
+    skills = load_skills(settings, ctx)
+    for problem in [*skills.errors, *install_skills(registry, skills)]:
+        _LOGGER.error("skill skipped: %s", problem)
+    registry.set_group("home", home.control.tools())
+
+    def home_changed(tools: list[Tool]) -> None:
+        for problem in registry.set_group("home", tools):
+            _LOGGER.warning("home tool skipped: %s", problem)
+
+    home.control.add_listener(home_changed)
+    assistant = Assistant(settings, registry, router, home, skills, controller)
+    if with_brain:
+        assistant.brain = make_brain(settings)
+    if with_tts:
+        from assistant.tts import make_tts  # noqa: PLC0415 - pulls in sounddevice
+
+        assistant.tts = make_tts(settings, home.client.publish_simple if enabled else None)
+    return assistant
+
+
+def _tell_dropped(inbox: Inbox, outcome: PublishOutcome) -> None:
+    """A queued home command was dropped unsent: say so (the home side logs and publishes it)."""
+    if outcome.command and outcome.status in _DROPPED:
+        inbox.post(Announce(DROPPED_COMMAND_SPEECH))
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+class HomeMirror:
+    """Pipeline events onto the assistant's HA device: state, transcript, intent, timings, controls.
+
+    (Home Assistant knowledge: its place is assistant/home/device.py, as ``on_event``.)
+    """
+
+    def __init__(self, device: AssistantDevice) -> None:
+        self.device = device
+
+    def __call__(self, event: Event) -> None:
+        """Publish what ``event`` changed; never raises into the pipeline."""
+        device = self.device
+        try:
+            state = event.data.get("state")
+            if isinstance(state, str):
+                device.set_state(state)
+            if event.type is EventType.TRANSCRIPT:
+                device.set_transcript(str(event.data.get("text", "")))
+            elif event.type is EventType.TOOL_CALL and "name" in event.data:
+                device.publish_intent(str(event.data["name"]), event.data.get("arguments") or {})
+            elif event.type is EventType.RUN_END:
+                device.publish_timings(dict(event.data))
+            elif event.type is EventType.CONTROLS_CHANGED and not event.data.get("from_home"):
+                if "muted" in event.data:
+                    device.set_muted(bool(event.data["muted"]))
+                if "volume" in event.data:
+                    device.set_volume(int(event.data["volume"]))
+        except Exception:  # observers must never break the pipeline
+            _LOGGER.exception("publishing event %s failed", event.type)
+
+
+class BrainWarmer:
+    """Prepares the brain for the current tools in a thread, again whenever they change.
+
+    Grammar or prompt prefix are built off the audio loop, so no utterance waits for
+    them; bursts of discovery changes coalesce into one warm-up.
+    """
+
+    def __init__(self, assistant: Assistant) -> None:
+        self._assistant = assistant
+        self._wanted = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="brain-warm", daemon=True)
+
+    def start(self) -> None:
+        """Warm once now and on every tool change."""
+        self._assistant.registry.add_listener(lambda _version: self._wanted.set())
+        self._wanted.set()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread end (it never blocks shutdown: a daemon thread)."""
+        self._stopped.set()
+        self._wanted.set()
+
+    def _work(self) -> None:
+        while not self._stopped.is_set():
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self._assistant.wait_for_home()
+                if self._assistant.brain is not None:
+                    warm_brain(self._assistant.brain, self._assistant.router)
+            except Exception:  # a failed warm-up only costs the first utterance some time
+                _LOGGER.exception("preparing the brain failed")
+
+
+@dataclass
+class Daemon:
+    """``assistant run``'s parts: the assistant, the orchestrator and what runs beside it."""
+
+    assistant: Assistant
+    orchestrator: Orchestrator
+    inbox: Inbox
+    warmer: BrainWarmer
+    wake: WakeDetector | None
+
+    def start(self) -> None:
+        """Start services, MQTT and the brain warm-up (the orchestrator runs with ``run``)."""
+        self.assistant.start()
+        self.warmer.start()
+
+    def close(self) -> None:
+        """After the orchestrator stopped: warm-up, services, MQTT (availability offline), wake words."""
+        self.warmer.stop()
+        self.assistant.close()
+        if self.wake is not None:
+            self.wake.close()
+
+
+def build_daemon(settings: Settings) -> Daemon:
+    """Every part of ``assistant run`` for ``settings``, wired; nothing started yet."""
+    from assistant.audio.frontend import Segmenter  # noqa: PLC0415 - heavy imports, run only
+    from assistant.audio.sources import make_source  # noqa: PLC0415
+    from assistant.daemon import Orchestrator  # noqa: PLC0415
+    from assistant.frame_bridge import ThreadedFrameSource  # noqa: PLC0415
+    from assistant.lifecycle import SystemdStatus  # noqa: PLC0415
+    from assistant.tts import make_earcons  # noqa: PLC0415
+    from assistant.wake.detector import WakeDetector  # noqa: PLC0415
+
+    inbox = Inbox()
+    assistant = build_assistant(settings, inbox=inbox)
+    if assistant.brain is None or assistant.tts is None:  # built unless told not to
+        raise AssistantError("brain or TTS sink missing", code=ErrorCode.INTERNAL_ERROR)
+    wake = WakeDetector.from_settings(settings.wake) if settings.wake.enabled else None
+    source = make_source(settings)
+    device = assistant.device
+    orchestrator = Orchestrator(
+        settings,
+        source=ThreadedFrameSource(source, stop=source.stop),
+        segmenter=Segmenter(settings.vad, source=f"live:{settings.audio.source}", site=settings.site),
+        brain=assistant.brain,
+        router=assistant.router,
+        tts=assistant.tts,
+        wake=wake,
+        earcons=make_earcons(settings, assistant.tts),
+        listeners=[assistant.controller.on_event, *([HomeMirror(device)] if device is not None else [])],
+        inbox=inbox,
+        status=SystemdStatus(),
+    )
+    return Daemon(assistant, orchestrator, inbox, BrainWarmer(assistant), wake)

@@ -1,0 +1,96 @@
+"""`assistant run`: one daemon lifetime after another, until a stop signal.
+
+Each lifetime builds the daemon from settings (assistant.compose), attaches the
+process's signal relay to it, runs the orchestrator beside the systemd watchdog, and
+closes everything. SIGHUP reads and validates the settings file while the pipeline keeps
+running (assistant.lifecycle.ReloadCheck); only valid, changed settings end the lifetime,
+and the next one is built from them. A refused reload rebuilds nothing, and the HA
+device never goes offline for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from assistant.config import Settings
+from assistant.inbox import PushToTalk, Shutdown
+from assistant.lifecycle import ReloadCheck, SignalRelay, Watchdog, process_relay
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def run_daemon(settings: Settings, *, config_path: str | None) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads. Exit status 0, or 1 when audio failed for good.
+
+    The signal handlers are installed before anything else and stay for the whole life of
+    the process (see assistant.lifecycle): a signal during start-up or between two
+    pipelines never kills the daemon.
+    """
+    relay = process_relay()
+    try:
+        while not relay.stop_requested:
+            ended = asyncio.run(_lifetime(settings, relay, config_path))
+            if ended.failed:
+                return 1
+            if ended.reload_with is None:
+                return 0
+            settings = ended.reload_with
+            _LOGGER.info("settings reloaded: rebuilding the pipeline")
+        return 0
+    finally:
+        relay.uninstall()
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How one lifetime ended: failed (audio gone for good), or to be rebuilt with new settings."""
+
+    failed: bool = False
+    reload_with: Settings | None = None
+
+
+async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | None) -> _Ended:
+    """One daemon lifetime with fixed settings."""
+    from assistant.compose import build_daemon  # noqa: PLC0415 - loads every part
+
+    daemon = build_daemon(settings)
+    orch, inbox = daemon.orchestrator, daemon.inbox
+
+    def shutdown() -> None:
+        inbox.post(Shutdown())
+
+    reload = ReloadCheck(settings, config_path, on_accepted=shutdown,
+                         status=lambda: f"{orch.status_line()} (reload checked)")
+    relay.attach(asyncio.get_running_loop(), {
+        signal.SIGTERM: shutdown,
+        signal.SIGINT: shutdown,
+        signal.SIGHUP: reload.request,
+        signal.SIGUSR1: lambda: inbox.post(PushToTalk()),
+    })
+    watchdog = asyncio.ensure_future(Watchdog(orch.health_problem).run())
+    try:
+        daemon.start()
+        _LOGGER.info(
+            "assistant running: site=%s brain=%s tts=%s wake=%s mqtt=%s",
+            settings.site,
+            settings.brain.kind,
+            settings.tts.kind,
+            ",".join(w.model for w in settings.wake.words) if daemon.wake else "off",
+            settings.mqtt.host or "none",
+        )
+        await orch.run()
+    finally:
+        relay.detach()
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        daemon.close()
+    if orch.failure is not None:
+        return _Ended(failed=True)
+    if reload.accepted is not None and not relay.stop_requested:
+        return _Ended(reload_with=reload.accepted)
+    return _Ended()
