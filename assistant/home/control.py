@@ -26,51 +26,58 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from assistant.errors import HomeError, ToolError
 from assistant.home.client import MqttClient, PublishOutcome, PublishStatus
 from assistant.home.discovery import Entity
+from assistant.home.domains import REGISTRY
+from assistant.home.domains.base import Command, fmt_number
 from assistant.home.inventory import Inventory, Match, singular
 from assistant.tools.base import Tool
 
 _LOGGER = logging.getLogger(__name__)
 
-_ON_OFF_DOMAINS = ("light", "switch", "fan", "climate")
-TOOL_DOMAINS: Mapping[str, tuple[str, ...]] = {
-    "HassTurnOn": (
-        "light",
-        "switch",
-        "fan",
-        "cover",
-        "lock",
-        "climate",
-        "scene",
-        "button",
-        "alarm_control_panel",
-    ),
-    "HassTurnOff": ("light", "switch", "fan", "cover", "lock", "climate", "alarm_control_panel"),
-    "HassToggle": ("light", "switch", "fan", "cover", "lock"),
-    "HassLightSet": ("light",),
-    "HassSetPosition": ("cover",),
-    "HassClimateSetTemperature": ("climate",),
-    "HassFanSetSpeed": ("fan",),
-    "HassGetState": (
-        "light",
-        "switch",
-        "fan",
-        "cover",
-        "lock",
-        "climate",
-        "sensor",
-        "binary_sensor",
-        "number",
-        "select",
-        "alarm_control_panel",
-    ),
-    "HassClimateGetTemperature": ("climate", "sensor"),
-}
+_TOOL_ORDER = (
+    "HassTurnOn",
+    "HassTurnOff",
+    "HassToggle",
+    "HassLightSet",
+    "HassSetPosition",
+    "HassClimateSetTemperature",
+    "HassFanSetSpeed",
+    "HassGetState",
+    "HassClimateGetTemperature",
+    "HassClimateSetMode",
+    "HassClimateSetPreset",
+    "HassClimateSetFanMode",
+    "HassFanSetPreset",
+    "HassHumidifierSetpoint",
+    "HassHumidifierMode",
+    "HassSetValue",
+    "HassSelectOption",
+    "HassPress",
+    "HassVacuumStart",
+    "HassVacuumReturnToBase",
+    "HassLawnMowerStartMowing",
+    "HassLawnMowerDock",
+)
+_NO_STATE = frozenset({"scene", "button"})
+
+
+def _tool_domains() -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for tool in _TOOL_ORDER:
+        if tool == "HassGetState":
+            out[tool] = tuple(d for d in REGISTRY if d not in _NO_STATE)
+        elif tool == "HassClimateGetTemperature":
+            out[tool] = ("climate", "sensor")
+        else:
+            out[tool] = tuple(d for d, module in REGISTRY.items() if tool in module.intents)
+    return out
+
+
+TOOL_DOMAINS: Mapping[str, tuple[str, ...]] = _tool_domains()
 """Which domains each tool acts on."""
 
 _DESCRIPTIONS = {
@@ -85,6 +92,19 @@ _DESCRIPTIONS = {
     "HassFanSetSpeed": "Set the speed of a fan in percent.",
     "HassGetState": "Answer a question about the state of a device or sensor.",
     "HassClimateGetTemperature": "Tell the current temperature (of a thermostat or temperature sensor).",
+    "HassClimateSetMode": "Set the HVAC mode of a thermostat (heat, cool, auto, off, ...).",
+    "HassClimateSetPreset": "Set the preset of a thermostat (eco, comfort, away, ...).",
+    "HassClimateSetFanMode": "Set the fan mode of a thermostat or air conditioner.",
+    "HassFanSetPreset": "Set the preset mode of a fan.",
+    "HassHumidifierSetpoint": "Set the target humidity of a humidifier in percent.",
+    "HassHumidifierMode": "Set the mode of a humidifier.",
+    "HassSetValue": "Set a number setting of a device to a value.",
+    "HassSelectOption": "Choose one of the options of a device setting.",
+    "HassPress": "Press a button.",
+    "HassVacuumStart": "Start a vacuum cleaner.",
+    "HassVacuumReturnToBase": "Send a vacuum cleaner back to its dock.",
+    "HassLawnMowerStartMowing": "Start a lawn mower mowing.",
+    "HassLawnMowerDock": "Send a lawn mower back to its dock.",
 }
 
 _SENSITIVE_COVER_CLASSES = frozenset({"garage", "door", "gate"})
@@ -130,18 +150,32 @@ _CAN_SWEEP = frozenset({"light", "switch"})
 
 ChangeCallback = Callable[[list[Tool]], None]
 
+_CHOICES = {
+    # tool -> (argument, config key of the options, default options, description)
+    "HassClimateSetMode": ("mode", "modes", ["auto", "off", "cool", "heat", "dry", "fan_only"], "HVAC mode."),
+    "HassClimateSetPreset": ("preset", "preset_modes", [], "Preset."),
+    "HassClimateSetFanMode": ("fan_mode", "fan_modes", ["auto", "low", "medium", "high"], "Fan mode."),
+    "HassFanSetPreset": ("preset", "preset_modes", [], "Preset mode."),
+    "HassHumidifierMode": ("mode", "modes", [], "Mode."),
+    "HassSelectOption": ("option", "options", [], "The option to choose."),
+}
 
-@dataclass(frozen=True)
-class Command:
-    """One MQTT publish for one entity."""
 
-    entity: Entity
-    topic: str
-    payload: str
-    verb: str
-    """Past-tense verb for the reply ("turned on", "opened")."""
-    qos: int = 0
-    retain: bool = False
+def _choice_params(tool_name: str, usable: Sequence[Entity]) -> tuple[dict[str, Any], list[str]]:
+    """The value parameter of a tool whose value is one of the entities' options."""
+    if tool_name == "HassSetValue":
+        return {"value": {"type": "number", "description": "The value to set."}}, ["value"]
+    if tool_name == "HassHumidifierSetpoint":
+        return {"humidity": {"type": "integer", "minimum": 0, "maximum": 100,
+                             "description": "Target humidity in percent."}}, ["humidity"]
+    if tool_name not in _CHOICES:
+        return {}, []
+    arg, key, default, description = _CHOICES[tool_name]
+    options = sorted({str(o) for e in usable for o in e.config.get(key, default)})
+    schema: dict[str, Any] = {"type": "string", "description": description}
+    if options:
+        schema["enum"] = options
+    return {arg: schema}, [arg]
 
 
 def _name_words(entity: Entity) -> set[str]:
@@ -156,10 +190,7 @@ def _entry_cover(entity: Entity) -> bool:
     return bool(_name_words(entity) & (_ENTRY_WORDS | _LOCK_WORDS))
 
 
-def _fmt_number(value: float) -> str:
-    if math.isfinite(value) and float(value).is_integer():
-        return str(int(value))
-    return f"{value:.1f}".rstrip("0").rstrip(".")
+_fmt_number = fmt_number
 
 
 def _join(items: Sequence[str]) -> str:
@@ -263,7 +294,7 @@ class HomeControl:
             if areas:
                 props["area"] = {"type": "string", "description": "Area (room).", "enum": areas}
             props["domain"] = {"type": "string", "description": "Kind of device.", "enum": present}
-            extra, required = value_params.get(tool_name, ({}, []))
+            extra, required = value_params.get(tool_name) or _choice_params(tool_name, usable)
             props.update(extra)
             parameters = {
                 "type": "object",
@@ -288,25 +319,12 @@ class HomeControl:
 
     @staticmethod
     def _usable(tool_name: str, entity: Entity) -> bool:
-        cfg = entity.config
-        if tool_name == "HassLightSet":
-            if cfg.get("schema") == "json":
-                modes = cfg.get("supported_color_modes")
-                return not (isinstance(modes, list) and modes == ["onoff"])
-            return "brightness_command_topic" in cfg or "color_temp_command_topic" in cfg
-        if tool_name == "HassSetPosition":
-            return "set_position_topic" in cfg
-        if tool_name == "HassClimateSetTemperature":
-            return "temperature_command_topic" in cfg
-        if tool_name == "HassFanSetSpeed":
-            return "percentage_command_topic" in cfg
+        if tool_name == "HassGetState":
+            return True
         if tool_name == "HassClimateGetTemperature":
             return entity.domain == "climate" or entity.device_class == "temperature"
-        if tool_name in ("HassTurnOn", "HassTurnOff", "HassToggle") and entity.domain == "cover":
-            return "command_topic" in cfg or "set_position_topic" in cfg
-        if tool_name in ("HassTurnOn", "HassTurnOff") and entity.domain == "climate":
-            return "power_command_topic" in cfg or "mode_command_topic" in cfg
-        return True
+        module = REGISTRY.get(entity.domain)
+        return module is not None and module.usable(tool_name, entity)
 
     def _sensitive_verb(
         self, tool_name: str, entity: Entity, args: Mapping[str, Any] | None = None
@@ -507,179 +525,17 @@ class HomeControl:
         return self._publish(commands, sensitive=sensitive)
 
     def _commands(self, tool_name: str, entity: Entity, args: Mapping[str, Any]) -> list[Command]:
-        cfg = entity.config
-        domain = entity.domain
-        qos = int(cfg.get("qos", 0))
-        retain = bool(cfg.get("retain", False)) if isinstance(cfg.get("retain"), bool) else False
-
-        def cmd(topic_key: str, payload: str, verb: str) -> Command:
-            topic = cfg.get(topic_key)
-            if not isinstance(topic, str):
-                raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
-            return Command(entity, topic, payload, verb, qos, retain)
-
-        if tool_name == "HassToggle":
-            state = self.inventory.state(entity).state
-            if domain == "cover":
-                tool_name = "HassTurnOff" if state in ("open", "opening") else "HassTurnOn"
-            elif domain == "lock":
-                tool_name = "HassTurnOff" if state == "locked" else "HassTurnOn"
-            else:
-                tool_name = "HassTurnOff" if state == "on" else "HassTurnOn"
-        on = tool_name == "HassTurnOn"
-        if tool_name in ("HassTurnOn", "HassTurnOff"):
-            if domain == "light" and cfg.get("schema") == "json":
-                return [
-                    cmd(
-                        "command_topic",
-                        json.dumps({"state": "ON" if on else "OFF"}),
-                        "turned on" if on else "turned off",
-                    )
-                ]
-            if domain in ("light", "switch", "fan"):
-                key = "payload_on" if on else "payload_off"
-                return [
-                    cmd(
-                        "command_topic",
-                        str(cfg.get(key, "ON" if on else "OFF")),
-                        "turned on" if on else "turned off",
-                    )
-                ]
-            if domain == "cover":
-                if "command_topic" not in cfg:
-                    return self._cover_position(entity, 100 if on else 0)
-                key, default = ("payload_open", "OPEN") if on else ("payload_close", "CLOSE")
-                return [cmd("command_topic", str(cfg.get(key, default)), "opened" if on else "closed")]
-            if domain == "lock":
-                key, default = ("payload_lock", "LOCK") if on else ("payload_unlock", "UNLOCK")
-                return [cmd("command_topic", str(cfg.get(key, default)), "locked" if on else "unlocked")]
-            if domain == "climate":
-                if "power_command_topic" in cfg:
-                    key, default = ("payload_on", "ON") if on else ("payload_off", "OFF")
-                    return [
-                        cmd(
-                            "power_command_topic",
-                            str(cfg.get(key, default)),
-                            "turned on" if on else "turned off",
-                        )
-                    ]
-                modes = list(cfg.get("modes", ["auto", "off", "cool", "heat", "dry", "fan_only"]))
-                if on:
-                    mode = next(
-                        (m for m in ("heat", "auto", "cool") if m in modes),
-                        next((m for m in modes if m != "off"), None),
-                    )
-                else:
-                    mode = "off" if "off" in modes else None
-                if mode is None:
-                    raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
-                return [cmd("mode_command_topic", mode, "turned on" if on else "turned off")]
-            if domain == "scene":
-                return [cmd("command_topic", str(cfg.get("payload_on", "ON")), "activated")]
-            if domain == "button":
-                return [cmd("command_topic", str(cfg.get("payload_press", "PRESS")), "pressed")]
-            if domain == "alarm_control_panel":
-                if "command_template" in cfg:
-                    raise ToolError(f"The {entity.spoken} needs a code I can't send.", code="unsupported")
-                key, default = ("payload_arm_away", "ARM_AWAY") if on else ("payload_disarm", "DISARM")
-                return [cmd("command_topic", str(cfg.get(key, default)), "armed" if on else "disarmed")]
+        """The publishes of one call on one entity: the entity's domain module encodes them."""
+        module = REGISTRY.get(entity.domain)
+        if module is None:
             raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
-        if tool_name == "HassLightSet":
-            return self._light_set(entity, args.get("brightness"), args.get("color_temp"))
-        if tool_name == "HassSetPosition":
-            return self._cover_position(entity, _int_arg(args, "position", 0, 100))
-        if tool_name == "HassClimateSetTemperature":
-            value = args.get("temperature")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ToolError("Which temperature?", code="missing_value")
-            low = float(cfg.get("min_temp", 7))
-            high = float(cfg.get("max_temp", 35))
-            if not low <= float(value) <= high:
-                raise ToolError(
-                    f"The {entity.spoken} can be set from {_fmt_number(low)} to {_fmt_number(high)} degrees.",
-                    code="out_of_range",
-                )
-            return [
-                cmd(
-                    "temperature_command_topic",
-                    _fmt_number(float(value)),
-                    f"set to {_fmt_number(float(value))} degrees",
-                )
-            ]
-        if tool_name == "HassFanSetSpeed":
-            pct = _int_arg(args, "percentage", 0, 100)
-            if pct == 0:
-                return [cmd("command_topic", str(cfg.get("payload_off", "OFF")), "turned off")]
-            low, high = int(cfg.get("speed_range_min", 1)), int(cfg.get("speed_range_max", 100))
-            raw = math.ceil(pct * (high - low + 1) / 100 + low - 1)
-            return [cmd("percentage_command_topic", str(raw), f"set to {pct} percent")]
-        raise ToolError(f"unknown home tool {tool_name}", code="unknown_tool")
-
-    def _light_set(self, entity: Entity, brightness: Any, color_temp: Any) -> list[Command]:
-        cfg = entity.config
-        qos = int(cfg.get("qos", 0))
-        if brightness is None and color_temp is None:
-            raise ToolError("What should I set the light to?", code="missing_value")
-        pct = None if brightness is None else _int_value(brightness, "brightness", 0, 100)
-        kelvin = None if color_temp is None else _int_value(color_temp, "color_temp", 1000, 12000)
-        scale = int(cfg.get("brightness_scale", 255))
-        mireds_or_k = None
-        if kelvin is not None:
-            mireds_or_k = kelvin if cfg.get("color_temp_kelvin") else round(1_000_000 / kelvin)
-        verb = self._light_verb(pct, kelvin)
-        if cfg.get("schema") == "json":
-            if pct == 0:
-                return [
-                    Command(entity, cfg["command_topic"], json.dumps({"state": "OFF"}), "turned off", qos)
-                ]
-            body: dict[str, Any] = {"state": "ON"}
-            if pct is not None:
-                body["brightness"] = round(pct * scale / 100)
-            if mireds_or_k is not None:
-                body["color_temp"] = mireds_or_k
-            return [Command(entity, cfg["command_topic"], json.dumps(body), verb, qos)]
-        out: list[Command] = []
-        if pct == 0:
-            return [
-                Command(entity, cfg["command_topic"], str(cfg.get("payload_off", "OFF")), "turned off", qos)
-            ]
-        if pct is not None:
-            if "brightness_command_topic" not in cfg:
-                raise ToolError(f"The {entity.spoken} can't be dimmed.", code="unsupported")
-            out.append(
-                Command(entity, cfg["brightness_command_topic"], str(round(pct * scale / 100)), verb, qos)
-            )
-        if mireds_or_k is not None:
-            if "color_temp_command_topic" not in cfg:
-                raise ToolError(
-                    f"The {entity.spoken} can't change its color temperature.", code="unsupported"
-                )
-            out.append(Command(entity, cfg["color_temp_command_topic"], str(mireds_or_k), verb, qos))
-        on = Command(entity, cfg["command_topic"], str(cfg.get("payload_on", "ON")), verb, qos)
-        on_type = cfg.get("on_command_type", "last")
-        if on_type == "first":
-            out.insert(0, on)
-        elif on_type != "brightness":
-            out.append(on)
-        return out
-
-    @staticmethod
-    def _light_verb(pct: int | None, kelvin: int | None) -> str:
-        parts = []
-        if pct is not None:
-            parts.append(f"{pct} percent")
-        if kelvin is not None:
-            parts.append(f"{kelvin} kelvin")
-        return "set to " + " and ".join(parts)
-
-    def _cover_position(self, entity: Entity, position: int) -> list[Command]:
-        cfg = entity.config
-        if "set_position_topic" not in cfg:
-            raise ToolError(f"The {entity.spoken} can't be set to a position.", code="unsupported")
-        closed, opened = int(cfg.get("position_closed", 0)), int(cfg.get("position_open", 100))
-        raw = round(closed + position * (opened - closed) / 100)
-        verb = "opened" if position == 100 else "closed" if position == 0 else f"set to {position} percent"
-        return [Command(entity, cfg["set_position_topic"], str(raw), verb, int(cfg.get("qos", 0)))]
+        current = self.inventory.state(entity)
+        if tool_name == "HassToggle":
+            tool_name = "HassTurnOff" if module.is_on(current.state) else "HassTurnOn"
+        if tool_name not in module.intents:
+            raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
+        state = {"state": current.state, **current.attributes}
+        return module.commands(tool_name, entity, args, state)
 
     def _publish(self, commands: list[Command], *, sensitive: bool) -> dict[str, Any]:
         published: list[dict[str, Any]] = []
@@ -709,8 +565,7 @@ class HomeControl:
             published.append(
                 {"topic": command.topic, "payload": command.payload, "status": str(outcome.status)}
             )
-            if "state_topic" not in command.entity.config and not command.verb.startswith("set"):
-                self._optimistic(command)
+            self._optimistic(command)
         freshness = client.settings.freshness_s if client is not None else 0.0
         speech = self._speech(
             commands, queued=queued, dry_run=client is None or not client.enabled, freshness_s=freshness
@@ -753,16 +608,24 @@ class HomeControl:
             _LOGGER.debug("could not publish the command_dropped event: %s", err)
 
     def _optimistic(self, command: Command) -> None:
-        state = {
-            "turned on": "on",
-            "turned off": "off",
-            "opened": "open",
-            "closed": "closed",
-            "locked": "locked",
-            "unlocked": "unlocked",
-        }.get(command.verb)
-        if state is not None:
-            self.inventory.set_state(command.entity.key, state)
+        """HA's optimistic mode: what a command implies is recorded for what no topic reports."""
+        if not command.optimistic:
+            return
+        cfg = command.entity.config
+        reported = {"state": "state_topic", "brightness": "brightness_state_topic",
+                    "color_temp_kelvin": "color_temp_state_topic", "position": "position_topic",
+                    "percentage": "percentage_state_topic", "preset_mode": "preset_mode_state_topic",
+                    "mode": "mode_state_topic", "temperature": "temperature_state_topic",
+                    "humidity": "target_humidity_state_topic", "fan_mode": "fan_mode_state_topic"}
+        if cfg.get("schema") == "json":
+            reported.update({"brightness": "state_topic", "color_temp_kelvin": "state_topic"})
+        update = {k: v for k, v in command.optimistic.items()
+                  if cfg.get("optimistic") is True or reported.get(k, "state_topic") not in cfg}
+        if not update:
+            return
+        current = self.inventory.state(command.entity)
+        state = update.pop("state", current.state)
+        self.inventory.set_state(command.entity.key, state, **update)
 
     @staticmethod
     def _speech(commands: list[Command], *, queued: bool, dry_run: bool, freshness_s: float = 0.0) -> str:

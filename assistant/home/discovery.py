@@ -17,30 +17,18 @@ from types import MappingProxyType
 from typing import Any
 
 from assistant.home.client import valid_topic
+from assistant.home.domains import REGISTRY
+from assistant.home.domains.base import coerce_float
 from assistant.home.sanitize import NAME_MAX, clean_text, spoken
 
-SUPPORTED_DOMAINS = frozenset(
-    {
-        "alarm_control_panel",
-        "binary_sensor",
-        "button",
-        "climate",
-        "cover",
-        "fan",
-        "light",
-        "lock",
-        "number",
-        "scene",
-        "select",
-        "sensor",
-        "switch",
-    }
-)
+SUPPORTED_DOMAINS = frozenset(REGISTRY)
 """Platforms the inventory keeps; others are ignored quietly."""
 
 # Home Assistant's abbreviations of entity options (written from the HA MQTT docs).
 ABBREVIATIONS: Mapping[str, str] = MappingProxyType(
     {
+        "act_stat_t": "activity_state_topic",
+        "act_val_tpl": "activity_value_template",
         "act_t": "action_topic",
         "act_tpl": "action_template",
         "atype": "automation_type",
@@ -91,6 +79,8 @@ ABBREVIATIONS: Mapping[str, str] = MappingProxyType(
         "dir_cmd_tpl": "direction_command_template",
         "dir_stat_t": "direction_state_topic",
         "dir_val_tpl": "direction_value_template",
+        "dock_cmd_t": "dock_command_topic",
+        "dock_cmd_tpl": "dock_command_template",
         "e": "encoding",
         "en": "enabled_by_default",
         "ent_cat": "entity_category",
@@ -152,6 +142,8 @@ ABBREVIATIONS: Mapping[str, str] = MappingProxyType(
         "pct_cmd_tpl": "percentage_command_template",
         "pct_stat_t": "percentage_state_topic",
         "pct_val_tpl": "percentage_value_template",
+        "pause_cmd_t": "pause_command_topic",
+        "pause_cmd_tpl": "pause_command_template",
         "pl": "payload",
         "pl_arm_away": "payload_arm_away",
         "pl_arm_custom_b": "payload_arm_custom_bypass",
@@ -236,6 +228,8 @@ ABBREVIATIONS: Mapping[str, str] = MappingProxyType(
         "stat_val_tpl": "state_value_template",
         "stype": "subtype",
         "sug_dsp_prc": "suggested_display_precision",
+        "strt_mow_cmd_t": "start_mowing_command_topic",
+        "strt_mow_cmd_tpl": "start_mowing_command_template",
         "sup_clrm": "supported_color_modes",
         "sup_dur": "support_duration",
         "sup_feat": "supported_features",
@@ -439,20 +433,10 @@ _INT_KEYS = (
     "min_kelvin",
     "max_kelvin",
 )
-_NUMBER_KEYS = ("min", "max", "step", "min_temp", "max_temp", "temp_step", "precision")
-_REQUIRED: Mapping[str, tuple[str, ...]] = {
-    "light": ("command_topic",),
-    "switch": ("command_topic",),
-    "fan": ("command_topic",),
-    "lock": ("command_topic",),
-    "scene": ("command_topic",),
-    "button": ("command_topic",),
-    "number": ("command_topic",),
-    "select": ("command_topic", "options"),
-    "sensor": ("state_topic",),
-    "binary_sensor": ("state_topic",),
-    "alarm_control_panel": ("command_topic", "state_topic"),
-}
+_NUMBER_KEYS = (
+    "min", "max", "step", "min_temp", "max_temp", "temp_step", "precision", "min_humidity", "max_humidity",
+)
+"""Keys HA reads with vol.Coerce(float): numbers, or numeric text ("7" from Zigbee2MQTT)."""
 
 
 def _validate(domain: str, cfg: dict[str, Any]) -> None:
@@ -476,13 +460,11 @@ def _validate(domain: str, cfg: dict[str, Any]) -> None:
                 raise ValueError(f"{key} must be a whole number, got {value!r}")
             cfg[key] = int(value)
     for key in _NUMBER_KEYS:
-        if key in cfg and (isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float))):
-            raise ValueError(f"{key} must be a number, got {cfg[key]!r}")
+        if key in cfg:
+            cfg[key] = coerce_float(cfg[key], key)
     if cfg.get("qos", 0) not in (0, 1, 2):
         raise ValueError(f"qos must be 0, 1 or 2, got {cfg['qos']!r}")
-    if "brightness_scale" in cfg and not 1 <= cfg["brightness_scale"] <= 1_000_000:
-        raise ValueError(f"brightness_scale must be 1..1000000, got {cfg['brightness_scale']}")
-    for key in ("options", "modes", "preset_modes"):
+    for key in ("options", "modes", "preset_modes", "fan_modes", "swing_modes"):
         if key in cfg:
             value = cfg[key]
             if (
@@ -497,20 +479,10 @@ def _validate(domain: str, cfg: dict[str, Any]) -> None:
             topic = item.get("topic") if isinstance(item, Mapping) else None
             if not isinstance(topic, str) or not valid_topic(topic):
                 raise ValueError("availability entries need a topic without wildcards")
-    for key in _REQUIRED.get(domain, ()):
-        if key not in cfg:
-            raise ValueError(f"a {domain} needs {key}")
-    if domain == "light":
-        schema = cfg.get("schema", "default")
-        if schema == "basic":
-            schema = "default"
-        if schema not in ("default", "json"):
-            raise ValueError(f"light schema {schema!r} is not supported (default or json)")
-        cfg["schema"] = schema
-    if domain == "fan":
-        low, high = cfg.get("speed_range_min", 1), cfg.get("speed_range_max", 100)
-        if not 1 <= low <= high <= 1_000_000:
-            raise ValueError("speed_range_min/max must satisfy 1 <= min <= max")
+    device_class = cfg.get("device_class")
+    if device_class is not None and not isinstance(device_class, str):
+        raise ValueError("device_class must be text")
+    REGISTRY[domain].validate(cfg)  # the domain's own schema (HA's mqtt/<domain>.py)
 
 
 def _payload_text(value: Any) -> str:
@@ -549,13 +521,20 @@ def build_entity(
         raise ValueError("device identifiers must be text or a list of text")
     area_text = _name_text(cfg.get("area", device.get("suggested_area")), "suggested_area")
 
-    # Home Assistant's rule: name null -> the device's name; otherwise "<device> <entity>".
+    # Home Assistant's rule: name null -> the device's name; no name but a device class ->
+    # "<device> <Device class>" (HA's English name of the class); otherwise "<device> <entity>".
     has_name_key = "name" in cfg
     entity_name = _name_text(cfg.get("name"), "name")
-    if entity_name is None:
-        name = device_name if (device_name and (has_name_key or source == "discovery")) else None
-        if name is None:
-            name = clean_text((object_id or key.rsplit("/", 1)[-1]).replace("_", " "))
+    class_name = None
+    if not has_name_key and isinstance(cfg.get("device_class"), str):
+        class_name = REGISTRY[domain].class_name(cfg["device_class"].lower())
+    if entity_name is None and class_name and source == "discovery":
+        name = f"{device_name} {class_name}" if device_name else class_name
+    elif entity_name is None:
+        use_device = device_name and (has_name_key or source == "discovery")
+        name = device_name if use_device and device_name else clean_text(
+            (object_id or key.rsplit("/", 1)[-1]).replace("_", " ")
+        )
     elif device_name and not spoken(entity_name).startswith(spoken(device_name)):
         name = f"{device_name} {entity_name}"
     else:
@@ -568,8 +547,6 @@ def build_entity(
     if unique_id is not None and not isinstance(unique_id, (str, int)):
         raise ValueError("unique_id must be text")
     device_class = cfg.get("device_class")
-    if device_class is not None and not isinstance(device_class, str):
-        raise ValueError("device_class must be text")
     return Entity(
         key=key,
         domain=domain,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -29,8 +28,9 @@ from assistant.home.discovery import (
     parse_device_payload,
     parse_discovery_topic,
 )
-from assistant.home.sanitize import clean_state, spoken
-from assistant.home.templates import render_value
+from assistant.home.domains import REGISTRY
+from assistant.home.domains.base import Reader
+from assistant.home.sanitize import spoken
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -715,202 +715,9 @@ class Inventory:
 
 # ---------------------------------------------------------------------------- state readers
 
-_Reader = Callable[[Entity, str], dict[str, Any]]
+_Reader = Reader
 
 
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _on_off(entity: Entity, value: str | None) -> str | None:
-    if value is None:
-        return None
-    cfg = entity.config
-    on = cfg.get("state_on", cfg.get("payload_on", "ON"))
-    off = cfg.get("state_off", cfg.get("payload_off", "OFF"))
-    if value == on:
-        return "on"
-    if value == off:
-        return "off"
-    if value.lower() in ("on", "off"):
-        return value.lower()
-    return None
-
-
-def _scaled_to_percent(raw: float | None, low: float, high: float) -> int | None:
-    if raw is None or high <= low or not math.isfinite(raw):
-        return None
-    return max(0, min(100, round((raw - low) * 100 / (high - low))))
-
-
-def _read_main(entity: Entity, text: str) -> dict[str, Any]:
-    cfg = entity.config
-    template = cfg.get("state_value_template") or cfg.get("value_template")
-    domain = entity.domain
-    if domain == "light" and cfg.get("schema") == "json":
-        return _read_json_light(entity, text)
-    value = render_value(template, text)
-    if domain in ("light", "switch", "fan", "binary_sensor"):
-        return {"state": _on_off(entity, value)}
-    if domain == "cover":
-        if value is None:
-            return {"state": None}
-        table = {
-            cfg.get("state_open", "open"): "open",
-            cfg.get("state_closed", "closed"): "closed",
-            cfg.get("state_opening", "opening"): "opening",
-            cfg.get("state_closing", "closing"): "closing",
-            cfg.get("state_stopped", "stopped"): "stopped",
-        }
-        return {"state": table.get(value, clean_state(value).lower() or None)}
-    if domain == "lock":
-        if value is None:
-            return {"state": None}
-        table = {
-            cfg.get("state_locked", "LOCKED"): "locked",
-            cfg.get("state_unlocked", "UNLOCKED"): "unlocked",
-            cfg.get("state_locking", "LOCKING"): "locking",
-            cfg.get("state_unlocking", "UNLOCKING"): "unlocking",
-            cfg.get("state_jammed", "JAMMED"): "jammed",
-            cfg.get("state_open", "OPEN"): "open",
-        }
-        return {"state": table.get(value, clean_state(value).lower() or None)}
-    if value is None:
-        return {"state": None}
-    return {"state": clean_state(value) or None}
-
-
-def _finite_json(text: str) -> tuple[Any, bool]:
-    """JSON where a number that does not fit (1e400, a 5000-digit integer) is None, not inf or an
-    error; the flag says whether that happened."""
-    overflowed = False
-
-    def number(raw: str) -> float | None:
-        nonlocal overflowed
-        value = float(raw)
-        if math.isfinite(value):
-            return value
-        overflowed = True
-        return None
-
-    def integer(raw: str) -> int | float | None:
-        nonlocal overflowed
-        if len(raw) <= 20:
-            return int(raw)
-        overflowed = True
-        return None
-
-    def constant(_raw: str) -> None:  # NaN, Infinity, -Infinity
-        nonlocal overflowed
-        overflowed = True
-
-    data = json.loads(text, parse_float=number, parse_int=integer, parse_constant=constant)
-    return data, overflowed
-
-
-def _read_json_light(entity: Entity, text: str) -> dict[str, Any]:
-    try:
-        data, overflowed = _finite_json(text)
-    except (ValueError, RecursionError):
-        return {}
-    if overflowed:
-        _LOGGER.warning("state for %s: a number too large to use is ignored; the rest is kept", entity.key)
-    if not isinstance(data, Mapping):
-        return {}
-    out: dict[str, Any] = {}
-    if isinstance(data.get("state"), str):
-        out["state"] = _on_off(entity, data["state"])
-    scale = entity.config.get("brightness_scale", 255)
-    brightness = data.get("brightness")
-    if isinstance(brightness, (int, float)) and not isinstance(brightness, bool):
-        out["brightness"] = _scaled_to_percent(float(brightness), 0, scale)
-    color_temp = data.get("color_temp")
-    if isinstance(color_temp, (int, float)) and not isinstance(color_temp, bool) and color_temp > 0:
-        out["color_temp_kelvin"] = (
-            int(color_temp) if entity.config.get("color_temp_kelvin") else round(1_000_000 / color_temp)
-        )
-    return out
-
-
-def _attr_reader(
-    attribute: str, template_key: str | None, convert: Callable[[Entity, str | None], Any]
-) -> _Reader:
-    def read(entity: Entity, text: str) -> dict[str, Any]:
-        template = entity.config.get(template_key) if template_key else None
-        return {attribute: convert(entity, render_value(template, text))}
-
-    return read
-
-
-def _brightness(entity: Entity, value: str | None) -> int | None:
-    return _scaled_to_percent(_number(value), 0, entity.config.get("brightness_scale", 255))
-
-
-def _position(entity: Entity, value: str | None) -> int | None:
-    cfg = entity.config
-    closed, opened = int(cfg.get("position_closed", 0)), int(cfg.get("position_open", 100))
-    raw = _number(value)
-    if raw is None or opened == closed:
-        return None
-    return max(0, min(100, round((raw - closed) * 100 / (opened - closed))))
-
-
-def _percentage(entity: Entity, value: str | None) -> int | None:
-    cfg = entity.config
-    low, high = int(cfg.get("speed_range_min", 1)), int(cfg.get("speed_range_max", 100))
-    raw = _number(value)
-    if raw is None:
-        return None
-    if raw <= 0:
-        return 0
-    return max(0, min(100, math.ceil(raw * 100 / (high - low + 1))))
-
-
-def _text(_entity: Entity, value: str | None) -> str | None:
-    return clean_state(value).lower() or None if value is not None else None
-
-
-def _float(_entity: Entity, value: str | None) -> float | None:
-    return _number(value)
-
-
-def _kelvin(entity: Entity, value: str | None) -> int | None:
-    raw = _number(value)
-    if raw is None or raw <= 0:
-        return None
-    return int(raw) if entity.config.get("color_temp_kelvin") else round(1_000_000 / raw)
-
-
-def _state_readers(entity: Entity) -> list[tuple[str, _Reader]]:
-    """(topic, reader) pairs that keep an entity's state current."""
-    cfg = entity.config
-    readers: list[tuple[str, _Reader]] = []
-    if isinstance(cfg.get("state_topic"), str):
-        readers.append((cfg["state_topic"], _read_main))
-    extra: tuple[tuple[str, str, str | None, Callable[[Entity, str | None], Any]], ...] = ()
-    if entity.domain == "light" and cfg.get("schema") != "json":
-        extra = (
-            ("brightness_state_topic", "brightness", "brightness_value_template", _brightness),
-            ("color_temp_state_topic", "color_temp_kelvin", "color_temp_value_template", _kelvin),
-        )
-    elif entity.domain == "cover":
-        extra = (("position_topic", "position", "position_template", _position),)
-    elif entity.domain == "fan":
-        extra = (("percentage_state_topic", "percentage", "percentage_value_template", _percentage),)
-    elif entity.domain == "climate":
-        extra = (
-            ("current_temperature_topic", "current_temperature", "current_temperature_template", _float),
-            ("temperature_state_topic", "temperature", "temperature_state_template", _float),
-            ("mode_state_topic", "mode", "mode_state_template", _text),
-        )
-    for topic_key, attribute, template_key, convert in extra:
-        topic = cfg.get(topic_key)
-        if isinstance(topic, str):
-            readers.append((topic, _attr_reader(attribute, template_key, convert)))
-    return readers
+def _state_readers(entity: Entity) -> list[tuple[str, Reader]]:
+    """(topic, reader) pairs that keep an entity's state current: the domain module's."""
+    return REGISTRY[entity.domain].readers(entity)

@@ -4,8 +4,10 @@ Templates come from discovery payloads, so they are untrusted: they run in Jinja
 ``SandboxedEnvironment`` with no globals, a short list of filters, no loops, macros,
 imports or ``**``, a bound on string/list repetition, and a size limit. Supported:
 ``value``, ``value_json.x`` / ``value_json['x']``, ``| int``, ``| float``, ``| round``,
-``| default``, ``| lower`` / ``upper`` / ``trim`` / ``string`` / ``abs``, comparisons and
-inline ``if``/``else`` (also ``{% if %}`` blocks). Anything else - or any failure - gives
+``| default``, ``| lower`` / ``upper`` / ``trim`` / ``string`` / ``abs`` / ``join``, comparisons,
+inline ``if``/``else`` (also ``{% if %}`` blocks) and ``{% set name = ... %}`` (Zigbee2MQTT's
+mode tables). ``render_command`` renders HA's ``*_command_template`` strings with ``value``
+and the command's variables. Anything else - or any failure - gives
 ``None`` (state unknown), never an exception.
 
 Memory is bounded in bytes, not in elements: a repetition, ``+``, ``~``, a filter that
@@ -22,7 +24,7 @@ import json
 import logging
 import math
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -50,7 +52,6 @@ _FORBIDDEN_NODES = (
     nodes.Include,
     nodes.Extends,
     nodes.Block,
-    nodes.Assign,
     nodes.AssignBlock,
     nodes.With,
     nodes.Scope,
@@ -246,7 +247,7 @@ class _BoundConcat(NodeTransformer):
         )
 
 
-_TEXT_FILTERS = frozenset({"string", "lower", "upper", "trim", "title", "capitalize"})
+_TEXT_FILTERS = frozenset({"string", "lower", "upper", "trim", "title", "capitalize", "join"})
 """Kept filters that turn their input into text (a list's text can be far larger than the list)."""
 
 
@@ -270,6 +271,7 @@ def _make_env() -> _Env:
         "min",
         "max",
         "bool",
+        "join",
     }
     for name in list(env.filters):
         if name not in keep:
@@ -299,6 +301,10 @@ def _compile(source: str) -> Callable[..., Iterator[str]] | None:
         for node in tree.find_all(_FORBIDDEN_NODES):
             _LOGGER.warning("unsupported value template (%s); state stays unknown", type(node).__name__)
             return None
+        for node in tree.find_all(nodes.Assign):
+            if not isinstance(node.target, nodes.Name):  # {% set x = ... %} only, no ns.attr
+                _LOGGER.warning("unsupported value template (set of %s)", type(node.target).__name__)
+                return None
         for node in tree.find_all((nodes.Filter, nodes.Test)):
             table = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
             if node.name not in table:
@@ -357,6 +363,33 @@ def render_value(template: str | None, payload: str) -> str | None:
         return None
     except Exception as err:  # an untrusted template can fail in any way; never let it out
         _LOGGER.debug("value template failed on %.80r: %s", payload, err)
+        return None
+    return "".join(parts).strip()
+
+
+def render_command(template: str, value: Any, variables: Mapping[str, Any] | None = None) -> str | None:
+    """Render a ``*_command_template`` the way HA's MqttCommandTemplate does: ``value`` plus
+    the variables of that command (``position``, ``entity_id``, ...); the text, stripped.
+
+    None when the template is unsupported or fails (the command is then refused).
+    """
+    render = _compile(template)
+    if render is None:
+        return None
+    context: dict[str, Any] = {**(variables or {}), "value": value}
+    parts: list[str] = []
+    size = 0
+    try:
+        for chunk in render(**context):
+            size += len(chunk.encode("utf-8", "surrogatepass"))
+            if size > MAX_OUTPUT_BYTES:
+                raise TemplateTooLarge(f"output larger than {MAX_OUTPUT_BYTES} bytes")
+            parts.append(chunk)
+    except TemplateTooLarge as err:
+        _warn_too_large(template, err)
+        return None
+    except Exception as err:  # untrusted: any failure refuses the command, never escapes
+        _LOGGER.warning("command template %.60r failed on %.40r: %s", template, value, err)
         return None
     return "".join(parts).strip()
 

@@ -129,7 +129,7 @@ def test_device_based_discovery_shares_root_options() -> None:
             },
             "gone": {"p": "switch"},
             "bad": {"p": "switch", "name": "Bad", "cmd_t": "hub1/#"},
-            "alien": {"p": "vacuum", "cmd_t": "x"},
+            "alien": {"p": "update", "stat_t": "x"},
         },
     }
     entities, problems = parse_device_payload(DiscoveryTopic("device", None, "hub1"), payload)

@@ -3,7 +3,8 @@
 The corpus (tests/data/ha-conformance/, a copy of shared/reference/ha-conformance/ with its
 sources recorded, or ``$HA_CONFORMANCE_DIR``) holds 493 real discovery payloads (Zigbee2MQTT's own extension
 output, ESPHome, Tasmota, Home Assistant's MQTT tests) and what Home Assistant Core 2025.4.4
-made of each: accepted or refused, name, area, capabilities; and for 347 service calls the
+made of each: accepted or refused, name, area, capabilities (each one HA reports is
+compared); and for 347 service calls the
 exact topic and payload it published. ``measure()`` feeds every payload to a real
 ``Inventory`` (all retained at once, as HA sees them) and asks ``HomeControl`` for the
 commands of each intent, then compares. Used by bench/bench_conformance.py (prints the
@@ -22,6 +23,7 @@ from typing import Any
 
 from assistant.home.control import HomeControl
 from assistant.home.discovery import Entity, parse_discovery_topic
+from assistant.home.domains import REGISTRY
 from assistant.home.inventory import Inventory
 
 _DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "ha-conformance"
@@ -133,13 +135,17 @@ def _compare_entity(entry: Mapping[str, Any], entity: Entity | None) -> str | No
         return "refused, HA accepted" if accepted else None
     if not accepted:
         return f"accepted as {entity.name!r}, HA refused"
-    problems = []
     if entry.get("ha_friendly_name") is None:
         return None  # disabled by default in HA (diagnostics, link quality): no name to compare
+    problems = []
     if _norm(entity.name) != _norm(entry.get("ha_friendly_name")):
         problems.append(f"name {entity.name!r}, HA {entry.get('ha_friendly_name')!r}")
     if _norm(entity.area) != _norm(entry.get("ha_area")):
         problems.append(f"area {entity.area!r}, HA {entry.get('ha_area')!r}")
+    ours = REGISTRY[entity.domain].capabilities(entity)
+    for key, theirs in (entry.get("ha_capabilities") or {}).items():
+        if ours.get(key) != theirs:  # every capability HA reports must be the same here
+            problems.append(f"capability {key} {ours.get(key)!r}, HA {theirs!r}")
     return "; ".join(problems) or None
 
 
