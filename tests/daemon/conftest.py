@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.daemon_helpers import NotifySocket
+from tests.support.pipeline import NotifySocket
 
 
 @pytest.fixture

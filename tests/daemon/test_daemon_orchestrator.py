@@ -25,7 +25,7 @@ from assistant.tts import SpeakerSink
 from assistant.tts.espeak import EspeakSynthesizer
 from assistant.types import AudioFrame, BrainTurn, Reply, Utterance
 from assistant.wake import WakeDetector
-from tests.daemon.daemon_helpers import (
+from tests.support.pipeline import (
     EventLog,
     FakeRouter,
     MemorySource,

@@ -30,7 +30,7 @@ from assistant.tts.base import Pcm, SentenceStreamer, wav_bytes_to_pcm
 from assistant.tts.earcons import EARCON_DIR, EARCONS, load_wav
 from assistant.tts.espeak import EspeakSynthesizer
 from assistant.tts.piper import PiperSynthesizer, find_packaged_voice
-from tests.daemon.daemon_helpers import PacedPlayer
+from tests.support.pipeline import PacedPlayer
 
 CHILD = Path(__file__).resolve().parent / "tts_child.py"
 

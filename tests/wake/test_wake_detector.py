@@ -11,7 +11,7 @@ import pytest
 from assistant.config import WakeWordSettings
 from assistant.errors import ConfigError
 from assistant.wake import Detection, RefractoryGate, WakeDetector, WordRule
-from tests.daemon.daemon_helpers import FRAME, espeak16, piper16, silence
+from tests.support.pipeline import FRAME, espeak16, piper16, silence
 
 # --------------------------------------------------------------------------- pure gate
 
@@ -175,7 +175,7 @@ def test_false_accepts_over_ten_minutes_of_speech_and_noise() -> None:
     import numpy as np
 
     from assistant.tts.espeak import EspeakSynthesizer
-    from tests.daemon.daemon_helpers import to16k
+    from tests.support.pipeline import to16k
 
     rng = np.random.default_rng(2024)
     voices = [("en-us", 150), ("en-us", 210), ("en-gb", 170), ("en-gb-scotland", 160), ("en-029", 180),
