@@ -103,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio devices (use the index or a name part as audio.device)")
 
+    home = sub.add_parser(
+        "home",
+        help="show what the assistant learned from Home Assistant discovery, and what it refused",
+        description="Connect to the configured MQTT broker, wait for the retained discovery configs "
+        "and states (bounded by --wait), then print every entity (spoken name, area, domain, "
+        "capabilities, state) and every refused payload with its topic and reason. Without "
+        "mqtt.host, the entities of home.entities are shown.",
+    )
+    home.add_argument("--json", action="store_true", help="print JSON")
+    home.add_argument("--wait", type=float, default=10.0, metavar="S", help="longest wait for the broker (s)")
+
     cfg = sub.add_parser("config", help="settings tools")
     cfg_sub = _SubParsers(cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND"), "config_")
     check = cfg_sub.add_parser(
@@ -197,6 +208,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.command == "devices":
         return commands.devices()
+    if args.command == "home":
+        from assistant.home import report  # noqa: PLC0415
+
+        return report.main(settings, as_json=args.json, wait_s=args.wait)
     if args.command == "say":
         return commands.say(settings, args.text)
     if args.command == "run":

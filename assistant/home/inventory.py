@@ -41,6 +41,8 @@ DEFAULT_BIRTH_TOPIC = "homeassistant/status"
 
 MAX_ENTITIES = 20_000
 """Most entities discovery may add (a large install has a few thousand)."""
+MAX_REFUSALS_KEPT = 1000
+"""Refused discovery topics remembered with their reason (for ``assistant home``)."""
 MAX_CONFIG_BYTES = 32 * 1024 * 1024
 """Most bytes of discovery configs kept at once (a typical config is 0.5 to 2 KB)."""
 
@@ -246,6 +248,13 @@ class Inventory:
         self._started = False
         self.rejected = 0
         """Discovery payloads refused so far (bad JSON, wrong types, wildcards, ...)."""
+        self.refusals: dict[str, str] = {}
+        """Discovery topic (``/<component id>`` appended for a device's component) -> why it was
+        refused, for ``assistant home``; a later good config of that topic clears it."""
+        self.configs_seen = 0
+        """Discovery messages handled so far (``assistant home`` waits until they stop)."""
+        self.states_seen = 0
+        """State messages handled so far."""
         for index, raw in enumerate(manual_entities):
             self.add_manual(raw, index)
 
@@ -449,6 +458,8 @@ class Inventory:
         parsed = parse_discovery_topic(self.prefix, topic)
         if parsed is None:
             return
+        self.configs_seen += 1
+        self._refuse(topic, None)
         try:
             if not payload.strip():
                 self._remove_config(parsed.key, parsed.component == "device")
@@ -466,6 +477,7 @@ class Inventory:
                 for problem in problems:
                     _LOGGER.warning("discovery %s: %s; component skipped", topic, problem)
                     self.rejected += 1
+                    self._refuse(topic, problem)
                 entities = [e for e in entities if not self._ignored(e)]
                 with self._lock:
                     old = self._device_members.get(parsed.key, set())
@@ -476,6 +488,7 @@ class Inventory:
                 self._remember(parsed.key, payload)
             else:
                 if parsed.component not in SUPPORTED_DOMAINS:
+                    self._refuse(topic, f"the assistant has no module for the {parsed.component} domain")
                     return
                 entity = parse_component_payload(parsed, data)
                 if self._ignored(entity):
@@ -488,10 +501,21 @@ class Inventory:
                 self._remember(parsed.key, payload)
         except ValueError as err:
             self.rejected += 1
+            self._refuse(topic, str(err))
             _LOGGER.warning("discovery %s refused: %s", topic, err)
-        except Exception:
+        except Exception as err:
             self.rejected += 1
+            self._refuse(topic, f"internal error: {type(err).__name__}")
             _LOGGER.exception("discovery %s failed", topic)
+
+    def _refuse(self, topic: str, reason: str | None) -> None:
+        with self._lock:
+            if reason is None:
+                self.refusals.pop(topic, None)
+                return
+            if len(self.refusals) < MAX_REFUSALS_KEPT or topic in self.refusals:
+                previous = self.refusals.get(topic)
+                self.refusals[topic] = f"{previous}; {reason}" if previous else reason
 
     def _unchanged(self, key: str, is_device: bool, payload: bytes) -> bool:
         with self._lock:
@@ -528,6 +552,7 @@ class Inventory:
             if count > self.max_entities
             else f"{total_bytes} bytes of configs would pass the cap of {self.max_config_bytes}"
         )
+        self._refuse(topic, f"the home inventory is full ({why})")
         if not self._full_warned:
             self._full_warned = True
             _LOGGER.warning(
@@ -680,6 +705,7 @@ class Inventory:
             self.client.unsubscribe(sub)
 
     def _on_state(self, key: str, read: _Reader, message: Message) -> None:
+        self.states_seen += 1
         try:
             text = message.text()
         except ValueError as err:
