@@ -72,24 +72,7 @@ def process(
         return 1
     parts: Assistant | None = None
     if not frontend_only:
-        from assistant.compose import build_assistant, with_demo_house  # noqa: PLC0415
-
-        settings, demo = with_demo_house(settings)
-        if demo:
-            print(
-                "assistant process: no MQTT broker and no home.entities configured: using the demo "
-                "house; home commands are shown, not sent",
-                file=sys.stderr,
-            )
-        if tts_kind is not None:
-            settings = replace(settings, tts=replace(settings.tts, kind=tts_kind))  # type: ignore[arg-type]
-        parts = build_assistant(settings)
-        parts.start()
-        parts.wait_for_home()
-        if parts.brain is not None:
-            from assistant.brains.base import warm_brain  # noqa: PLC0415
-
-            warm_brain(parts.brain, parts.router)
+        settings, parts = _ready_assistant(settings, tts_kind)
     failed = 0
     tts_broken = False
     try:
@@ -121,6 +104,28 @@ def process(
         if parts is not None:
             parts.close()
     return 1 if failed else 0
+
+
+def _ready_assistant(settings: Settings, tts_kind: str | None) -> tuple[Settings, Assistant]:
+    """The assistant for `process`, started, with the home settled and the brain warm."""
+    from assistant.brains.base import warm_brain  # noqa: PLC0415
+    from assistant.compose import build_assistant, with_demo_house  # noqa: PLC0415
+
+    settings, demo = with_demo_house(settings)
+    if demo:
+        print(
+            "assistant process: no MQTT broker and no home.entities configured: using the demo "
+            "house; home commands are shown, not sent",
+            file=sys.stderr,
+        )
+    if tts_kind is not None:
+        settings = replace(settings, tts=replace(settings.tts, kind=tts_kind))  # type: ignore[arg-type]
+    parts = build_assistant(settings)
+    parts.start()
+    parts.wait_for_home()
+    if parts.brain is not None:
+        warm_brain(parts.brain, parts.router)
+    return settings, parts
 
 
 def _think(parts: Assistant, utt: Utterance) -> dict[str, Any]:

@@ -16,7 +16,7 @@ declared capabilities checked with ``isinstance``. Requests from outside (push-t
 announce, mute, stop, shutdown) arrive as typed commands through one ``Inbox``
 (assistant.inbox). Blocking work (brain, synthesis, playback) runs in worker threads with
 a cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge
-in while the assistant speaks, and ``healthy()`` sees a live audio loop. The assistant
+in while the assistant speaks, and ``health_problem()`` sees a live audio loop. The assistant
 never hears itself: while it thinks or speaks, frames reach only the wake/stop detector
 (when barge-in is armed) and never the segmenter.
 
@@ -28,7 +28,7 @@ in ms, the brain's counts and flags, the counters.
 No failure of one utterance ends the daemon: every stage's error becomes a coded ERROR
 event, the error state, an error earcon and a short message, and the machine returns to
 idle. Signals, the systemd watchdog and reloads are not its business (assistant.lifecycle,
-assistant.supervisor): it offers ``healthy()`` and reports readiness to a ``StatusReporter``.
+assistant.supervisor): it offers ``health_problem()`` and reports readiness to a ``StatusReporter``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from assistant.inbox import Announce, Command, Inbox, PushToTalk, SetMuted, SetV
 from assistant.runs import Counters, Run
 from assistant.tools.base import Tool
 from assistant.tts.base import SpeakResult, TtsSink
-from assistant.types import AssistState, AudioFrame, Event, EventType, ToolCall, ToolResult, Utterance
+from assistant.types import AssistState, AudioFrame, Event, EventType, Reply, ToolCall, ToolResult, Utterance
 from assistant.wake.detector import Detection
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ class Orchestrator:
 
         ``wake`` None (or ``wake.enabled: false``) listens only on push-to-talk.
         ``inbox``: where commands arrive (a new one when None). ``status``: told when the
-        pipeline is ready, idle again and stopping. ``healthy()`` turns False while no
+        pipeline is ready, idle again and stopping. ``health_problem()`` names what is wrong while no
         frame arrived for ``frame_stall_s`` or a brain call runs longer than
         ``brain_stall_s``. ``idle_batch_ms``: burst length asked of a source that
         ``SupportsBatching`` while latency does not matter (idle); 0 keeps every frame
@@ -300,10 +300,6 @@ class Orchestrator:
         if stuck:
             return f"a brain call has run for {max(stuck):.1f} s"
         return None
-
-    def healthy(self) -> bool:
-        """True while audio arrives and no brain call is stuck: the condition for WATCHDOG=1."""
-        return self.health_problem() is None
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: the state and how listening starts."""
@@ -593,7 +589,10 @@ class Orchestrator:
                                          "flags": sorted(flags)})
         if turn.transcript is not None:
             self._emit(EventType.TRANSCRIPT, {"text": turn.transcript})
-        reply = turn.reply
+        await self._reply(run, turn.reply)
+
+    async def _reply(self, run: Run, reply: Reply) -> None:
+        """speaking, then idle, or listening again for a confirmation or a follow-up."""
         if reply.expects_answer:
             self._emit(EventType.CONFIRMATION_REQUESTED, {"question": reply.text})
         if reply.is_error:

@@ -102,21 +102,11 @@ class Endpointer:
         return self._time
 
     @property
-    def speech_start_s_current(self) -> float | None:
-        """Start of the utterance in progress (None when in silence)."""
-        return self._speech_start
-
-    @property
     def trailing_silence_s(self) -> float:
         """How long the utterance in progress has been silent (0 while voiced or not in speech)."""
         if self.state is not EndpointState.SPEECH or self._silence_since is None:
             return 0.0
         return self._time - self._silence_since
-
-    @property
-    def candidate_start_s(self) -> float | None:
-        """Start of a voiced run that has not yet become an utterance."""
-        return self._voiced_since
 
     @property
     def armed(self) -> bool:

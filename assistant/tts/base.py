@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from assistant.errors import TtsError
+from assistant.errors import ErrorCode, TtsError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -178,9 +178,7 @@ class SentenceStreamer:
                     completed = True
                     break
                 if isinstance(item, BaseException):
-                    if isinstance(item, TtsError):
-                        raise item
-                    raise TtsError(f"speech synthesis failed: {item}", code="tts_synthesis_failed") from item
+                    raise _synthesis_error(item)
                 pcm, rate = item
                 if not self.player.play(pcm, rate, cancel, on_start=started):
                     break
@@ -189,6 +187,15 @@ class SentenceStreamer:
             producer.join(timeout=1.0)
         return SpeakResult(completed=completed and not cancel.is_set(),
                            first_audio_at=first_audio[0] if first_audio else None)
+
+
+def _synthesis_error(err: BaseException) -> TtsError:
+    """What the producer thread raised, as a coded TtsError (its cause kept)."""
+    if isinstance(err, TtsError):
+        return err
+    wrapped = TtsError(f"speech synthesis failed: {err}", code=ErrorCode.TTS_SYNTHESIS_FAILED)
+    wrapped.__cause__ = err
+    return wrapped
 
 
 def sentence_stream(synthesize: Callable[[str], tuple[Pcm, int]], text: str) -> Iterator[tuple[Pcm, int]]:
