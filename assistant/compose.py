@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from assistant.brains.base import Brain, Closable, Prefetching, ToolGateway, warm_brain
+from assistant.brains.base import Brain, Closable, ToolGateway, Warmable, warm_brain
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode
 from assistant.home.client import PublishOutcome, PublishStatus
@@ -42,6 +42,7 @@ from assistant.tts.base import TtsSink
 from assistant.types import BrainTurn, Event, EventType, Utterance
 
 if TYPE_CHECKING:
+    from assistant.brains.phrase.brain import PhraseBrain
     from assistant.daemon import Orchestrator
     from assistant.home.device import AssistantDevice
     from assistant.wake.detector import WakeDetector
@@ -61,11 +62,11 @@ _DROPPED = (PublishStatus.DROPPED_STALE, PublishStatus.DROPPED_FULL)
 class _PhraseWarmUp:
     """Declares ``Warmable`` for the phrase brain, whose warm-up is still called ``build``.
 
-    One-line change in assistant/brains/phrase/brain.py makes this adapter go away:
-    ``warm = build`` (or rename ``build`` to ``warm``).
+    One-line change in assistant/brains/phrase/brain.py makes this adapter unused (and
+    then deletable): ``warm = build`` (or rename ``build`` to ``warm``).
     """
 
-    def __init__(self, brain: Any) -> None:
+    def __init__(self, brain: PhraseBrain) -> None:
         self._brain = brain
         self.name: str = brain.name
 
@@ -79,17 +80,14 @@ class _PhraseWarmUp:
 
     def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Process one utterance."""
-        turn: BrainTurn = self._brain.handle(utterance, router, cancel)
-        return turn
+        return self._brain.handle(utterance, router, cancel)
 
 
 def _phrase_brain(settings: Settings) -> Brain:
     from assistant.brains.phrase.brain import make_phrase_brain  # noqa: PLC0415 - slow import
 
     brain = make_phrase_brain(settings.brain.phrase)
-    if isinstance(brain, Prefetching) and not hasattr(brain, "warm") and hasattr(brain, "build"):
-        return _PhraseWarmUp(brain)
-    return brain
+    return brain if isinstance(brain, Warmable) else _PhraseWarmUp(brain)
 
 
 def make_brain(settings: Settings) -> Brain:

@@ -166,6 +166,12 @@ class TtsError(AssistantError):
     code = ErrorCode.TTS_ERROR.value
 
 
+class WakeError(AssistantError):
+    """The wake-word engine or a model could not be loaded."""
+
+    code = ErrorCode.WAKE_UNAVAILABLE.value
+
+
 class ModelFilesError(AssistantError):
     """Model files are missing or do not match the expected contract."""
 

@@ -26,19 +26,13 @@ from typing import Any, Literal
 import numpy as np
 
 from assistant.config import WakeSettings, WakeWordSettings
-from assistant.errors import AssistantError, ConfigError
+from assistant.errors import ConfigError, WakeError
 from assistant.types import SAMPLE_RATE, SAMPLE_WIDTH
 from assistant.wake.refractory import RefractoryGate, WordRule
 
 _LOGGER = logging.getLogger(__name__)
 
 BUILTIN_WORDS = ("okay_nabu", "hey_jarvis", "hey_mycroft", "alexa")
-
-
-class WakeError(AssistantError):
-    """The wake-word engine or a model could not be loaded."""
-
-    code = "wake_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
