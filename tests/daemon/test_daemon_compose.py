@@ -69,3 +69,42 @@ def test_a_home_command_dropped_while_offline_is_announced(tmp_path: Path) -> No
     finally:
         assistant.close()
         broker.stop()
+
+
+def test_the_ha_device_advertises_exactly_the_states_the_orchestrator_publishes() -> None:
+    from assistant.home.device import ASSIST_STATES
+    from assistant.types import AssistState
+
+    assert set(ASSIST_STATES) == {str(state) for state in AssistState}
+
+
+class RecordingDevice:
+    """What HomeMirror may call on the assistant's HA device, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def set_state(self, state: str) -> None:
+        self.calls.append(("state", state))
+
+    def set_muted(self, muted: bool) -> None:
+        self.calls.append(("muted", muted))
+
+    def set_volume(self, volume: int) -> None:
+        self.calls.append(("volume", volume))
+
+    def publish_timings(self, data: dict[str, object]) -> None:
+        self.calls.append(("timings", data))
+
+
+def test_ha_is_told_of_a_mute_once_whoever_changed_it() -> None:
+    from assistant.compose import HomeMirror
+
+    device = RecordingDevice()
+    mirror = HomeMirror(device)  # type: ignore[arg-type]
+    mirror(Event(EventType.CONTROLS_CHANGED, {"muted": True, "from_home": False, "state": "idle"}))
+    mirror(Event(EventType.CONTROLS_CHANGED, {"volume": 30, "from_home": True, "state": "idle"}))
+    # The skill's mute is published; HA's own volume change was already echoed by the device.
+    assert [c for c in device.calls if c[0] != "state"] == [("muted", True)]
+    mirror(Event(EventType.RUN_END, {"flags": {"prefetched": True}, "state": "idle"}))
+    assert device.calls[-1] == ("timings", {"flags": {"prefetched": True}, "state": "idle"})
