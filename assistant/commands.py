@@ -167,28 +167,10 @@ def say(settings: Settings, text: str) -> int:
     """Speak text through the configured sink (tts.kind)."""
     import threading  # noqa: PLC0415
 
-    from assistant.tts import make_tts  # noqa: PLC0415
-    from assistant.tts.kinds import SINKS, TtsKind  # noqa: PLC0415
+    from assistant.compose import open_sink  # noqa: PLC0415
 
-    publish = None
-    client = None
-    if SINKS[TtsKind(settings.tts.kind)].needs_mqtt:
-        from assistant.home.client import MqttClient  # noqa: PLC0415
-
-        client = MqttClient(settings.mqtt, site=settings.site)
-        client.start()
-        if not client.wait_connected(5.0):
-            client.stop()
-            raise AssistantError(f"cannot reach the MQTT broker at {settings.mqtt.host}",
-                                 code=ErrorCode.MQTT_OFFLINE)
-        publish = client.publish_simple
-    sink = make_tts(settings, publish)
-    try:
+    with open_sink(settings) as sink:
         result = sink.speak(text, threading.Event())
-    finally:
-        sink.close()
-        if client is not None:
-            client.stop()
     if result.path:
         print(result.path)
     return 0

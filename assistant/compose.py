@@ -11,16 +11,17 @@ This is the one place that knows every part. It builds, in this order:
    the ``Orchestrator``, plus the brain warmer and the mirror of pipeline events onto the
    HA device.
 
-``assistant process`` and ``say`` use step 2 only. Nothing is bound late: no holder dicts,
-no notifier whose target is filled in afterwards.
+``assistant process`` uses step 2 only, ``say`` only the sink (``open_sink``). Nothing
+is bound late: no holder dicts, no notifier whose target is filled in afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -347,6 +348,30 @@ def _tell_dropped(inbox: Inbox, outcome: PublishOutcome) -> None:
     """A queued home command was dropped unsent: say so (the home side logs and publishes it)."""
     if outcome.command and outcome.status in _DROPPED:
         inbox.post(Announce(DROPPED_COMMAND_SPEECH))
+
+
+@contextlib.contextmanager
+def open_sink(settings: Settings) -> Iterator[TtsSink]:
+    """The TTS sink alone (``assistant say``), with an MQTT connection when its kind needs one."""
+    from assistant.home.client import MqttClient  # noqa: PLC0415 - paho only when needed
+    from assistant.tts import make_tts  # noqa: PLC0415 - pulls in sounddevice
+    from assistant.tts.kinds import SINKS, TtsKind  # noqa: PLC0415
+
+    client = None
+    if SINKS[TtsKind(settings.tts.kind)].needs_mqtt:
+        client = MqttClient(settings.mqtt, site=settings.site)
+        client.start()
+        if not client.wait_connected(5.0):
+            client.stop()
+            raise AssistantError(f"cannot reach the MQTT broker at {settings.mqtt.host}",
+                                 code=ErrorCode.MQTT_OFFLINE)
+    sink = make_tts(settings, client.publish_simple if client is not None else None)
+    try:
+        yield sink
+    finally:
+        sink.close()
+        if client is not None:
+            client.stop()
 
 
 # --------------------------------------------------------------------------- the daemon

@@ -55,3 +55,23 @@ def test_help_for_every_command() -> None:
         result = run_cli(*args)
         assert result.returncode == 0
         assert "usage: assistant" in result.stdout
+
+
+def test_say_writes_the_reply_with_the_file_sink_and_prints_its_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"state_dir: {tmp_path / 'state'}\ntts:\n  kind: file\n  output_dir: {tmp_path / 'out'}\n")
+    result = run_cli("--config", str(cfg), "say", "hello there")
+    assert result.returncode == 0, result.stderr
+    written = Path(result.stdout.strip())
+    assert written.parent == tmp_path / "out" and written.stat().st_size > 1000
+
+
+def test_say_on_mqtt_without_a_reachable_broker_is_a_coded_error(tmp_path: Path) -> None:
+    from tests.support.mosquitto import free_port
+
+    cfg = tmp_path / "c.yaml"
+    port = free_port()
+    cfg.write_text(f"state_dir: {tmp_path}\nmqtt:\n  host: 127.0.0.1\n  port: {port}\ntts:\n  kind: mqtt\n")
+    result = run_cli("--config", str(cfg), "say", "hello")
+    assert result.returncode != 0
+    assert "[mqtt_offline]" in result.stderr and "Traceback" not in result.stderr
