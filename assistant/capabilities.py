@@ -41,6 +41,15 @@ class SupportsBatching(Protocol):
 
 
 @runtime_checkable
+class SupportsVolume(Protocol):
+    """A sink whose loudness can change while it runs (the speaker)."""
+
+    def set_volume(self, percent: int) -> None:
+        """Play at ``percent`` (0..100) of full scale from the next clip on."""
+        ...
+
+
+@runtime_checkable
 class ProducesBatches(Protocol):
     """A blocking source that yields lists of frames, one list per capture burst."""
 

@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from assistant.brains.base import Brain, Prefetching, ToolGateway, turn_figures
-from assistant.capabilities import AsyncClosable, Closable, SupportsBatching
+from assistant.capabilities import AsyncClosable, Closable, SupportsBatching, SupportsVolume
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode, TtsError, coded
 from assistant.frame_bridge import ThreadedFrameSource
@@ -262,7 +262,7 @@ class Orchestrator:
         self.counters = Counters()
         self.muted = False
         self.volume = round(settings.audio.volume * 100)
-        """Output volume in percent, as last set (published; playback keeps audio.volume)."""
+        """Output volume in percent, as last set (applied to a sink that SupportsVolume)."""
         self.failure: AssistantError | None = None
         """Set when the audio source failed and ended the run (exit non-zero: systemd restarts)."""
 
@@ -391,6 +391,8 @@ class Orchestrator:
                 self._emit(EventType.CONTROLS_CHANGED, {"muted": muted, "from_home": from_home})
             case SetVolume(percent=percent, from_home=from_home):
                 self.volume = max(0, min(100, percent))
+                if isinstance(self.tts, SupportsVolume):
+                    self.tts.set_volume(self.volume)
                 self._emit(EventType.CONTROLS_CHANGED, {"volume": self.volume, "from_home": from_home})
             case Stop():
                 self._on_stop_activity()

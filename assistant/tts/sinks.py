@@ -32,6 +32,10 @@ class SpeakerSink:
         """The whole reply as one clip (samples, rate), without playing it."""
         return self.synthesizer.synthesize(" ".join(text.split())[:MAX_TEXT_CHARS])
 
+    def set_volume(self, percent: int) -> None:
+        """Play replies and earcons at ``percent`` (0..100) of full scale from the next clip on."""
+        self.player.volume = max(0, min(100, percent)) / 100
+
     def speak(self, text: str, cancel: threading.Event) -> SpeakResult:
         """Say ``text`` on the output device."""
         if not text.strip():

@@ -19,7 +19,7 @@ from assistant.audio.frontend import Segmenter
 from assistant.config import Settings, WakeSettings, WakeWordSettings
 from assistant.daemon import ERROR_MESSAGE, Orchestrator, State, ThreadedFrameSource
 from assistant.errors import AssistantError, TtsError
-from assistant.inbox import Announce, PushToTalk, Shutdown, Stop
+from assistant.inbox import Announce, PushToTalk, SetVolume, Shutdown, Stop
 from assistant.lifecycle import SignalRelay, SystemdStatus, Watchdog
 from assistant.tts import SpeakerSink
 from assistant.tts.espeak import EspeakSynthesizer
@@ -475,3 +475,21 @@ def test_audio_comes_in_bursts_while_idle_and_frame_by_frame_while_listening(tmp
     assert 0 in source.batches
     listening_at = source.batches.index(0)
     assert rig.orch.idle_batch_ms in source.batches[listening_at:]
+
+
+def test_a_volume_command_reaches_the_speaker_and_is_reported(tmp_path: Path) -> None:
+    player = PacedPlayer()
+    sink = SpeakerSink("espeak", EspeakSynthesizer(), player)
+    rig: Rig | None = None
+
+    def set_volume() -> bool:
+        assert rig is not None
+        rig.orch.inbox.post(SetVolume(35))
+        return True
+
+    rig = Rig(tmp_path, [Segment(silence(0.3)), Segment(silence(0.3), wait_for=set_volume, paced=True)],
+              ScriptedBrain(tool_reply("x")), tts=sink)
+    rig.run()
+    assert player.volume == 0.35
+    (changed,) = rig.log.of("controls-changed")
+    assert changed.data == {"volume": 35, "from_home": False, "state": "idle"}
