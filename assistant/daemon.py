@@ -659,7 +659,8 @@ class Orchestrator:
         if run is not None:
             run.cancel.set()
             run.outcome = "cancelled"
-        self.counters.cancelled_wakes += 1
+        if reason != "stop":  # asked to stop is not a wake gone wrong
+            self.counters.cancelled_wakes += 1
         self._emit(EventType.CANCELLED, {"reason": reason, **data})
         self._end_run("cancelled")
 

@@ -26,7 +26,7 @@ class Counters:
     utterances: int = 0
     """Utterances handed to the brain."""
     cancelled_wakes: int = 0
-    """Runs ended by barge-in or by silence after the wake."""
+    """Runs ended by barge-in, a push-to-talk over them, or silence after the wake (not by "stop")."""
     listen_timeouts: int = 0
     """Of those, ended because nothing was said."""
     errors: int = 0

@@ -370,6 +370,7 @@ def test_stop_cancels_the_reply_being_spoken(tmp_path: Path) -> None:
     assert sink.cancelled_at is not None
     assert rig.log.of("cancelled")[0].data["reason"] == "stop"
     assert rig.log.of("run-end")[-1].data["outcome"] == "cancelled"
+    assert rig.orch.counters.cancelled_wakes == 0
 
 
 def test_announce_speaks_when_idle(tmp_path: Path) -> None:
