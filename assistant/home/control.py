@@ -290,7 +290,12 @@ class HomeControl:
             names = sorted({e.spoken for e in usable})
             areas = sorted({e.area for e in usable if e.area})
             present = sorted({e.domain for e in usable})
-            props["name"] = {"type": "string", "description": "Name of the device, as spoken.", "enum": names}
+            domain_of: dict[str, str] = {}
+            for entity in sorted(usable, key=lambda e: e.key):
+                domain_of.setdefault(entity.spoken, entity.domain)
+            # the brains read each name's domain from here instead of guessing it from words
+            props["name"] = {"type": "string", "description": "Name of the device, as spoken.", "enum": names,
+                             "x-entity-domains": domain_of}
             if areas:
                 props["area"] = {"type": "string", "description": "Area (room).", "enum": areas}
             props["domain"] = {"type": "string", "description": "Kind of device.", "enum": present}

@@ -268,7 +268,8 @@ def _check_node(node: Any, where: str, depth: int) -> None:
         raise SchemaError(f"{where}: nested too deep")
     if not isinstance(node, Mapping):
         raise SchemaError(f"{where}: must be a mapping")
-    unknown = sorted(set(map(str, node)) - _KEYWORDS)
+    # "x-..." keys are annotations for brains (e.g. x-entity-domains), not validation rules
+    unknown = sorted(k for k in set(map(str, node)) - _KEYWORDS if not k.startswith("x-"))
     if unknown:
         raise SchemaError(f"{where}: unsupported keyword(s) {', '.join(unknown)}")
     kind = node.get("type")

@@ -238,3 +238,19 @@ def test_the_merged_home_grammar_accepts_exactly_what_the_full_one_does(demo_gra
         assert _accepts(merged, text), text
     for text, _name, _arguments in (*testset_script.COMMANDS, *testset_script.SENSITIVE):
         assert _accepts(merged, text.lower()), text
+
+
+def test_the_home_tools_tell_the_brain_each_names_domain() -> None:
+    """A light called "porch" and a switch called "desk lamp": the domain comes from discovery,
+    not from the words (HA's templates say "turn on the porch" only for what can be turned on,
+    and a lamp-sounding switch must not be read as a light)."""
+    from assistant.home.control import HomeControl
+    from assistant.home.inventory import Inventory
+
+    inventory = Inventory(None, manual_entities=[
+        {"component": "light", "name": "Porch", "command_topic": "t/porch/set"},
+        {"component": "switch", "name": "Desk Lamp", "command_topic": "t/desk/set"},
+        {"component": "lock", "name": "Shed", "command_topic": "t/shed/set"},
+    ])
+    domains = entity_domains(HomeControl(inventory).tools())
+    assert domains == {"porch": "light", "desk lamp": "switch", "shed": "lock"}
