@@ -38,7 +38,9 @@ def _utterance(pcm: bytes, site: str = "default") -> Utterance:
 
 def _run(brain: PhraseBrain, pcm: bytes,
          router: RecordingRouter | None = None) -> tuple[RecordingRouter, BrainTurn]:
-    router = router or RecordingRouter(demo_tools())
+    if router is None:
+        router = RecordingRouter(demo_tools())
+        brain.build(router)  # the shared brain served other tool sets: as the daemon's warm-up does
     turn = brain.handle(_utterance(pcm), router, NEVER)
     return router, turn
 

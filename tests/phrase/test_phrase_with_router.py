@@ -54,6 +54,7 @@ def real_router(tmp_path: Path) -> Iterator[tuple[Any, list[tuple[str, dict[str,
 def _turn(brain: PhraseBrain, router: Any, pcm: bytes):  # type: ignore[no-untyped-def]
     utterance = Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
                           ended_at=time.monotonic())
+    brain.build(router)  # the shared brain served other tool sets: as the daemon's warm-up does
     return brain.handle(utterance, router, NEVER)
 
 
