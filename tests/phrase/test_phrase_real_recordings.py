@@ -1,0 +1,109 @@
+"""The phrase brain on REAL human recordings (tests/data/recordings/): the set is whole, and speech
+that asked for nothing acts no more often than it does today.
+
+The clips, their sources and licences are described in tests/data/recordings/README.md; the
+per-category figures (and what each acting clip was heard as) come from
+bench/bench_real_recordings.py, whose run() this test shares.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import wave
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from assistant.brains.phrase import PhraseBrain
+from assistant.brains.phrase.testkit import demo_tools
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDINGS = ROOT / "tests" / "data" / "recordings"
+
+OUT_OF_DOMAIN_ACTIONS_TODAY = 8
+"""FLOOR, not a goal: out-of-domain clips (every category but home_command and yes_no) on which the
+phrase brain acted when this set was added. The issue "Hear right or do nothing" tightens it to 0;
+lower it whenever the brain gets better, never raise it."""
+
+ALLOWED_LICENCES = {"Apache-2.0", "MIT", "CC-BY-4.0", "CC0-1.0", "public-domain"}
+CATEGORIES = {"wake_only", "other_assistant", "single_word", "out_of_domain", "yes_no", "home_command"}
+
+
+def _bench() -> ModuleType:
+    path = ROOT / "bench" / "bench_real_recordings.py"
+    spec = importlib.util.spec_from_file_location("bench_real_recordings", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being created
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads((RECORDINGS / "manifest.json").read_text())
+
+
+def test_manifest_is_complete_and_consistent(manifest: dict) -> None:
+    clips = manifest["clips"]
+    assert len(clips) >= 60
+    assert set(manifest["categories"]) == CATEGORIES
+    assert set(manifest["allowed_licences"]) <= ALLOWED_LICENCES
+    ids = [c["id"] for c in clips]
+    assert len(ids) == len(set(ids)), "duplicate ids"
+    listed = {c["file"] for c in clips}
+    on_disk = {p.name for p in RECORDINGS.glob("*.wav")}
+    assert listed == on_disk, f"unlisted {on_disk - listed}, missing {listed - on_disk}"
+    tools = {t.name: t for t in demo_tools(_bench().bench_entities(manifest))}
+    size = 0
+    for clip in clips:
+        where = clip["id"]
+        assert clip["category"] in CATEGORIES, where
+        assert clip["licence"] in ALLOWED_LICENCES, where
+        assert clip["transcript"].strip() and clip["label_source"].strip() and clip["speakers"].strip(), where
+        source = clip["source"]
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", source["repo"]), where
+        assert re.fullmatch(r"[0-9a-f]{40}", source["commit"]), where
+        assert source["path"] and source["commit"] in source["url"], where
+        assert source["repo"] in {s["repo"] for s in manifest["sources"].values()}, where
+        path = RECORDINGS / clip["file"]
+        size += path.stat().st_size
+        with wave.open(str(path), "rb") as wav:
+            assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2), where
+            duration = wav.getnframes() / 16000
+        assert 0.3 < duration <= 8.0, where
+        assert abs(duration - clip["duration_s"]) < 0.01, where
+        if clip["category"] == "home_command":
+            assert "expected" in clip, where
+            expected = clip["expected"]
+            if expected is not None:
+                tool = tools[expected["name"]]
+                props = tool.parameters.get("properties", {})
+                for key, value in expected["arguments"].items():
+                    assert key in props, (where, key)
+                    if "enum" in props[key]:
+                        assert value in props[key]["enum"], (where, key, value)
+        else:
+            assert "expected" not in clip, where
+    for key, source in manifest["sources"].items():
+        assert source["licence"] in ALLOWED_LICENCES, key
+        assert source["licence_evidence"].strip() and source["speakers"].strip(), key
+    assert size < 8.5e6, f"{size / 1e6:.1f} MB"
+
+
+def test_out_of_domain_actions_stay_at_or_below_todays_floor(phrase_brain: PhraseBrain,
+                                                             manifest: dict) -> None:
+    bench = _bench()
+    categories = tuple(sorted(CATEGORIES - set(bench.IN_DOMAIN)))
+    outcomes = bench.run(phrase_brain, manifest, RECORDINGS, categories=categories)
+    acted = bench.out_of_domain_actions(outcomes)
+    print(f"\nout-of-domain real recordings that acted: {len(acted)}/{len(outcomes)} "
+          f"(floor today {OUT_OF_DOMAIN_ACTIONS_TODAY}, goal 0)")
+    for o in acted:
+        print(f"  {o.clip['id']} said {o.clip['transcript']!r} heard {o.transcript!r} -> {o.calls}")
+    assert len(outcomes) == sum(c["category"] in categories for c in manifest["clips"])
+    assert len(acted) <= OUT_OF_DOMAIN_ACTIONS_TODAY, [o.clip["id"] for o in acted]
