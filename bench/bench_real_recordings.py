@@ -85,6 +85,7 @@ def run(brain: PhraseBrain, manifest: dict[str, Any], folder: Path = RECORDINGS,
     """Every clip (of ``categories``, default all) through the brain; one router, one grammar."""
     never = threading.Event()
     router = RecordingRouter(demo_tools(bench_entities(manifest)))
+    brain.build(router)  # a brain that served another tool set keeps it until rebuilt: the daemon's warm-up
     outcomes: list[Outcome] = []
     for clip in manifest["clips"]:
         if categories is not None and clip["category"] not in categories:
