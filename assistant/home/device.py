@@ -1,12 +1,23 @@
-"""The assistant itself as a Home Assistant device (device-based MQTT discovery).
+"""The assistant itself as a Home Assistant device (per-component MQTT discovery).
 
-One retained config on ``<prefix>/device/assistant_<site>/config`` declares: the assist
-state sensor (idle / wake / listening / thinking / acting / speaking / error), the last
-transcript, the last intent (a sensor whose JSON attributes hold the arguments), the
-last timings, a mute switch, a button that starts listening, a text entity whose
-commands are spoken, and a volume number. It is re-published on every (re)connect and
-whenever Home Assistant's birth message (``<prefix>/status`` or ``homeassistant/status``
-= ``online``) arrives.
+One retained config per entity on ``<prefix>/<component>/assistant_<site>/<key>/config``
+declares: the assist state sensor (idle / wake / listening / thinking / acting / speaking /
+error), the last transcript, the last intent (a sensor whose JSON attributes hold the
+arguments), the last timings, a mute switch, a button that starts listening, a text entity
+whose commands are spoken, and a volume number; each names the same device, origin and
+availability topic. They are re-published on every (re)connect and whenever Home
+Assistant's birth message (``<prefix>/status`` or ``homeassistant/status`` = ``online``)
+arrives.
+
+Why per-component and not device-based (``<prefix>/device/<id>/config``): Home Assistant
+understands device-based discovery only from 2024.11 on (2024.3 logs "Integration device is
+not supported" and shows nothing), and publishing both forms does not work either: HA
+2024.11+ gives a device component the same discovery id as the per-component config
+``<component>/<device id>/<key>`` and logs the second as a conflicting discovery message
+(different ids instead would make duplicate entities). Per-component configs work on
+every release (tests/interop/test_ha_core.py runs both against real HA Core).
+Older versions of the assistant published the device-based config: when that retained
+config is still on the broker it is migrated (HA's ``migrate_discovery``) and then cleared.
 
 Commands from HA are untrusted: payloads are checked and cleaned before a callback
 runs; callbacks run in the MQTT thread, so the daemon should hand work off quickly.
@@ -91,9 +102,23 @@ class AssistantDevice:
     # ------------------------------------------------------------------ topics
 
     @property
-    def config_topic(self) -> str:
-        """Where the device-based discovery config is published (retained)."""
+    def legacy_config_topic(self) -> str:
+        """Where versions before per-component discovery published the device-based config."""
         return f"{self.prefix}/device/{self.device_id}/config"
+
+    def component_topic(self, key: str, platform: str) -> str:
+        """``<prefix>/<platform>/<device id>/<key>/config``: one entity's discovery config."""
+        return f"{self.prefix}/{platform}/{self.device_id}/{key}/config"
+
+    @property
+    def config_topic(self) -> str:
+        """The config topic of the assist state sensor (the first of the configs published)."""
+        return self.component_topic("assist_state", "sensor")
+
+    @property
+    def config_topics(self) -> list[str]:
+        """Every discovery config topic this device publishes (retained), in publishing order."""
+        return list(self.component_configs())
 
     def topic(self, leaf: str) -> str:
         """``<base>/<site>/<leaf>``."""
@@ -190,6 +215,16 @@ class AssistantDevice:
             },
         }
 
+    def component_configs(self) -> dict[str, dict[str, Any]]:
+        """Per-component discovery configs by topic: each component with the shared keys."""
+        payload = self.discovery_payload()
+        shared = {k: v for k, v in payload.items() if k != "components"}
+        out: dict[str, dict[str, Any]] = {}
+        for key, component in payload["components"].items():
+            config = {k: v for k, v in component.items() if k != "platform"}
+            out[self.component_topic(key, component["platform"])] = {**config, **shared}
+        return out
+
     def start(self) -> None:
         """Subscribe to HA's commands and birth message; discovery goes out on every connect."""
         if self._started:
@@ -201,18 +236,21 @@ class AssistantDevice:
         self.client.subscribe(self.topic("volume/set"), self._on_volume_set)
         for topic in dict.fromkeys((f"{self.prefix}/status", DEFAULT_BIRTH_TOPIC)):
             self.client.subscribe(topic, self._on_birth)
+        self.client.subscribe(self.legacy_config_topic, self._on_legacy_config)
         self.client.add_on_connect(self.publish_discovery)
 
     def publish_discovery(self) -> None:
-        """Publish the discovery config and the current states (all retained)."""
-        self.client.publish(self.config_topic, json.dumps(self.discovery_payload()), qos=1, retain=True)
+        """Publish the discovery configs and the current states (all retained)."""
+        for topic, config in self.component_configs().items():
+            self.client.publish(topic, json.dumps(config), qos=1, retain=True)
         self.client.publish(self.topic("state"), self._state, qos=1, retain=True)
         self.client.publish(self.topic("mute"), "ON" if self._muted else "OFF", qos=1, retain=True)
         self.client.publish(self.topic("volume"), str(self._volume), qos=1, retain=True)
 
     def remove_discovery(self) -> None:
-        """Remove the device from HA (empty retained config)."""
-        self.client.publish(self.config_topic, b"", qos=1, retain=True)
+        """Remove the device from HA (an empty retained payload on each config topic)."""
+        for topic in self.component_configs():
+            self.client.publish(topic, b"", qos=1, retain=True)
 
     # ------------------------------------------------------------------ setters for the daemon
 
@@ -309,6 +347,18 @@ class AssistantDevice:
         if message.payload.strip() == b"online":
             _LOGGER.info("Home Assistant came online; re-publishing the assistant's discovery")
             self.publish_discovery()
+
+    def _on_legacy_config(self, message: Message) -> None:
+        """A device-based config on our topic: left retained by an older version; migrate it."""
+        payload = message.payload.strip()
+        if not payload or b"migrate_discovery" in payload:
+            return  # already cleared, or the migration below echoing back
+        _LOGGER.info("migrating the device-based discovery config of an older version to per-component")
+        # HA 2024.11+: unload the device-based entities but keep their registry entries
+        # (same unique ids), so the per-component configs take them over; then clear it.
+        self.client.publish(self.legacy_config_topic, json.dumps({"migrate_discovery": True}), qos=1)
+        self.publish_discovery()
+        self.client.publish(self.legacy_config_topic, b"", qos=1, retain=True)
 
     def _on_mute_set(self, message: Message) -> None:
         value = message.payload.strip().upper()

@@ -12,7 +12,7 @@ import pytest
 
 from assistant.home.client import MqttClient
 from assistant.home.device import AssistantDevice
-from assistant.home.discovery import DiscoveryTopic, parse_device_payload
+from assistant.home.discovery import SUPPORTED_DOMAINS, parse_component_payload, parse_discovery_topic
 from assistant.home.inventory import Inventory
 from tests.home.conftest import Sniffer, mqtt_settings, wait_until
 from tests.support.mosquitto import Broker
@@ -55,37 +55,79 @@ def device(broker: Broker, uniq: str) -> Iterator[tuple[AssistantDevice, Calls, 
         client.stop()
 
 
-def test_discovery_is_retained_and_parses_as_device_based(
+def test_discovery_is_retained_per_component_and_parses(
     device: tuple[AssistantDevice, Calls, MqttClient], broker: Broker, uniq: str
 ) -> None:
     dev, _, _ = device
     late = Sniffer(broker, topics=(f"ha_{uniq}/#", f"as_{uniq}/#"))  # joins after the publish: retained
     try:
-        assert late.wait_for(dev.config_topic)
+        for topic in dev.config_topics:
+            assert late.wait_for(topic), topic
         assert late.wait_for(dev.topic("state"), b"idle")
         assert late.wait_for(f"as_{uniq}/kitchen/availability", b"online")
-        payload = json.loads(late.on(dev.config_topic)[-1])
+        payloads = {topic: json.loads(late.on(topic)[-1]) for topic in dev.config_topics}
+        # no device-based config: HA before 2024.11 does not support it, and both forms would conflict
+        assert not late.on(dev.legacy_config_topic)
     finally:
         late.close()
-    assert dev.config_topic == f"ha_{uniq}/device/assistant_kitchen/config"
-    components = payload["components"]
-    assert {c["platform"] for c in components.values()} == {"sensor", "switch", "button", "text", "number"}
-    assert components["assist_state"]["options"] == [
-        "idle",
-        "wake",
-        "listening",
-        "thinking",
-        "acting",
-        "speaking",
-        "error",
-    ]
-    entities, problems = parse_device_payload(DiscoveryTopic("device", None, "assistant_kitchen"), payload)
-    assert problems == []
+    assert dev.config_topic == f"ha_{uniq}/sensor/assistant_kitchen/assist_state/config"
+    assert dev.config_topic in payloads
+    assert {t.split("/")[1] for t in payloads} == {"sensor", "switch", "button", "text", "number"}
+    assert len(payloads) == 8
+    state = payloads[dev.config_topic]
+    assert state["options"] == ["idle", "wake", "listening", "thinking", "acting", "speaking", "error"]
+    for config in payloads.values():
+        assert config["device"]["identifiers"] == ["assistant_kitchen"]
+        assert config["availability"] == [{"topic": f"as_{uniq}/kitchen/availability"}]
+        assert config["unique_id"].startswith("assistant_kitchen_") and "platform" not in config
+    unique_ids = [c["unique_id"] for c in payloads.values()]
+    assert len(set(unique_ids)) == len(unique_ids)
+    entities = []
+    for topic, payload in payloads.items():
+        parsed = parse_discovery_topic(f"ha_{uniq}", topic)
+        assert parsed is not None and parsed.node_id == "assistant_kitchen"
+        if parsed.component in SUPPORTED_DOMAINS:  # not text: the inventory skips it
+            entities.append(parse_component_payload(parsed, payload))
     assert {e.spoken for e in entities} >= {
         "assistant kitchen mute",
         "assistant kitchen volume",
         "assistant kitchen listen",
     }
+
+
+def test_legacy_device_config_is_migrated_and_cleared(
+    device: tuple[AssistantDevice, Calls, MqttClient], sniffer: Sniffer, broker: Broker
+) -> None:
+    dev, _, _ = device
+    assert sniffer.wait_for(dev.config_topic)
+    sniffer.clear()
+    legacy = {
+        "device": {"identifiers": ["assistant_kitchen"]},
+        "origin": {"name": "assistant"},
+        "components": {"mute": {"platform": "switch", "command_topic": "x"}},
+    }
+    sniffer.publish(dev.legacy_config_topic, json.dumps(legacy), retain=True)  # an older version's
+    assert sniffer.wait_for(dev.legacy_config_topic, b"")
+    on_legacy = sniffer.on(dev.legacy_config_topic)
+    assert json.loads(on_legacy[1]) == {"migrate_discovery": True}
+    assert on_legacy[-1] == b"" and len(on_legacy) == 3
+    assert sniffer.wait_for(dev.config_topic)
+    late = Sniffer(broker, topics=(dev.legacy_config_topic,))
+    try:
+        wait_until(lambda: False, 0.2)
+        assert late.on(dev.legacy_config_topic) == []  # nothing retained any more
+    finally:
+        late.close()
+
+
+def test_remove_discovery_clears_every_config(
+    device: tuple[AssistantDevice, Calls, MqttClient], sniffer: Sniffer
+) -> None:
+    dev, _, _ = device
+    assert sniffer.wait_for(dev.config_topic)
+    dev.remove_discovery()
+    for topic in dev.config_topics:
+        assert sniffer.wait_for(topic, b""), topic
 
 
 def test_birth_message_republishes_discovery(
