@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from assistant.brains.gemma.files import ModelFiles, load_model_files
 from assistant.brains.gemma.parser import CALL_CLOSE, ParsedOutput, parse_output
 from assistant.brains.gemma.prompt import ASR_INSTRUCTION, DEFAULT_SYSTEM, generation_prompt, system_prefix
 from assistant.brains.gemma.runtime import Cancelled, GemmaRuntime, KVCache, Sampler, Sampling
+from assistant.brains.gemma.stream import AudioPrefill
 from assistant.config import GemmaSettings
 from assistant.errors import BrainError, ModelFilesError
 from assistant.tools.gemma_format import render_response
@@ -52,6 +54,8 @@ class _Turn:
         self.prefill_tokens = 0
         self.decode_steps = 0
         self.first_action: float | None = None
+        self.counts: dict[str, int] = {}
+        self.flags: set[str] = set()
 
     def add(self, key: str, started: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + (time.monotonic() - started) * 1000.0
@@ -118,11 +122,24 @@ class GemmaBrain:
 
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance end to end; never raises for bad audio or bad model output."""
+        return self._run(utterance, cancel, lambda turn: self._handle(utterance, router, cancel, turn))
+
+    def begin_stream(self, site: str = "default", router: Router | None = None) -> GemmaStream:
+        """Start feeding an utterance while it is spoken; see ``GemmaStream``.
+
+        With ``router`` the stream prefills the system+tools prefix for its tools first (when
+        stale) and does nothing early while a confirmation waits for ``site``.
+        """
+        return GemmaStream(self, site, router)
+
+    def _run(
+        self, utterance: Utterance, cancel: threading.Event, body: Callable[[_Turn], BrainTurn]
+    ) -> BrainTurn:
         with self._lock:
             turn = _Turn()
             started = time.monotonic()
             try:
-                result = self._handle(utterance, router, cancel, turn)
+                result = body(turn)
             except Cancelled:
                 _LOGGER.info("gemma turn cancelled")
                 result = self._finish(turn, Reply("", site=utterance.site), understood=False)
@@ -146,7 +163,14 @@ class GemmaBrain:
                     0.0, (turn.first_action - utterance.ended_at) * 1000.0
                 )
             return BrainTurn(
-                result.transcript, result.tool_calls, result.results, result.reply, timings, result.understood
+                result.transcript,
+                result.tool_calls,
+                result.results,
+                result.reply,
+                timings,
+                result.understood,
+                counts=dict(turn.counts),
+                flags=frozenset(turn.flags),
             )
 
     def _finish(
@@ -172,7 +196,12 @@ class GemmaBrain:
         return [tokens.audio_open, *([tokens.audio] * count), tokens.audio_close]
 
     def _handle(
-        self, utterance: Utterance, router: Router, cancel: threading.Event, turn: _Turn
+        self,
+        utterance: Utterance,
+        router: Router,
+        cancel: threading.Event,
+        turn: _Turn,
+        stream: AudioPrefill | None = None,
     ) -> BrainTurn:
         site = utterance.site
         if router.pending_confirmation(site) is not None:
@@ -189,15 +218,30 @@ class GemmaBrain:
         audio = self._audio(utterance, turn)
         if audio is None:
             return self._finish(turn, Reply(SORRY, site=site), understood=False)
-        suffix = self._audio_ids(audio.shape[0]) + self.runtime.encode(
-            generation_prompt(self.settings.thinking, self.runtime.files.prompt)
-        )
+        tail = self.runtime.encode(generation_prompt(self.settings.thinking, self.runtime.files.prompt))
         started = time.monotonic()
-        logits, cache = self.runtime.prefill(
-            prefix.cache, suffix, audio=audio, chunk=self.prefill_chunk, cancel=cancel
-        )
+        if stream is not None and stream.prefix is prefix.cache:
+            # Most of the audio is in the decoder already: only the rest, <audio|> and the tail.
+            result = stream.close(utterance.pcm, tail, cancel, audio=audio)
+            if result is None:  # pragma: no cover - audio has tokens, checked above
+                return self._finish(turn, Reply(SORRY, site=site), understood=False)
+            logits, cache = result.logits, result.cache
+            turn.prefill_tokens += result.prefill_tokens
+            turn.counts["stream_early_tokens"] = result.early_tokens
+            turn.counts["stream_steps"] = stream.steps
+            turn.flags.add("streamed")
+            if result.reprefilled:
+                _LOGGER.warning("gemma stream: early audio tokens differ from the final pass; re-prefilled")
+                turn.flags.add("stream_reprefilled")
+        else:
+            if stream is not None:  # the tools changed while the user spoke: the stream's prefix is stale
+                turn.flags.add("stream_stale")
+            suffix = self._audio_ids(audio.shape[0]) + tail
+            logits, cache = self.runtime.prefill(
+                prefix.cache, suffix, audio=audio, chunk=self.prefill_chunk, cancel=cancel
+            )
+            turn.prefill_tokens += len(suffix)
         turn.add("prefill", started)
-        turn.prefill_tokens += len(suffix)
         return self._tool_loop(logits, cache, router, site=site, cancel=cancel, turn=turn)
 
     def _decode(self, cache: KVCache, logits: Any, cancel: threading.Event, turn: _Turn) -> Any:
@@ -310,6 +354,137 @@ class GemmaBrain:
         turn.calls.append(result.call)
         reply = Reply(result.speech or ("OK." if result.ok else "Cancelled."), site=site)
         return self._finish(turn, reply, transcript=transcript)
+
+
+STREAM_STEP_MS = 240
+"""New audio that makes the stream worker encode and prefill again (when it is free)."""
+
+
+class GemmaStream:
+    """One utterance fed to the brain while it is spoken (implements stream.SpeechStream).
+
+    ``feed`` only appends PCM and wakes a worker thread. Whenever at least ``step_ms`` of
+    new audio has arrived and the brain is not busy with another turn, the worker
+    re-encodes the audio so far (stock encoder graph) and prefills the newly final soft
+    tokens onto the cached prefix. ``finish`` waits for a running step, then does what
+    ``handle`` does with the rest (same greedy tokens as the offline turn). ``abort``
+    stops the worker and forgets everything; the prefix cache is never written by a
+    stream, so an aborted, cancelled or failed stream cannot corrupt it.
+    """
+
+    def __init__(
+        self, brain: GemmaBrain, site: str, router: Router | None, *, step_ms: int = STREAM_STEP_MS
+    ) -> None:
+        self._brain = brain
+        self.site = site
+        self._router = router
+        rate = brain.runtime.features.config.sampling_rate
+        self._step_samples = max(1, rate * step_ms // 1000)
+        self._cond = threading.Condition()
+        self._buffer = bytearray()
+        self._buffered = 0  # samples in the buffer since the worker last took it
+        self._closed = False
+        self._stop = threading.Event()
+        self._core: AudioPrefill | None = None
+        self._thread = threading.Thread(target=self._work, name=f"gemma-stream-{site}", daemon=True)
+        self._thread.start()
+
+    # -- the caller's side ----------------------------------------------------------------
+
+    def feed(self, pcm: bytes) -> None:
+        """Append 16 kHz mono int16 PCM as it arrives; never blocks on the model."""
+        with self._cond:
+            if self._closed:
+                return
+            self._buffer += pcm
+            self._buffered += len(pcm) // 2
+            if self._buffered >= self._step_samples:
+                self._cond.notify()
+
+    def finish(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
+        """The turn for the whole ``utterance`` (its PCM is the truth; what was fed is a head start)."""
+        self._shutdown(stop=False)
+        core, self._core = self._core, None
+        brain = self._brain
+        return brain._run(
+            utterance, cancel, lambda turn: brain._handle(utterance, router, cancel, turn, stream=core)
+        )
+
+    def abort(self) -> None:
+        """Throw the partial state away (a running step is cancelled); idempotent."""
+        self._shutdown(stop=True)
+        if self._core is not None:
+            self._core.drop()
+            self._core = None
+
+    @property
+    def early_tokens(self) -> int:
+        """Soft tokens prefilled so far (read after ``finish``/``abort`` or for figures)."""
+        core = self._core
+        return 0 if core is None else core.early_tokens
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def _shutdown(self, *, stop: bool) -> None:
+        with self._cond:
+            self._closed = True
+            if stop:
+                self._stop.set()
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _locked(self, work: Callable[[], None]) -> bool:
+        """Run ``work`` under the brain lock when it is free; False when stopped first."""
+        lock = self._brain._lock
+        while not self._stop.is_set():
+            with self._cond:
+                if self._closed:
+                    return False
+            if lock.acquire(timeout=0.02):
+                try:
+                    work()
+                finally:
+                    lock.release()
+                return True
+        return False
+
+    def _start(self) -> None:
+        brain, router = self._brain, self._router
+        if router is not None and router.pending_confirmation(self.site) is not None:
+            return  # the next turn answers a question: a different prompt, nothing to stream into
+        if router is not None:
+            brain._warm(router, self._stop)
+        prefix = brain._prefix
+        if prefix is not None:
+            self._core = AudioPrefill(brain.runtime, prefix.cache, chunk=brain.prefill_chunk)
+
+    def _step(self) -> None:
+        core = self._core
+        if core is None:
+            return
+        with self._cond:
+            core.add(bytes(self._buffer))
+            self._buffer.clear()
+            self._buffered = 0
+        core.step(self._stop)
+
+    def _work(self) -> None:
+        try:
+            if not self._locked(self._start) or self._core is None:
+                return
+            while True:
+                with self._cond:
+                    while not self._closed and self._buffered < self._step_samples:
+                        self._cond.wait()
+                    if self._closed:
+                        return
+                if not self._locked(self._step):
+                    return
+        except Cancelled:
+            return
+        except Exception:  # a failed step must not kill the daemon: finish falls back to offline
+            _LOGGER.exception("gemma stream step failed; the turn will be prefilled offline")
+            self._core = None
 
 
 def make_gemma_brain(settings: GemmaSettings) -> GemmaBrain:

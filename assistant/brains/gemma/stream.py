@@ -1,0 +1,218 @@
+"""Speech streamed into the decoder while the user speaks, with the stock onnx-community graphs.
+
+The Gemma 4 audio encoder is causal at 40 ms granularity (reference
+gemma4-audio-streaming.md): after N samples of an utterance, soft tokens
+``[0, floor((N-1)/640))`` are final and equal the whole-clip result; at most the last one
+is provisional. The decoder treats audio placeholders causally. So while the user speaks,
+every ``step`` re-runs the (monolithic, stateless) audio encoder over the audio so far
+and prefills the *newly final* soft tokens onto the cached prefix. At the end of speech
+only the last few soft tokens, ``<audio|>`` and the generation prompt are left.
+
+``close`` re-encodes the whole utterance once (the stock encoder has no state, so this
+is the offline encoder work) and checks that every soft token prefilled early equals the
+final pass; if any does not (different PCM, a non-causal encoder graph, an fp16 drift
+beyond the tolerance), it throws the streamed state away and prefills the offline
+suffix on the prefix instead. Either way the result is the offline turn's.
+
+KV caches are immutable snapshots (runtime.KVCache): a stream only ever extends the
+prefix into new arrays, so dropping a stream (abort, cancel, rejection) cannot change
+the prefix cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from assistant.brains.base import ToolGateway
+from assistant.brains.gemma.features import MAX_AUDIO_TOKENS, FeatureConfig
+from assistant.brains.gemma.runtime import GemmaRuntime, KVCache
+from assistant.types import BrainTurn, Utterance
+
+
+class SpeechStream(Protocol):
+    """One utterance handed to a brain while it is still being spoken."""
+
+    def feed(self, pcm: bytes) -> None:
+        """Append 16 kHz mono int16 PCM as it arrives; returns at once."""
+        ...
+
+    def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        """The turn for the whole utterance (equal to ``handle`` on it)."""
+        ...
+
+    def abort(self) -> None:
+        """Forget the partial state; nothing the brain caches is changed."""
+        ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """Capability: the brain takes speech while the user speaks (``isinstance(brain, Streaming)``).
+
+    Declared here in the style of assistant.brains.base (Warmable, Prefetching); it belongs
+    there once base.py's capability list is reworked.
+    """
+
+    def begin_stream(self, site: str = "default", router: ToolGateway | None = None) -> SpeechStream:
+        """Open a stream for one utterance from ``site``."""
+        ...
+
+
+EARLY_TOLERANCE = 1e-4
+"""Max |early - final| of a soft token, relative to the final pass's max |value|.
+
+fp32 encoders differ by ~3e-6 between lengths (GEMM shapes); a real change of the
+audio under a token moves it by ~1e-2 (reference gemma4-audio-streaming.md section 2).
+"""
+
+
+def samples_per_token(config: FeatureConfig) -> int:
+    """Audio samples per soft token: 4 mel hops (640 at 16 kHz)."""
+    return 4 * config.hop_length
+
+
+def final_tokens(num_samples: int, config: FeatureConfig) -> int:
+    """Soft tokens that no later audio can change once ``num_samples`` have arrived."""
+    if num_samples <= 0:
+        return 0
+    return min((num_samples - 1) // samples_per_token(config), MAX_AUDIO_TOKENS)
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """The decoder state after the whole utterance and the generation prompt."""
+
+    logits: npt.NDArray[Any]
+    cache: KVCache
+    audio_tokens: int
+    """Soft tokens of the utterance."""
+    early_tokens: int
+    """Soft tokens prefilled while the user spoke (0 after a re-prefill)."""
+    prefill_tokens: int
+    """Tokens prefilled after the end of speech."""
+    encoder_tokens: int
+    """Soft tokens the encoder produced after the end of speech (the whole clip: stock graph)."""
+    reprefilled: bool
+    """True when the early tokens did not match the final pass and the suffix was prefilled anew."""
+
+
+class AudioPrefill:
+    """Incremental audio prefill onto one prefix; not thread-safe (the brain serialises it)."""
+
+    def __init__(
+        self, runtime: GemmaRuntime, prefix: KVCache, *, chunk: int = 0, tolerance: float = EARLY_TOLERANCE
+    ) -> None:
+        self.runtime = runtime
+        self.prefix = prefix
+        self.chunk = chunk
+        self.tolerance = tolerance
+        self._pcm = bytearray()
+        self._cache = prefix
+        self._rows: list[npt.NDArray[Any]] = []
+        self._done = 0  # soft tokens in self._cache
+        self._encoded_samples = 0  # samples seen by the last step
+        self.steps = 0
+        self.early_encoder_tokens = 0
+
+    # -- while the user speaks ------------------------------------------------------------
+
+    def add(self, pcm: bytes) -> None:
+        """Append 16 kHz mono int16 PCM (no work is done here)."""
+        self._pcm += pcm
+
+    @property
+    def samples(self) -> int:
+        """Samples received so far."""
+        return len(self._pcm) // 2
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples received since the last step."""
+        return self.samples - self._encoded_samples
+
+    @property
+    def early_tokens(self) -> int:
+        """Soft tokens prefilled so far."""
+        return self._done
+
+    def step(self, cancel: threading.Event | None = None) -> int:
+        """Encode the audio so far and prefill the newly final soft tokens; returns how many."""
+        samples = self.samples
+        self._encoded_samples = samples
+        final = final_tokens(samples, self.runtime.features.config)
+        if final <= self._done:
+            return 0
+        pcm = np.frombuffer(bytes(self._pcm[: samples * 2]), dtype="<i2")
+        features = self.runtime.features(pcm)
+        if features.num_tokens < final:  # cannot happen with the stock extractor; be safe
+            final = features.num_tokens
+            if final <= self._done:
+                return 0
+        audio = self.runtime.encode_audio(features)
+        self.early_encoder_tokens += int(audio.shape[0])
+        new = audio[self._done : final]
+        tokens = self.runtime.tokens
+        ids = ([tokens.audio_open] if self._done == 0 else []) + [tokens.audio] * int(new.shape[0])
+        _, self._cache = self.runtime.prefill(self._cache, ids, audio=new, chunk=self.chunk, cancel=cancel)
+        self._rows.append(np.array(new, copy=True))
+        self._done = final
+        self.steps += 1
+        return int(new.shape[0])
+
+    # -- end of speech --------------------------------------------------------------------
+
+    def _early_matches(self, audio: npt.NDArray[Any]) -> bool:
+        if self._done == 0:
+            return True
+        if audio.shape[0] < self._done:
+            return False
+        early = np.concatenate(self._rows, axis=0).astype(np.float32)
+        final = audio[: self._done].astype(np.float32)
+        scale = max(float(np.max(np.abs(final))), 1e-6)
+        return float(np.max(np.abs(early - final))) <= self.tolerance * scale
+
+    def close(
+        self,
+        pcm: bytes,
+        tail: Sequence[int],
+        cancel: threading.Event | None = None,
+        *,
+        audio: npt.NDArray[Any] | None = None,
+    ) -> StreamResult | None:
+        """Finish with the whole utterance ``pcm`` and the ``tail`` ids; None when it has no audio token.
+
+        ``audio`` may pass the utterance's soft tokens when the caller encoded them already.
+        """
+        if audio is None:
+            wave = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+            features = self.runtime.features(wave)
+            if features.num_tokens == 0:
+                return None
+            audio = self.runtime.encode_audio(features)
+        count = int(audio.shape[0])
+        tokens = self.runtime.tokens
+        reprefilled = not self._early_matches(audio)
+        done = 0 if reprefilled else self._done
+        cache = self.prefix if reprefilled else self._cache
+        ids = (
+            ([tokens.audio_open] if done == 0 else [])
+            + [tokens.audio] * (count - done)
+            + [tokens.audio_close]
+            + list(tail)
+        )
+        logits, cache = self.runtime.prefill(cache, ids, audio=audio[done:], chunk=self.chunk, cancel=cancel)
+        return StreamResult(logits, cache, count, done, len(ids), count, reprefilled)
+
+    def drop(self) -> None:
+        """Forget the streamed state (the prefix is untouched: it was never written)."""
+        self._cache = self.prefix
+        self._rows.clear()
+        self._done = 0
+        self._pcm.clear()
+        self._encoded_samples = 0
