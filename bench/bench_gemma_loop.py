@@ -8,6 +8,11 @@
 2. Loop overhead per generated token: GemmaRuntime.generate against a bare loop of the
    same two session.run calls (embed_tokens + decoder) with nothing else, same model,
    same steps, in the same run.
+3. Work left after the end of speech, offline vs streamed (speech prefilled while the
+   user speaks, stock graphs), per utterance length: encoder soft tokens, prefill
+   tokens, sequential decode steps, and a Pi 5 estimate at LiteRT-LM's published E2B
+   rates. "ideal" steps every 240 ms exactly as the audio arrives (the worker always
+   free); "live" feeds 20 ms frames in real time to GemmaBrain.begin_stream.
 """
 
 from __future__ import annotations
@@ -160,6 +165,89 @@ def overhead(general: Path, steps: int = 200, repeats: int = 15) -> None:
         )
 
 
+E2B_TEMPLATE = ROOT / "tests" / "data" / "gemma" / "templates" / "litert-lm_chat_template_e2b_e4b.jinja"
+
+
+def after_speech(scripted: Path) -> None:
+    from assistant.brains.gemma.stream import AudioPrefill
+
+    rng = np.random.default_rng(1)
+    router = _router()
+    litert_pp, litert_tg = PI5_LITERT
+    print("work after the end of speech (prefix cached; templated reply; tiny scripted model, E2B template)")
+    print(
+        f"{'utt':>4} {'mode':18} {'encoder tok':>11} {'prefill tok':>11} {'decode steps':>12} "
+        f"{'early tok':>9} {'prefill, Gemma tok':>18}  Pi 5 E2B, LiteRT-LM {litert_pp:.0f}/{litert_tg} tok/s"
+    )
+    try:
+        for seconds in (2.0, 4.0):
+            pcm = (rng.standard_normal(int(16000 * seconds)) * 2000).astype("<i2").tobytes()
+            utterance = Utterance(pcm=pcm, start_s=0.0, end_s=seconds, source="bench")
+            settings = GemmaSettings(model_dir=scripted, variant="fp32")
+            brain = make_gemma_brain(settings)
+            brain.warm(router)
+            offline = brain.handle(utterance, router, threading.Event())
+            rows = []
+            t = offline.timings_ms
+            rows.append(("offline", t["audio_tokens"], t["prefill_tokens"], t["decode_steps"], 0))
+            # ideal: a step every 240 ms of audio, each done before the next audio arrives
+            prefix = brain.prefix_cache
+            if prefix is None:
+                raise RuntimeError("warm() left no prefix")
+            core = AudioPrefill(brain.runtime, prefix)
+            for start in range(0, len(pcm), 640):
+                core.add(pcm[start : start + 640])
+                if core.pending_samples >= 3840:
+                    core.step()
+            tail = brain.runtime.encode("<turn|>\n<|turn>model\n")
+            result = core.close(pcm, tail)
+            if result is None:
+                raise RuntimeError("no audio tokens")
+            rows.append(
+                (
+                    "streamed, ideal",
+                    result.encoder_tokens,
+                    result.prefill_tokens,
+                    t["decode_steps"],
+                    result.early_tokens,
+                )
+            )
+            stream = brain.begin_stream("default", router)
+            for start in range(0, len(pcm), 640):
+                stream.feed(pcm[start : start + 640])
+                time.sleep(0.02)
+            live = stream.finish(utterance, router, threading.Event())
+            lt = live.timings_ms
+            rows.append(
+                (
+                    "streamed, live",
+                    lt["audio_tokens"],
+                    lt["prefill_tokens"],
+                    lt["decode_steps"],
+                    live.counts.get("stream_early_tokens", 0),
+                )
+            )
+            # Gemma's own tokenizer spells the tail <turn|> \n <|turn> model \n: 5 tokens.
+            real = 5 - len(tail)
+            for mode, enc, pre, dec, early in rows:
+                pre_real = pre + real
+                estimate = pre_real / litert_pp + dec / litert_tg
+                print(
+                    f"{seconds:3.0f} s {mode:18} {enc:11.0f} {pre:11.0f} {dec:12.0f} {early:9.0f} "
+                    f"{pre_real:18.0f}  {estimate:.2f} s = {pre_real / litert_pp * 1000:.0f} ms prefill"
+                    f" + {dec / litert_tg:.2f} s decode"
+                )
+        print(
+            "  encoder: the stock audio_encoder graph has no state, so the final pass re-encodes the whole\n"
+            "  clip after the end of speech (a per-step encoder graph would leave ~2 tokens); no published\n"
+            "  Pi 5 rate for the encoder, so it is not in the estimate. 'prefill tok' uses the tiny\n"
+            "  tokenizer; 'prefill, Gemma tok' counts the tail <audio|><turn|>\\n<|turn>model\\n as the\n"
+            "  real tokenizer does (6 tokens); the Pi 5 estimate uses that column."
+        )
+    finally:
+        router.close()
+
+
 def main() -> int:
     gen = _generator()
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,6 +259,13 @@ def main() -> int:
         general = gen.make_tiny_gemma(Path(tmp) / "general", variants=("fp32",))
         counts(scripted)
         overhead(general)
+        e2b = gen.make_tiny_gemma(
+            Path(tmp) / "e2b",
+            variants=("fp32",),
+            script=[("<|turn>model\n", False), (CALL, True), (RESPONSE, False), (REPLY, True)],
+            chat_template=E2B_TEMPLATE.read_text(encoding="utf-8"),
+        )
+        after_speech(e2b)
     return 0
 
 
