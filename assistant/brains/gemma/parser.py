@@ -46,10 +46,12 @@ _CONTROL_RE = re.compile(r"<\|[^<>\s]{0,40}>|<[^<>\s|]{1,40}\|>|<(?:eos|bos|pad)
 _BARE = r"(?<![\w.\-:])call:(?=\s*[A-Za-z_][\w\-.]*\s*\{)"
 _START_RE = re.compile(r"<\|tool_call>|<call>|" + _BARE)
 # Call syntax that must never be spoken: what is left of it after the calls were cut out
-# means the output was broken, and the whole turn is refused.
+# means the output was broken, and the whole turn is refused. Unlike _BARE (where a call
+# starts) this has no word-boundary guard: ``recall:x{`` is not parsed as a call, but it is
+# not speech either (hypothesis found ``_call:_{`` spoken).
 _CALL_SYNTAX_RE = re.compile(
     r"<\|tool_call>|<tool_call\|>|<\|tool>|<tool\|>|<tool_response\|>|</?call>|<\|\"\|>"
-    r"|(?<![\w.\-])(?:call|response|declaration)\s*:\s*[A-Za-z_][\w\-.]*\s*\{"
+    r"|(?:call|response|declaration)\s*:\s*[A-Za-z_][\w\-.]*\s*\{"
 )
 _BARE_STOP = ",}]"
 _NOT_BARE = ("{", "[", ":", QUOTE, "<|", "|>")
