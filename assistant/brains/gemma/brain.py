@@ -6,6 +6,10 @@ go through the router -> each response block is appended to the live KV cache as
 tokens (history is never re-rendered) -> decoding continues for the spoken reply,
 for at most ``max_rounds`` tool rounds. A simple success can be answered with the
 router's templated reply, skipping the second model pass.
+
+``begin_stream`` (the ``Streaming`` capability, stream.py) takes the utterance while it
+is spoken: most audio soft tokens are prefilled before the end of speech, and
+``finish`` gives the same greedy tokens as ``handle``.
 """
 
 from __future__ import annotations
