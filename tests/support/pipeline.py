@@ -58,9 +58,20 @@ def _piper() -> Any:
 
 @functools.lru_cache(maxsize=64)
 def piper16(text: str) -> bytes:
-    """``text`` spoken by the piper joe voice, as 16 kHz mono int16 bytes."""
-    pcm, rate = _piper().synthesize(text)
-    return to16k(pcm, rate)
+    """``text`` spoken by the piper joe voice, as 16 kHz mono int16 bytes; the same bytes every run.
+
+    Piper samples its voice's noise afresh on every call (its graph has random ops), so two
+    runs of a test would hear different audio; with the noise scales at 0 it renders one
+    fixed reading, and a test that passes once passes every time.
+    """
+    from piper.config import SynthesisConfig
+
+    synthesizer = _piper()
+    fixed = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = [np.asarray(c.audio_int16_array, dtype=np.int16).reshape(-1)
+              for c in synthesizer.voice.synthesize(" ".join(text.split()), syn_config=fixed)]
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return to16k(pcm, synthesizer.rate)
 
 
 def to16k(pcm: Pcm, rate: int) -> bytes:
