@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 
+import pytest
 from tools_helpers import Recorder, make_tool
 
 from assistant.tools.registry import ToolRegistry
@@ -51,9 +53,34 @@ def test_listeners_hear_every_change_and_can_unsubscribe(registry: ToolRegistry)
     assert registry.version == 3
 
 
-def test_concurrent_group_updates_stay_consistent(registry: ToolRegistry) -> None:
+def test_concurrent_group_updates_stay_consistent(
+    registry: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes from several threads are applied one at a time and none is lost.
+
+    The rebuild is slowed down (it sleeps, releasing the GIL) so that without the registry's
+    lock two writers would be inside it at once and the version count would come out short.
+    """
+    rounds = 40
+    inside = [0]
+    most = [0]
+    rebuild = registry._rebuild
+
+    def slow_rebuild() -> int:
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        version = registry._version
+        time.sleep(0.0005)
+        registry._version = version  # a lost update would show as a short count
+        try:
+            return rebuild()
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(registry, "_rebuild", slow_rebuild)
+
     def writer(group: str) -> None:
-        for i in range(50):
+        for i in range(rounds):
             registry.set_group(group, [make_tool(f"{group}_{i % 3}", Recorder())])
 
     threads = [threading.Thread(target=writer, args=(g,)) for g in ("g1", "g2", "g3")]
@@ -61,7 +88,8 @@ def test_concurrent_group_updates_stay_consistent(registry: ToolRegistry) -> Non
         t.start()
     for t in threads:
         t.join()
-    assert registry.version == 150
+    assert most[0] == 1, "two changes were applied at the same time"
+    assert registry.version == 3 * rounds
     assert len(registry.tools()) == 3
 
 
