@@ -15,6 +15,12 @@ from assistant.commands import shown_name
 from assistant.config import Settings, load_settings, settings_to_dict
 from assistant.errors import AssistantError, ConfigError
 
+MODEL_SIZES = ("e2b", "e4b")
+"""What `models pull` fetches (assistant.brains.gemma.pull.REPOS; a test keeps them equal)."""
+MODEL_VARIANTS = ("fp16", "fp32", "q4", "q4f16", "quantized")
+"""Precisions of the export (assistant.brains.gemma.files.VARIANT_SUFFIX; a test keeps them equal).
+Written out so that `--help` does not import the model code."""
+
 _LOGGER = logging.getLogger(__name__)
 
 EXIT_OK = 0
@@ -128,17 +134,21 @@ def _parser() -> argparse.ArgumentParser:
         help="download a Gemma 4 ONNX export (the only command that downloads anything)",
         description="Download only the files the chosen variants need, resumable and checked.",
     )
-    pull.add_argument("model", choices=["e2b", "e4b"], help="model size")
-    pull.add_argument("--variant", default="q4", help="decoder/embedding precision (default q4)")
-    pull.add_argument("--audio-variant", default="fp32", help="audio-encoder precision (default fp32)")
+    pull.add_argument("model", choices=MODEL_SIZES, help="model size")
+    pull.add_argument("--variant", default="q4", choices=MODEL_VARIANTS,
+                      help="decoder/embedding precision (default q4)")
+    pull.add_argument("--audio-variant", default="fp32", choices=MODEL_VARIANTS,
+                      help="audio-encoder precision (default fp32)")
     pull.add_argument("--dir", type=Path, default=None, help="destination folder")
     mcheck = models_sub.add_parser(
         "check", help="open every graph and compare it with what the runtime expects"
     )
     mcheck.add_argument("dir", type=Path, help="model folder")
-    mcheck.add_argument("--variant", default=None, help="decoder variant (default: from settings)")
+    mcheck.add_argument("--variant", default=None, choices=MODEL_VARIANTS,
+                        help="decoder variant (default: from settings)")
     mcheck.add_argument(
-        "--audio-variant", default=None, help="audio-encoder variant (default: from settings)"
+        "--audio-variant", default=None, choices=MODEL_VARIANTS,
+        help="audio-encoder variant (default: from settings)",
     )
     return parser
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.test_config import FIVE_MISTAKES
 
 
@@ -75,3 +77,21 @@ def test_say_on_mqtt_without_a_reachable_broker_is_a_coded_error(tmp_path: Path)
     result = run_cli("--config", str(cfg), "say", "hello")
     assert result.returncode != 0
     assert "[mqtt_offline]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_model_choices_are_the_ones_the_model_code_knows() -> None:
+    from assistant import cli
+    from assistant.brains.gemma.files import VARIANT_SUFFIX
+    from assistant.brains.gemma.pull import REPOS
+
+    assert tuple(sorted(VARIANT_SUFFIX)) == cli.MODEL_VARIANTS
+    assert tuple(sorted(REPOS)) == cli.MODEL_SIZES
+
+
+def test_an_unknown_model_variant_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["models", "pull", "e2b", "--variant", "q3"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'q3'" in capsys.readouterr().err

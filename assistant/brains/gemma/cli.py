@@ -1,19 +1,18 @@
 """The functions behind `assistant models pull` and `assistant models check`.
 
-The lead's CLI wires these into argparse (``add_models_commands`` does it for a
-``models`` sub-parser); each returns a process exit code and writes to ``out``.
+assistant/cli.py parses the arguments (its choices are checked against REPOS and
+VARIANT_SUFFIX by a test); each function returns a process exit code and writes to ``out``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from assistant.brains.gemma.files import VARIANT_SUFFIX, check_model_dir
-from assistant.brains.gemma.pull import REPOS, pull
+from assistant.brains.gemma.files import check_model_dir
+from assistant.brains.gemma.pull import pull
 from assistant.errors import ModelFilesError
 
 
@@ -65,25 +64,3 @@ def models_check(
     report = check_model_dir(directory, variant, audio_variant)
     out.write(report.render() + "\n")
     return 0 if report.ok else 1
-
-
-def add_models_commands(models: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``pull`` and ``check`` to a ``models`` sub-parser group; each sets ``args.run(args) -> int``."""
-    variants = sorted(VARIANT_SUFFIX)
-    pull_parser = models.add_parser(
-        "pull", help="download a Gemma 4 model (only the files the assistant needs)"
-    )
-    pull_parser.add_argument("model", choices=sorted(REPOS), help="e2b (smaller, faster) or e4b")
-    pull_parser.add_argument("--variant", default="q4", choices=variants, help="decoder/embedding precision")
-    pull_parser.add_argument(
-        "--audio-variant", default="fp32", choices=variants, help="audio-encoder precision"
-    )
-    pull_parser.add_argument("--dir", type=Path, default=None, help="destination folder")
-    pull_parser.set_defaults(run=lambda a: models_pull(a.model, a.dir, a.variant, a.audio_variant))
-    check_parser = models.add_parser(
-        "check", help="check that a model folder matches what the runtime expects"
-    )
-    check_parser.add_argument("directory", type=Path)
-    check_parser.add_argument("--variant", default="q4", choices=variants)
-    check_parser.add_argument("--audio-variant", default="fp32", choices=variants)
-    check_parser.set_defaults(run=lambda a: models_check(a.directory, a.variant, a.audio_variant))
