@@ -7,6 +7,8 @@ implementing one of the small runtime-checkable protocols below, and the daemon 
 - ``Warmable``: ``warm(router)`` prepares grammar or prompt prefix for the current tools;
 - ``Prefetching``: ``prefetch(pcm, router)`` starts on an utterance before the endpointer
   closes it (the early decode);
+- ``Streaming``: ``begin_stream(site, router)`` takes an utterance while it is spoken
+  (a ``SpeechStream``: ``feed`` while the user speaks, then ``finish`` or ``abort``);
 - ``Closable``: ``close()`` releases models and threads at shutdown.
 
 A wrapper (the hybrid brain) declares what it forwards, so a capability cannot be lost
@@ -55,7 +57,8 @@ class ToolGateway(Protocol):
 
 
 __all__ = [
-    "Brain", "Closable", "Prefetching", "Router", "ToolGateway", "Warmable", "turn_figures", "warm_brain",
+    "Brain", "Closable", "Prefetching", "Router", "SpeechStream", "Streaming", "ToolGateway", "Warmable",
+    "turn_figures", "warm_brain",
 ]
 
 Router = ToolGateway
@@ -91,6 +94,38 @@ class Prefetching(Protocol):
 
     def prefetch(self, pcm: bytes, router: ToolGateway) -> None:
         """Begin decoding ``pcm`` in the background; ``handle`` uses it when the speech matches."""
+        ...
+
+
+class SpeechStream(Protocol):
+    """One utterance handed to a brain while it is still being spoken.
+
+    The daemon calls ``feed`` from its audio loop (so it must only append and return),
+    then exactly one of ``finish`` (end of speech) or ``abort`` (no speech, a discarded
+    burst, a cancelled run). The fed audio is a head start, never the truth: ``finish``
+    gets the whole utterance and must give the turn ``handle`` gives on it. Neither
+    ``abort`` nor a cancelled ``finish`` may change anything the brain caches.
+    """
+
+    def feed(self, pcm: bytes) -> None:
+        """Append 16 kHz mono int16 PCM as it arrives; returns at once."""
+        ...
+
+    def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        """The turn for the whole utterance (equal to ``handle`` on it)."""
+        ...
+
+    def abort(self) -> None:
+        """Forget the partial state; nothing the brain caches is changed; idempotent."""
+        ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """A brain that takes speech while the user speaks (``isinstance(brain, Streaming)``)."""
+
+    def begin_stream(self, site: str = "default", router: ToolGateway | None = None) -> SpeechStream:
+        """Open a stream for one utterance from ``site`` (cheap: work happens off the caller's thread)."""
         ...
 
 

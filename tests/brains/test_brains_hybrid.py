@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from assistant.brains.base import Closable, Prefetching, Warmable, turn_figures
+from assistant.brains.base import Closable, Prefetching, Streaming, Warmable, turn_figures
 from assistant.brains.hybrid import HybridBrain
 from assistant.tools.base import Tool
 from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
@@ -117,3 +117,79 @@ def test_counts_and_flags_written_as_timings_are_read_as_what_they_are() -> None
     turn = BrainTurn(None, (), (), Reply(""), {"total": 12.5, "prefill_tokens": 340.0, "prefix_rebuilt": 0.0,
                                               "prefetched": 1.0})
     assert turn_figures(turn) == ({"total": 12.5}, {"prefill_tokens": 340}, frozenset({"prefetched"}))
+
+
+class RecordingStream:
+    """A SpeechStream that records what happened to it."""
+
+    def __init__(self, brain: StreamingBrain) -> None:
+        self.brain = brain
+        self.fed = bytearray()
+        self.finished: list[Utterance] = []
+        self.aborted = 0
+
+    def feed(self, pcm: bytes) -> None:
+        self.fed += pcm
+
+    def finish(self, utterance: Utterance, router: object, cancel: threading.Event) -> BrainTurn:
+        self.finished.append(utterance)
+        turn = self.brain.handle(utterance, router, cancel)
+        streamed = frozenset({"streamed"})
+        return BrainTurn(turn.transcript, (), (), turn.reply, {}, turn.understood, flags=streamed)
+
+    def abort(self) -> None:
+        self.aborted += 1
+
+
+class StreamingBrain(RecordingBrain):
+    """Declares Streaming, as GemmaBrain does."""
+
+    def __init__(self, name: str, understood: bool) -> None:
+        super().__init__(name, understood)
+        self.streams: list[RecordingStream] = []
+
+    def begin_stream(self, site: str = "default", router: object = None) -> RecordingStream:
+        self.streams.append(RecordingStream(self))
+        return self.streams[-1]
+
+
+def test_hybrid_streams_into_gemma_and_finishes_it_only_for_a_phrase_rejection() -> None:
+    phrase, gemma = RecordingBrain("phrase", False), StreamingBrain("gemma", True)
+    hybrid = HybridBrain(phrase, gemma)
+    assert isinstance(hybrid, Streaming)
+    stream = hybrid.begin_stream("default", StubRouter(None))
+    stream.feed(b"\1\0" * 800)
+    turn = stream.finish(UTT, StubRouter(None), threading.Event())
+    inner = gemma.streams[0]
+    assert bytes(inner.fed) == b"\1\0" * 800 and inner.finished == [UTT] and inner.aborted == 0
+    assert turn.reply.text == "from gemma" and "streamed" in turn.flags and phrase.calls == 1
+
+
+def test_a_phrase_hit_aborts_the_gemma_stream() -> None:
+    phrase, gemma = RecordingBrain("phrase", True), StreamingBrain("gemma", True)
+    stream = HybridBrain(phrase, gemma).begin_stream("default", None)
+    stream.feed(b"\1\0" * 800)
+    turn = stream.finish(UTT, StubRouter(None), threading.Event())
+    assert turn.reply.text == "from phrase"
+    assert gemma.streams[0].aborted == 1 and not gemma.streams[0].finished and gemma.calls == 0
+
+
+def test_a_confirmation_answer_or_a_cancel_aborts_the_gemma_stream_and_abort_is_forwarded() -> None:
+    phrase, gemma = RecordingBrain("phrase", False), StreamingBrain("gemma", True)
+    hybrid = HybridBrain(phrase, gemma)
+    hybrid.begin_stream().finish(UTT, StubRouter("Unlock the door?"), threading.Event())
+    cancel = threading.Event()
+    cancel.set()
+    hybrid.begin_stream().finish(UTT, StubRouter(None), cancel)
+    dropped = hybrid.begin_stream()
+    dropped.abort()
+    dropped.abort()
+    assert [s.aborted for s in gemma.streams] == [1, 1, 1] and gemma.calls == 0
+
+
+def test_with_a_gemma_that_cannot_stream_the_hybrid_stream_defers_to_handle() -> None:
+    phrase, gemma = RecordingBrain("phrase", False), RecordingBrain("gemma", True)
+    stream = HybridBrain(phrase, gemma).begin_stream()
+    stream.feed(b"\1\0" * 800)
+    assert stream.finish(UTT, StubRouter(None), threading.Event()).reply.text == "from gemma"
+    assert gemma.calls == 1

@@ -24,45 +24,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from assistant.brains.base import ToolGateway
+from assistant.brains.base import SpeechStream, Streaming
 from assistant.brains.gemma.features import MAX_AUDIO_TOKENS, FeatureConfig
 from assistant.brains.gemma.runtime import GemmaRuntime, KVCache
-from assistant.types import BrainTurn, Utterance
 
-
-class SpeechStream(Protocol):
-    """One utterance handed to a brain while it is still being spoken."""
-
-    def feed(self, pcm: bytes) -> None:
-        """Append 16 kHz mono int16 PCM as it arrives; returns at once."""
-        ...
-
-    def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
-        """The turn for the whole utterance (equal to ``handle`` on it)."""
-        ...
-
-    def abort(self) -> None:
-        """Forget the partial state; nothing the brain caches is changed."""
-        ...
-
-
-@runtime_checkable
-class Streaming(Protocol):
-    """Capability: the brain takes speech while the user speaks (``isinstance(brain, Streaming)``).
-
-    Declared here in the style of assistant.brains.base (Warmable, Prefetching); it belongs
-    there once base.py's capability list is reworked.
-    """
-
-    def begin_stream(self, site: str = "default", router: ToolGateway | None = None) -> SpeechStream:
-        """Open a stream for one utterance from ``site``."""
-        ...
-
+__all__ = [
+    "EARLY_TOLERANCE", "AudioPrefill", "SpeechStream", "StreamResult", "Streaming", "final_tokens",
+    "samples_per_token",
+]
 
 EARLY_TOLERANCE = 1e-4
 """Max |early - final| of a soft token, relative to the final pass's max |value|.
