@@ -50,11 +50,13 @@ def test_tool_loop_call_router_response_appended_then_model_reply(
     assert turn.timings_ms["end_of_speech_to_action"] >= 0
 
 
+@pytest.mark.parametrize("constrained", [True, False])
 def test_templated_reply_skips_the_second_pass(
-    scripted_dir: Path, home: Home, utterance: Callable[[float], Utterance]
+    scripted_dir: Path, home: Home, utterance: Callable[[float], Utterance], constrained: bool
 ) -> None:
     router, lights, _ = home
     brain = _brain(scripted_dir, templated_reply=True)
+    brain.constrained = constrained
     turn = brain.handle(utterance(1.0), router, threading.Event())
     assert lights.ran == [{"name": "kitchen light"}]
     assert turn.reply.text == "Turned on the kitchen light."  # the router's template
@@ -64,7 +66,12 @@ def test_templated_reply_skips_the_second_pass(
         )
     )
     assert turn.timings_ms["generated_tokens"] == call_tokens
-    assert turn.timings_ms["decode_steps"] == call_tokens - 1
+    if constrained:
+        # One tool with one argument: <|tool_call> is fed with 'call:HassTurnOn{name:<|"|>', then the
+        # model's 'kitchen' with ' light<|"|>}<tool_call|>'; <|tool_response> ends the round unfed.
+        assert turn.timings_ms["decode_steps"] == 2
+    else:
+        assert turn.timings_ms["decode_steps"] == call_tokens - 1
 
 
 def test_prefix_is_prefilled_once_per_tool_set(
@@ -102,11 +109,24 @@ def test_malformed_model_output_means_no_action(
     malformed_dir: Path, home: Home, utterance: Callable[[float], Utterance]
 ) -> None:
     router, lights, _ = home
-    turn = _brain(malformed_dir).handle(utterance(1.0), router, threading.Event())
+    brain = _brain(malformed_dir)
+    brain.constrained = False
+    turn = brain.handle(utterance(1.0), router, threading.Event())
     assert lights.ran == []
     assert turn.tool_calls == ()
     assert not turn.understood
     assert turn.reply.text == SORRY
+
+
+def test_constrained_decoding_cannot_write_the_malformed_call(
+    malformed_dir: Path, home: Home, utterance: Callable[[float], Utterance]
+) -> None:
+    """The model leaves the string open ('kitchen light}'); the grammar only allows the closing quote."""
+    router, lights, _ = home
+    turn = _brain(malformed_dir).handle(utterance(1.0), router, threading.Event())
+    calls = [(c.name, dict(c.arguments)) for c in turn.tool_calls]
+    assert calls == [("HassTurnOn", {"name": "kitchen light"})]
+    assert lights.ran == [{"name": "kitchen light"}]
 
 
 def test_sensitive_call_asks_and_a_non_yes_answer_runs_nothing(

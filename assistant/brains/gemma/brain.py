@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from assistant.brains.base import Router
+from assistant.brains.gemma.constrained import CallGrammar, ConstrainedDecoder, Vocabulary, vocabulary_of
 from assistant.brains.gemma.files import ModelFiles, load_model_files
 from assistant.brains.gemma.parser import CALL_CLOSE, ParsedOutput, parse_output
 from assistant.brains.gemma.prompt import ASR_INSTRUCTION, DEFAULT_SYSTEM, generation_prompt, system_prefix
@@ -46,6 +47,8 @@ class _Prefix:
     tokens: int
     cache: KVCache
     built_ms: float
+    decoder: ConstrainedDecoder | None
+    """The grammar of this tool set's calls (None: decoding is not constrained)."""
 
 
 class _Turn:
@@ -77,11 +80,15 @@ class GemmaBrain:
         *,
         system: str = DEFAULT_SYSTEM,
         prefill_chunk: int = 0,
+        constrained: bool = True,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.system = system
         self.prefill_chunk = prefill_chunk
+        self.constrained = constrained
+        """Mask invalid calls and append forced runs in one pass (constrained.py); exact for valid output."""
+        self._vocabulary: Vocabulary | None = None
         self._sampling = Sampling(settings.temperature, settings.top_k, settings.top_p)
         self._prefix: _Prefix | None = None
         # Re-entrant: handle() holds it and calls warm(), which the daemon may also call on its own.
@@ -108,7 +115,16 @@ class GemmaBrain:
         _, cache = self.runtime.prefill(
             self.runtime.empty_cache(), ids, chunk=self.prefill_chunk, cancel=cancel
         )
-        self._prefix = _Prefix(version, len(ids), cache.frozen(), (time.monotonic() - started) * 1000.0)
+        decoder = None
+        if self.constrained:
+            if self._vocabulary is None:
+                self._vocabulary = vocabulary_of(self.runtime.tokenizer)
+            decoder = ConstrainedDecoder(
+                CallGrammar(router.tools()), self._vocabulary, self.runtime.tokens.stop
+            )
+        self._prefix = _Prefix(
+            version, len(ids), cache.frozen(), (time.monotonic() - started) * 1000.0, decoder
+        )
         _LOGGER.info(
             "gemma prefix prefilled: %d tokens, tools version %d, %.0f ms",
             len(ids),
@@ -248,15 +264,23 @@ class GemmaBrain:
         turn.add("prefill", started)
         return self._tool_loop(logits, cache, router, site=site, cancel=cancel, turn=turn)
 
-    def _decode(self, cache: KVCache, logits: Any, cancel: threading.Event, turn: _Turn) -> Any:
+    def _decode(
+        self, cache: KVCache, logits: Any, cancel: threading.Event, turn: _Turn, *, tools: bool = True
+    ) -> Any:
         started = time.monotonic()
+        decoder = self._prefix.decoder if tools and self._prefix is not None else None
+        drafted, accepted = (decoder.drafted, decoder.accepted) if decoder is not None else (0, 0)
         generation = self.runtime.generate(
             cache,
             logits,
             max_new_tokens=self.settings.max_new_tokens,
             sampler=Sampler(self._sampling),
             cancel=cancel,
+            constraint=decoder,
         )
+        if decoder is not None:
+            turn.counts["draft_tokens"] = turn.counts.get("draft_tokens", 0) + decoder.drafted - drafted
+            turn.counts["draft_accepted"] = turn.counts.get("draft_accepted", 0) + decoder.accepted - accepted
         turn.add("decode", started)
         turn.decode_steps += generation.steps
         turn.timings["generated_tokens"] = turn.timings.get("generated_tokens", 0.0) + len(generation.tokens)
@@ -350,7 +374,7 @@ class GemmaBrain:
             )
             turn.add("prefill", started)
             turn.prefill_tokens += len(ids)
-            generation = self._decode(cache, logits, cancel, turn)
+            generation = self._decode(cache, logits, cancel, turn, tools=False)
             transcript = self.runtime.decode(generation.tokens, skip_special=True).strip() or None
         turn.first_action = time.monotonic()
         result = router.answer_confirmation(transcript, site=site)

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,20 @@ class KVCache:
         for array in (*self.keys, *self.values):
             array.flags.writeable = False
         return self
+
+    def truncated(self, length: int) -> KVCache:
+        """The state after the first ``length`` tokens (drafted tokens the target refused are dropped).
+
+        Every slot holds the whole sequence (sliding-window layers are windowed by the
+        decoder's mask, shared-KV layers read these slots), so cutting the time axis is exact.
+        """
+        if length == self.length:
+            return self
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot cut a {self.length}-token cache to {length}")
+        return KVCache(
+            tuple(k[:, :, :length] for k in self.keys), tuple(v[:, :, :length] for v in self.values), length
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,21 @@ class Sampler:
             keep = int(np.searchsorted(np.cumsum(probs), s.top_p) + 1)
             top, probs = top[:keep], probs[:keep] / probs[:keep].sum()
         return int(self._rng.choice(top, p=probs))
+
+
+class Constraint(Protocol):
+    """A decoding policy that replaces the plain loop (constrained.ConstrainedDecoder)."""
+
+    def generate(
+        self,
+        model: Any,
+        cache: KVCache,
+        logits: npt.NDArray[Any],
+        *,
+        max_new_tokens: int,
+        sampler: Sampler,
+        cancel: threading.Event | None = None,
+    ) -> Generation: ...
 
 
 def _session(path: str, threads: int) -> Any:
@@ -224,9 +253,15 @@ class GemmaRuntime:
         return KVCache(keys, values, 0)
 
     def forward(
-        self, cache: KVCache, embeds: npt.NDArray[Any], per_layer: npt.NDArray[Any]
+        self,
+        cache: KVCache,
+        embeds: npt.NDArray[Any],
+        per_layer: npt.NDArray[Any],
+        *,
+        every_position: bool = False,
     ) -> tuple[npt.NDArray[Any], KVCache]:
-        """Run the decoder on new positions; returns last-position logits and the extended cache."""
+        """Run the decoder on new positions; returns the extended cache and the last position's
+        logits, or with ``every_position`` the logits of every new position [seq, vocab]."""
         seq = embeds.shape[1]
         total = cache.length + seq
         feed: dict[str, Any] = {
@@ -236,7 +271,7 @@ class GemmaRuntime:
             "position_ids": np.arange(cache.length, total, dtype=np.int64)[None, :],
         }
         if self._has_logits_to_keep:
-            feed["num_logits_to_keep"] = np.array(1, dtype=np.int64)
+            feed["num_logits_to_keep"] = np.array(seq if every_position else 1, dtype=np.int64)
         if self._use_cache_branch_rank is not None:
             flag = np.array(cache.length > 0, dtype=bool)
             feed["use_cache_branch"] = flag.reshape((1,) * self._use_cache_branch_rank)
@@ -246,7 +281,8 @@ class GemmaRuntime:
             feed[key_name] = key
             feed[value_name] = value
         outputs = self.decoder_session.run(self._output_names, feed)
-        logits = outputs[0][0, -1].astype(np.float32, copy=False)
+        logits = outputs[0][0, -seq:] if every_position else outputs[0][0, -1]
+        logits = logits.astype(np.float32, copy=False)
         presents = outputs[1:]
         return logits, KVCache(tuple(presents[0::2]), tuple(presents[1::2]), total)
 
@@ -285,6 +321,17 @@ class GemmaRuntime:
             raise ValueError("nothing was fed")
         return logits, cache
 
+    def verify(
+        self, cache: KVCache, ids: Sequence[int], *, cancel: threading.Event | None = None
+    ) -> tuple[npt.NDArray[Any], KVCache]:
+        """Feed ids in one pass; the logits after each of them [len(ids), vocab] and the extended cache."""
+        if not ids:
+            raise ValueError("verify needs at least one token")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before a decoder pass")
+        embeds, per_layer = self.embed(ids)
+        return self.forward(cache, embeds, per_layer, every_position=True)
+
     def generate(
         self,
         cache: KVCache,
@@ -293,8 +340,16 @@ class GemmaRuntime:
         max_new_tokens: int,
         sampler: Sampler,
         cancel: threading.Event | None = None,
+        constraint: Constraint | None = None,
     ) -> Generation:
-        """Decode from ``logits`` until a stop id or the budget; the cancel flag is checked every step."""
+        """Decode from ``logits`` until a stop id or the budget; the cancel flag is checked every step.
+
+        With ``constraint`` (a tool-call grammar) that policy decodes instead, over this runtime.
+        """
+        if constraint is not None:
+            return constraint.generate(
+                self, cache, logits, max_new_tokens=max_new_tokens, sampler=sampler, cancel=cancel
+            )
         stops = self.tokens.stop
         tokens: list[int] = []
         steps = 0

@@ -1,0 +1,659 @@
+"""Grammar-constrained, jump-forward decoding of Gemma 4's native function calls.
+
+From the live tool declarations (the tools the prompt declares) this module builds a
+grammar of what may follow ``<|tool_call>``::
+
+    call:NAME{key:VALUE,...}<tool_call|>
+
+with the declared tool names, each tool's declared argument names (any order, each at
+most once, the required ones present), values by their declared type (``<|"|>``-quoted
+strings, enums from the live inventory, integers and numbers in the formats the parser
+reads, ``true``/``false``, ``null`` when nullable, arrays, nested objects). Outside a
+call the model may reply in free text; only control tokens the parser would refuse
+there (``<tool_call|>``, ``<|"|>``, ``<|tool>`` ...) are masked.
+
+Decoding (``ConstrainedDecoder.generate``):
+
+* where the grammar allows several continuations the model chooses: its logits are only
+  masked where a token is invalid, so a greedy path that was already valid is unchanged;
+* where exactly one continuation is valid (``call:`` after ``<|tool_call>``, the rest of
+  a tool name or an entity name once it is unique, ``:<|"|>`` after a string key,
+  ``<tool_call|>`` after the last argument ...) the whole forced run is tokenised as the
+  model's tokenizer does and appended together with the chosen token in one batched
+  decoder pass, instead of one pass per token.
+
+Forced-run tokenisation: the run is encoded by the model's own tokenizer. Its last token
+is only kept when the boundary after it cannot merge with what follows: the run ends in
+a special token, or every possible next symbol is a special token, or every possible
+next character leaves the run's encoding unchanged; otherwise that last piece is left
+to the model (masked to the forced text), so the cache holds the tokens the model's
+tokenizer would have produced.
+
+The grammar is character-level (a special token is one symbol) and simulated as a set
+of stack states (an NFA: enum values sharing a prefix, a number that may end or go on).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from assistant.brains.gemma.runtime import Cancelled, Generation, KVCache, Sampler
+from assistant.tools.base import Tool
+from assistant.tools.gemma_format import QUOTE, format_value, sanitize
+
+CALL_OPEN = "<|tool_call>"
+CALL_CLOSE = "<tool_call|>"
+ANY = "\x00any"
+"""Next-symbol marker: any plain character (inside a free string)."""
+
+# Control tokens the parser refuses in spoken text (outside a call).
+_REFUSED_IN_TEXT = ("<tool_call|>", "<|tool>", "<tool|>", "<tool_response|>", QUOTE)
+
+Frame = tuple["_Node", Any]
+State = tuple[Frame, ...]
+ACCEPT: State = ()
+
+
+def _done(rest: State) -> list[State]:
+    """The states after the node whose parent frames are ``rest`` has completed."""
+    if not rest:
+        return [ACCEPT]
+    node, data = rest[-1]
+    states: list[State] = node.child_done(data, rest[:-1])
+    return states
+
+
+class _Node:
+    """A grammar element; every state's top frame is one that consumes a symbol."""
+
+    def start(self, rest: State) -> list[State]:
+        raise NotImplementedError
+
+    def advance(self, data: Any, sym: str, rest: State) -> list[State]:
+        raise NotImplementedError
+
+    def child_done(self, data: Any, rest: State) -> list[State]:
+        raise NotImplementedError
+
+    def symbols(self, data: Any) -> frozenset[str]:
+        raise NotImplementedError
+
+
+class _Lit(_Node):
+    def __init__(self, syms: Sequence[str]) -> None:
+        self.syms = tuple(syms)
+
+    def start(self, rest: State) -> list[State]:
+        return [(*rest, (self, 0))] if self.syms else _done(rest)
+
+    def advance(self, data: Any, sym: str, rest: State) -> list[State]:
+        if self.syms[data] != sym:
+            return []
+        if data + 1 == len(self.syms):
+            return _done(rest)
+        return [(*rest, (self, data + 1))]
+
+    def symbols(self, data: Any) -> frozenset[str]:
+        return frozenset((self.syms[data],))
+
+
+class _Seq(_Node):
+    def __init__(self, parts: Sequence[_Node]) -> None:
+        self.parts = tuple(parts)
+
+    def start(self, rest: State) -> list[State]:
+        return self.parts[0].start((*rest, (self, 0))) if self.parts else _done(rest)
+
+    def child_done(self, data: Any, rest: State) -> list[State]:
+        index = int(data) + 1
+        if index < len(self.parts):
+            return self.parts[index].start((*rest, (self, index)))
+        return _done(rest)
+
+
+class _Alt(_Node):
+    def __init__(self, options: Sequence[_Node]) -> None:
+        self.options = tuple(options)
+
+    def start(self, rest: State) -> list[State]:
+        return [s for option in self.options for s in option.start(rest)]
+
+
+class _Text(_Node):
+    """Zero or more plain characters (no special token): the body of a free string."""
+
+    def start(self, rest: State) -> list[State]:
+        return [(*rest, (self, None)), *_done(rest)]
+
+    def advance(self, data: Any, sym: str, rest: State) -> list[State]:
+        return self.start(rest) if len(sym) == 1 else []
+
+    def symbols(self, data: Any) -> frozenset[str]:
+        return frozenset((ANY,))
+
+
+_DIGITS = frozenset("0123456789")
+_NONZERO = frozenset("123456789")
+
+
+class _Number(_Node):
+    """``-?(0|[1-9][0-9]*)`` and, unless integer, an optional ``.[0-9]+`` (what the parser reads)."""
+
+    # phases: 0 start, 1 after '-', 2 after a leading 0, 3 in integer digits, 4 after '.', 5 in fraction
+    _ACCEPTING = frozenset((2, 3, 5))
+
+    def __init__(self, integer: bool) -> None:
+        self.integer = integer
+
+    def start(self, rest: State) -> list[State]:
+        return [(*rest, (self, 0))]
+
+    def _next(self, phase: int, sym: str) -> int | None:
+        if phase == 0 and sym == "-":
+            return 1
+        if phase in (0, 1):
+            return 2 if sym == "0" else 3 if sym in _NONZERO else None
+        if phase == 3 and sym in _DIGITS:
+            return 3
+        if phase in (2, 3) and sym == "." and not self.integer:
+            return 4
+        if phase in (4, 5) and sym in _DIGITS:
+            return 5
+        return None
+
+    def advance(self, data: Any, sym: str, rest: State) -> list[State]:
+        phase = self._next(data, sym)
+        if phase is None:
+            return []
+        states: list[State] = []
+        if phase in (3, 4, 5) or (phase == 2 and not self.integer):
+            states.append((*rest, (self, phase)))
+        if phase in self._ACCEPTING:
+            states.extend(_done(rest))
+        return states
+
+    def symbols(self, data: Any) -> frozenset[str]:
+        if data == 0:
+            return _DIGITS | {"-"}
+        if data == 1 or data in (4, 5):
+            return _DIGITS
+        if data == 2:
+            return frozenset(".")
+        return _DIGITS | (frozenset() if self.integer else {"."})
+
+
+class _Array(_Node):
+    def __init__(self, item: _Node) -> None:
+        self.item = item
+
+    def start(self, rest: State) -> list[State]:
+        return [(*rest, (self, "["))]
+
+    def _items(self, rest: State, *, allow_close: bool) -> list[State]:
+        states = self.item.start((*rest, (self, "item")))
+        if allow_close:
+            states.append((*rest, (self, "]")))
+        return states
+
+    def advance(self, data: Any, sym: str, rest: State) -> list[State]:
+        if data != sym:
+            return []
+        if sym == "[":
+            return self._items(rest, allow_close=True)
+        if sym == ",":
+            return self._items(rest, allow_close=False)
+        return _done(rest)
+
+    def child_done(self, data: Any, rest: State) -> list[State]:
+        return [(*rest, (self, ",")), (*rest, (self, "]"))]
+
+    def symbols(self, data: Any) -> frozenset[str]:
+        return frozenset((data,))
+
+
+class _Object(_Node):
+    """``{key:value,...}``: declared keys in any order, each once, the required ones present."""
+
+    def __init__(self, properties: Mapping[str, _Node], required: Iterable[str]) -> None:
+        self.keys = {name: _Seq([_Lit([*name, ":"]), value]) for name, value in properties.items()}
+        self.names = {id(seq): name for name, seq in self.keys.items()}
+        self.required = frozenset(required) & frozenset(self.keys)
+
+    def start(self, rest: State) -> list[State]:
+        return [(*rest, (self, (frozenset(), "{")))]
+
+    def _keys(self, used: frozenset[str], rest: State) -> list[State]:
+        return [
+            s
+            for name, node in self.keys.items()
+            if name not in used
+            for s in node.start((*rest, (self, (used | {name}, "value"))))
+        ]
+
+    def _after(self, used: frozenset[str], rest: State) -> list[State]:
+        states: list[State] = []
+        if self.required <= used:
+            states.append((*rest, (self, (used, "}"))))
+        if len(used) < len(self.keys):
+            states.append((*rest, (self, (used, ","))))
+        return states
+
+    def advance(self, data: Any, sym: str, rest: State) -> list[State]:
+        used, phase = data
+        if sym != phase:
+            return []
+        if sym == "{":
+            states = self._keys(used, rest)
+            if self.required <= used:
+                states.append((*rest, (self, (used, "}"))))
+            return states
+        if sym == ",":
+            return self._keys(used, rest)
+        return _done(rest)
+
+    def child_done(self, data: Any, rest: State) -> list[State]:
+        return self._after(data[0], rest)
+
+    def symbols(self, data: Any) -> frozenset[str]:
+        return frozenset((data[1],))
+
+
+def _quoted(body: _Node) -> _Node:
+    return _Seq([_Lit([QUOTE]), body, _Lit([QUOTE])])
+
+
+def _rendered(value: Any) -> _Lit:
+    """A literal value exactly as the template's format_argument writes it."""
+    return _Lit(symbols_of(format_value(value)))
+
+
+def _value_node(schema: Mapping[str, Any], depth: int = 0) -> _Node:
+    """The grammar of one declared value."""
+    if depth > 8:
+        raise ValueError("schema nested too deep")
+    kinds = schema.get("type")
+    kind_list = [str(k) for k in kinds] if isinstance(kinds, list) else [str(kinds or "string")]
+    nullable = bool(schema.get("nullable")) or "null" in kind_list
+    kind = next((k for k in kind_list if k != "null"), "string").lower()
+    options: list[_Node]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        options = [_rendered(item) for item in enum]
+    elif kind == "string":
+        options = [_quoted(_Text())]
+    elif kind in ("integer", "number"):
+        options = [_Number(integer=kind == "integer")]
+    elif kind == "boolean":
+        options = [_rendered(True), _rendered(False)]
+    elif kind == "array":
+        items = schema.get("items")
+        options = [_Array(_value_node(items if isinstance(items, Mapping) else {}, depth + 1))]
+    elif kind == "object":
+        options = [_object_node(schema, depth + 1)]
+    else:
+        options = [_quoted(_Text())]
+    if nullable:
+        options.append(_rendered(None))
+    return options[0] if len(options) == 1 else _Alt(options)
+
+
+def _object_node(schema: Mapping[str, Any], depth: int = 0) -> _Object:
+    properties = schema.get("properties")
+    props = properties if isinstance(properties, Mapping) else {}
+    required = schema.get("required")
+    nodes = {
+        sanitize(str(name)): _value_node(value if isinstance(value, Mapping) else {}, depth)
+        for name, value in props.items()
+    }
+    return _Object(nodes, [sanitize(str(r)) for r in required] if isinstance(required, list) else [])
+
+
+def symbols_of(text: str, specials: Sequence[str] = (QUOTE, CALL_OPEN, CALL_CLOSE)) -> list[str]:
+    """Text as grammar symbols: each special-token string is one symbol, the rest characters."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        for special in specials:
+            if text.startswith(special, i):
+                out.append(special)
+                i += len(special)
+                break
+        else:
+            out.append(text[i])
+            i += 1
+    return out
+
+
+class CallGrammar:
+    """What may follow ``<|tool_call>`` for a set of tools (their declarations as the prompt shows)."""
+
+    def __init__(self, tools: Sequence[Tool]) -> None:
+        options = []
+        for tool in tools:
+            schema = tool.parameters if isinstance(tool.parameters, Mapping) else {}
+            options.append(_Seq([_Lit(list(sanitize(tool.name))), _object_node(schema)]))
+        self.names = tuple(sanitize(t.name) for t in tools)
+        self._root = _Seq([_Lit(list("call:")), _Alt(options), _Lit([CALL_CLOSE])])
+
+    def start(self) -> frozenset[State]:
+        """The states right after ``<|tool_call>``."""
+        return frozenset(self._root.start(()))
+
+    @staticmethod
+    def step(states: frozenset[State], sym: str) -> frozenset[State]:
+        """The states after one more symbol (empty: invalid)."""
+        out: set[State] = set()
+        for state in states:
+            if state:
+                node, data = state[-1]
+                out.update(node.advance(data, sym, state[:-1]))
+        return frozenset(out)
+
+    @staticmethod
+    def next_symbols(states: frozenset[State]) -> frozenset[str]:
+        """Every symbol some state accepts next (``ANY``: any plain character)."""
+        out: set[str] = set()
+        for state in states:
+            if state:
+                node, data = state[-1]
+                out.update(node.symbols(data))
+        return frozenset(out)
+
+    @classmethod
+    def draft_symbol(cls, states: frozenset[State]) -> str | None:
+        """A guess where the grammar branches: close what is open, else the next required key.
+
+        Only a guess (the target verifies it): ``<tool_call|>``, ``}`` or ``]`` when
+        allowed, else the alphabetically first required key not yet written, else ``,``.
+        """
+        nxt = cls.next_symbols(states)
+        if ANY in nxt or ACCEPT in states:
+            return None
+        if len(nxt) == 1:
+            return next(iter(nxt))
+        for sym in (CALL_CLOSE, "}", "]"):
+            if sym in nxt:
+                return sym
+        keys: list[tuple[str, str]] = []
+        for state in states:
+            if len(state) < 3:
+                continue
+            (top, index), (seq, _), (obj, data) = state[-1], state[-2], state[-3]
+            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value":
+                continue
+            name = obj.names.get(id(seq))
+            if name is not None and name in obj.required:
+                keys.append((name, top.syms[index]))
+        if keys:
+            return min(keys)[1]
+        return "," if "," in nxt else None
+
+    def accepts(self, text: str) -> bool:
+        """True when ``text`` (after ``<|tool_call>``) is one whole valid call."""
+        states = self.start()
+        for sym in symbols_of(text):
+            states = self.step(states, sym)
+            if not states:
+                return False
+        return ACCEPT in states
+
+
+class Model(Protocol):
+    """What the decoder needs from GemmaRuntime (a fake in unit tests)."""
+
+    def prefill(
+        self, cache: KVCache, ids: Sequence[int], *, cancel: threading.Event | None = None
+    ) -> tuple[npt.NDArray[Any], KVCache]: ...
+
+    def verify(
+        self, cache: KVCache, ids: Sequence[int], *, cancel: threading.Event | None = None
+    ) -> tuple[npt.NDArray[Any], KVCache]: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Each token id's grammar symbols (computed lazily) and the special ids."""
+
+    piece: Callable[[int], str]
+    """Text of one id, special tokens kept."""
+    specials: Mapping[int, str]
+    """Special token id -> its string."""
+
+    def symbols(self, token: int, cache: dict[int, tuple[str, ...]]) -> tuple[str, ...]:
+        found = cache.get(token)
+        if found is None:
+            special = self.specials.get(token)
+            found = (special,) if special is not None else tuple(self.piece(token))
+            cache[token] = found
+        return found
+
+
+def vocabulary_of(tokenizer: Any) -> Vocabulary:
+    """The Vocabulary of a ``tokenizers.Tokenizer``."""
+    specials = {int(i): str(t.content) for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+
+    def piece(token: int) -> str:
+        return str(tokenizer.decode([token], skip_special_tokens=False))
+
+    return Vocabulary(piece, specials)
+
+
+@dataclass
+class Cursor:
+    """Where decoding is in the round's grammar: free text (None), or inside a call (NFA states)."""
+
+    states: frozenset[State] | None = None
+
+
+class ConstrainedDecoder:
+    """Masked, jump-forward decoding of one round for one grammar (thread-safe per call)."""
+
+    def __init__(
+        self, grammar: CallGrammar, vocabulary: Vocabulary, stops: Iterable[int], *, max_forced: int = 256
+    ) -> None:
+        self.grammar = grammar
+        self.vocabulary = vocabulary
+        self.stops = frozenset(stops)
+        self.max_forced = max_forced
+        by_text = {text: tid for tid, text in vocabulary.specials.items()}
+        self.call_open = by_text.get(CALL_OPEN)
+        self._refused = frozenset(by_text[t] for t in _REFUSED_IN_TEXT if t in by_text)
+        self._symbols: dict[int, tuple[str, ...]] = {}
+        self.drafted = 0
+        """Draft tokens fed so far (figures)."""
+        self.accepted = 0
+        """Of those, the ones the model's own pick agreed with."""
+        self._lock = threading.Lock()
+
+    def in_call(self) -> Cursor:
+        """The cursor right after ``<|tool_call>`` (a prompt that already opened a call)."""
+        return Cursor(self.grammar.start())
+
+    def after(self, cursor: Cursor, token: int) -> Cursor | None:
+        """The cursor after ``token``; None when the grammar refuses it."""
+        return self._after(cursor, token)
+
+    # -- the mask ------------------------------------------------------------------------
+
+    def _after(self, cursor: Cursor, token: int) -> Cursor | None:  # noqa: PLR0911
+        """The cursor after ``token``; None when the grammar refuses it."""
+        with self._lock:
+            syms = self.vocabulary.symbols(token, self._symbols)
+        if cursor.states is None:
+            if token == self.call_open:
+                return Cursor(self.grammar.start())
+            if token in self._refused:
+                return None
+            return cursor
+        if token in self.stops or not syms:
+            return None
+        states = cursor.states
+        for sym in syms:
+            states = self.grammar.step(states, sym)
+            if not states:
+                return None
+        if ACCEPT in states:
+            return Cursor(None) if states == {ACCEPT} else None
+        return Cursor(states)
+
+    def choose(self, logits: npt.NDArray[Any], cursor: Cursor, sampler: Sampler) -> tuple[int, Cursor]:
+        """The sampler's pick among the valid tokens only (greedy: the best valid one)."""
+        best = int(np.argmax(logits))
+        after = self._after(cursor, best)
+        if after is not None and sampler.sampling.temperature <= 0.0:
+            return best, after
+        want = 1 if sampler.sampling.temperature <= 0.0 else max(1, sampler.sampling.top_k)
+        valid: dict[int, Cursor] = {}
+        order = np.argsort(-logits, kind="stable")
+        for raw in order:
+            candidate = int(raw)
+            found = self._after(cursor, candidate)
+            if found is not None:
+                valid[candidate] = found
+                if len(valid) >= want:
+                    break
+        if not valid:
+            raise ValueError("the grammar allows no token here")
+        if sampler.sampling.temperature <= 0.0:
+            token = next(iter(valid))
+            return token, valid[token]
+        masked = np.full_like(logits, -np.inf)
+        ids = np.fromiter(valid, dtype=np.int64)
+        masked[ids] = logits[ids]
+        token = sampler(masked)
+        return token, valid[token]
+
+    # -- jump-forward ---------------------------------------------------------------------
+
+    def forced(self, cursor: Cursor, encode: Callable[[str], list[int]]) -> tuple[list[int], Cursor]:
+        """The forced run after ``cursor`` as the tokenizer writes it (maybe none), and the cursor after."""
+        if cursor.states is None:
+            return [], cursor
+        states = cursor.states
+        syms: list[str] = []
+        while len(syms) < self.max_forced:
+            nxt = self.grammar.next_symbols(states)
+            if len(nxt) != 1 or ANY in nxt or ACCEPT in states:
+                break
+            sym = next(iter(nxt))
+            syms.append(sym)
+            states = self.grammar.step(states, sym)
+        if not syms:
+            return [], cursor
+        text = "".join(syms)
+        ids = encode(text)
+        if not self._stable_end(syms, states, ids, encode):
+            ids = ids[:-1]
+        # Re-walk the kept tokens through the grammar: they must spell a prefix of the run.
+        walked = cursor
+        for token in ids:
+            step = self._after(walked, token)
+            if step is None:
+                return [], cursor
+            walked = step
+        return ids, walked
+
+    def _stable_end(
+        self, syms: list[str], states: frozenset[State], ids: list[int], encode: Callable[[str], list[int]]
+    ) -> bool:
+        if len(syms[-1]) > 1 or ACCEPT in states:
+            return True  # a special token (or the end of the call): nothing merges across it
+        nxt = self.grammar.next_symbols(states)
+        if ANY in nxt:
+            return False
+        text = "".join(syms)
+        for sym in nxt:
+            if len(sym) > 1:
+                continue
+            if encode(text + sym)[: len(ids)] != ids:
+                return False
+        return True
+
+    # -- drafting -------------------------------------------------------------------------
+
+    def draft(self, cursor: Cursor, encode: Callable[[str], list[int]], limit: int) -> list[int]:
+        """Tokens the grammar guesses after ``cursor`` (CallGrammar.draft_symbol), to be verified."""
+        if cursor.states is None or limit <= 0:
+            return []
+        states = cursor.states
+        syms: list[str] = []
+        while len(syms) < self.max_forced:
+            sym = self.grammar.draft_symbol(states)
+            if sym is None:
+                break
+            syms.append(sym)
+            states = self.grammar.step(states, sym)
+            if ACCEPT in states:
+                break
+        if not syms:
+            return []
+        ids = encode("".join(syms))
+        if not self._stable_end(syms, states, ids, encode):
+            ids = ids[:-1]
+        return ids[:limit]
+
+    # -- one round -----------------------------------------------------------------------
+
+    def generate(
+        self,
+        model: Model,
+        cache: KVCache,
+        logits: npt.NDArray[Any],
+        *,
+        max_new_tokens: int,
+        sampler: Sampler,
+        cancel: threading.Event | None = None,
+        draft: bool = True,
+        cursor: Cursor | None = None,
+    ) -> Generation:
+        """Decode to a stop id or the budget; ``steps`` counts sequential decoder passes.
+
+        Each pass feeds the model's pick, the forced run after it and (greedy only) the
+        grammar's draft; the draft's tokens are kept as far as the model's own masked
+        greedy pick agrees, so the tokens are those of token-by-token masked decoding.
+        """
+        tokens: list[int] = []
+        cursor = cursor or Cursor(None)
+        steps = 0
+        drafting = draft and sampler.sampling.temperature <= 0.0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled during decoding")
+            token, cursor = self.choose(logits, cursor, sampler)
+            tokens.append(token)
+            if token in self.stops:
+                return Generation(tuple(tokens), token, cache, (), steps)
+            if len(tokens) >= max_new_tokens:
+                return Generation(tuple(tokens), None, cache, (token,), steps)
+            run, cursor = self.forced(cursor, model.encode)
+            run = run[: max(0, max_new_tokens - len(tokens))]
+            tokens.extend(run)
+            guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens)) if drafting else []
+            feed = [token, *run, *guess]
+            rows, cache = model.verify(cache, feed, cancel=cancel)
+            steps += 1
+            certain = 1 + len(run)
+            logits = rows[certain - 1]
+            kept = 0
+            for drafted in guess:
+                pick, after = self.choose(logits, cursor, sampler)
+                if pick != drafted:
+                    break
+                kept += 1
+                tokens.append(pick)
+                cursor = after
+                logits = rows[certain - 1 + kept]
+            self.drafted += len(guess)
+            self.accepted += kept
+            if kept < len(guess):
+                cache = cache.truncated(cache.length - (len(guess) - kept))
+            if len(tokens) >= max_new_tokens:
+                return Generation(tuple(tokens), None, cache, (), steps)
