@@ -24,10 +24,10 @@ from assistant.brains.phrase.testkit import demo_tools
 ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = ROOT / "tests" / "data" / "recordings"
 
-OUT_OF_DOMAIN_ACTIONS_TODAY = 8
-"""FLOOR, not a goal: out-of-domain clips (every category but home_command and yes_no) on which the
-phrase brain acted when this set was added. The issue "Hear right or do nothing" tightens it to 0;
-lower it whenever the brain gets better, never raise it."""
+OUT_OF_DOMAIN_ACTIONS_TODAY = 0
+"""FLOOR, not a goal: out-of-domain clips (every category but home_command and yes_no; "stop" is
+read as the assistant's stop command, see bench_real_recordings.RECLASSIFIED) on which the phrase
+brain acts. 8 when this set was added; lower it whenever the brain gets better, never raise it."""
 
 ALLOWED_LICENCES = {"Apache-2.0", "MIT", "CC-BY-4.0", "CC0-1.0", "public-domain"}
 CATEGORIES = {"wake_only", "other_assistant", "single_word", "out_of_domain", "yes_no", "home_command"}
@@ -105,5 +105,15 @@ def test_out_of_domain_actions_stay_at_or_below_todays_floor(phrase_brain: Phras
           f"(floor today {OUT_OF_DOMAIN_ACTIONS_TODAY}, goal 0)")
     for o in acted:
         print(f"  {o.clip['id']} said {o.clip['transcript']!r} heard {o.transcript!r} -> {o.calls}")
-    assert len(outcomes) == sum(c["category"] in categories for c in manifest["clips"])
+    assert len(outcomes) == sum(bench.effective(c)["category"] in categories for c in manifest["clips"])
     assert len(acted) <= OUT_OF_DOMAIN_ACTIONS_TODAY, [o.clip["id"] for o in acted]
+
+
+def test_a_real_lock_command_heard_right_locks(phrase_brain: PhraseBrain, manifest: dict) -> None:
+    """The recorded "lock the front door" is heard as said; the unlock twin must not take it over
+    (it did when the twin guard averaged the one-word difference over the whole utterance)."""
+    bench = _bench()
+    [clip] = [c for c in manifest["clips"] if c["id"] == "stp-lock_the_front_door"]
+    outcomes = bench.run(phrase_brain, {**manifest, "clips": [clip]}, RECORDINGS)
+    assert outcomes[0].transcript == "lock the front door"
+    assert outcomes[0].calls == [{"name": "HassTurnOn", "arguments": {"name": "front door"}}]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from assistant.brains.phrase import PhraseBrain
-from assistant.brains.phrase.brain import Grammar, _sensitive
+from assistant.brains.phrase.brain import Grammar, _sensitive, _slot_first
 from assistant.brains.phrase.decoder import Decoded
 from assistant.brains.phrase.testkit import RecordingRouter, demo_tools
 from assistant.types import ResultStatus, Utterance
@@ -91,3 +91,39 @@ def test_a_failing_sensitivity_rule_counts_as_sensitive() -> None:
     [turn_off] = [t for t in demo_tools() if t.name == "HassTurnOff"]
     assert _sensitive(dataclasses.replace(turn_off, sensitive=broken), {"name": "kitchen light"})
     assert not _sensitive(turn_off, {"name": "kitchen light"})
+
+
+def test_opposite_twins_are_the_ones_that_would_act_otherwise(phrase_brain: PhraseBrain) -> None:
+    grammar = _grammar(phrase_brain)
+
+    def opposites(text: str) -> set[str]:
+        match = phrase_brain.match(text, grammar)
+        assert match is not None, text
+        return {" ".join(w) for w, _ in phrase_brain.opposite_twins(tuple(text.split()), match, grammar)}
+
+    assert "turn off the kitchen light" in opposites("turn on the kitchen light")
+    assert "volume down" in opposites("volume up")
+    assert "set the office fan to fifteen percent" in opposites("set the office fan to fifty percent")
+    # the same call either way: asking whether the door is locked or unlocked is one question
+    assert opposites("is the front door locked") == set()
+
+
+def test_a_verb_less_form_is_marked_slot_first(phrase_brain: PhraseBrain) -> None:
+    grammar = _grammar(phrase_brain)
+    short = phrase_brain.match("kitchen light off", grammar)
+    full = phrase_brain.match("turn off the kitchen light", grammar)
+    assert short is not None and short.slot_first
+    assert full is not None and not full.slot_first
+    assert _slot_first("[the] {name} (on|off)") and not _slot_first("turn [the] {name} on")
+
+
+def test_on_heard_where_the_audio_fits_off_as_well_does_nothing(
+    phrase_brain: PhraseBrain, say: Callable[[str], bytes]
+) -> None:
+    # feed the guard the opposite hypothesis of what was said: it must not act on it
+    grammar = _grammar(phrase_brain)
+    pcm = say("turn off the coffee maker")
+    heard = Decoded(words=("turn", "on", "the", "coffee", "maker"), fillers=0, frames=len(pcm) // 320)
+    wrong = phrase_brain.match(heard.text, grammar)
+    assert wrong is not None and wrong.call.name == "HassTurnOn"
+    assert phrase_brain._guard(pcm, heard, wrong, grammar, {}) is None

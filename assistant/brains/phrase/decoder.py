@@ -90,6 +90,8 @@ class Decoded:
     confidence: float | None = None
     """Grammar path score minus free phone-loop score, per speech frame (``CONFIDENCE_UNIT``);
     None when not verified."""
+    speech_frames: int = 0
+    """10 ms frames inside words of the best path (silence and noise words excluded)."""
 
     @property
     def text(self) -> str:
@@ -100,6 +102,20 @@ class Decoded:
     def rejected(self) -> bool:
         """True when the filler path won or nothing was recognized."""
         return self.fillers > 0 or not self.words
+
+
+@dataclass(frozen=True)
+class Forced:
+    """One forced alignment (``GrammarDecoder.force``)."""
+
+    score: float
+    """Path score per 10 ms frame (``CONFIDENCE_UNIT``)."""
+    words: tuple[str, ...]
+    """The sentence that fitted best."""
+    total: float
+    """Path score over the whole utterance (``CONFIDENCE_UNIT``)."""
+    word_frames: tuple[int, ...]
+    """Frames aligned to each word."""
 
 
 def ranked_fillers(entries: Iterable[str]) -> list[str]:
@@ -252,15 +268,15 @@ class GrammarDecoder:
                 if phones is not None and phones > 0.0:  # an underflowed bound proves nothing
                     ratio = (_log(hyp) - _log(phones)) / max(speech_frames, 1)
                     confidence = ratio / CONFIDENCE_UNIT
-        return Decoded(words=tuple(words), fillers=fillers, frames=frames, confidence=confidence)
+        return Decoded(words=tuple(words), fillers=fillers, frames=frames, confidence=confidence,
+                       speech_frames=speech_frames)
 
-    def force(self, pcm: bytes, sentences: list[tuple[str, ...]]) -> tuple[float, tuple[str, ...]] | None:
-        """Best of ``sentences`` forced over the whole utterance: its score per frame, and its words.
+    def force(self, pcm: bytes, sentences: list[tuple[str, ...]]) -> Forced | None:
+        """Best of ``sentences`` forced over the whole utterance: its score, words and their frames.
 
         The sentences form a small grammar of their own (no filler path), so scores from two
-        calls on the same audio compare how well it fits each group. The score is in
-        ``CONFIDENCE_UNIT`` per 10 ms frame. None when no path reached the end, or a word is
-        unknown to the decoder.
+        calls on the same audio compare how well it fits each group. None when no path
+        reached the end, or a word is unknown to the decoder.
         """
         samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype=np.int16)
         if samples.size < MIN_SAMPLES or not sentences:
@@ -284,10 +300,14 @@ class GrammarDecoder:
                 hyp, segments, frames = self._run(_FORCED_SEARCH, raw)
             finally:
                 self._decoder.remove_search(_FORCED_SEARCH)
-        said = tuple(_ALT_PRON.sub("", w) for w, _, _ in segments if not w.startswith(("<", "[", "+", "(")))
+        spoken = [(_ALT_PRON.sub("", w), last - first + 1) for w, first, last in segments
+                  if not w.startswith(("<", "[", "+", "("))]
+        said = tuple(w for w, _ in spoken)
         if hyp is None or said not in sentences:
             return None  # the best path stopped short of a sentence end
-        return _log(hyp) / max(frames, 1) / CONFIDENCE_UNIT, said
+        total = _log(hyp) / CONFIDENCE_UNIT
+        return Forced(score=total / max(frames, 1), words=said, total=total,
+                      word_frames=tuple(max(n, 1) for _, n in spoken))
 
     def _phone_loop(self, raw: bytes) -> float | None:
         """Path score of the free phone loop over the utterance (lock held)."""
