@@ -33,7 +33,7 @@ from assistant.home.client import MqttClient, PublishOutcome, PublishStatus
 from assistant.home.discovery import Entity
 from assistant.home.domains import REGISTRY
 from assistant.home.domains.base import Command, fmt_number
-from assistant.home.inventory import Inventory, Match, singular
+from assistant.home.inventory import Inventory, Match, normalize, singular
 from assistant.tools.base import Tool
 
 _LOGGER = logging.getLogger(__name__)
@@ -207,11 +207,23 @@ class HomeControl:
     """Builds the home tools from the inventory and executes them over MQTT."""
 
     def __init__(
-        self, inventory: Inventory, client: MqttClient | None = None, *, sensitive_extra: Iterable[str] = ()
+        self,
+        inventory: Inventory,
+        client: MqttClient | None = None,
+        *,
+        sensitive_extra: Iterable[str] = (),
+        aliases: Mapping[str, str] | None = None,
+        area: str | None = None,
     ) -> None:
+        """``aliases``: spoken alias -> entity id ("light.kitchen_lamp") or spoken name (``home.aliases``);
+        ``area``: the area this assistant stands in (``home.area``), for commands that name none."""
         self.inventory = inventory
         self.client = client
         self.sensitive_extra = frozenset(s.lower() for s in sensitive_extra)
+        self.aliases = {
+            normalize(k): v.strip() for k, v in (aliases or {}).items() if normalize(k) and v.strip()
+        }
+        self.area = normalize(area) or None
         self._listeners: list[ChangeCallback] = []
         self.dry_run: list[tuple[str, str]] = []
         """(topic, payload) of commands that had no broker to go to (mqtt.host unset)."""
@@ -287,17 +299,21 @@ class HomeControl:
             if not usable:
                 continue
             props: dict[str, Any] = {}
-            names = sorted({e.spoken for e in usable})
             areas = sorted({e.area for e in usable if e.area})
             present = sorted({e.domain for e in usable})
             domain_of: dict[str, str] = {}
             for entity in sorted(usable, key=lambda e: e.key):
-                domain_of.setdefault(entity.spoken, entity.domain)
+                for said in (*entity.names, *self._settings_aliases(entity)):
+                    domain_of.setdefault(said, entity.domain)
+            names = sorted(domain_of)
             # the brains read each name's domain from here instead of guessing it from words
             props["name"] = {"type": "string", "description": "Name of the device, as spoken.", "enum": names,
                              "x-entity-domains": domain_of}
             if areas:
                 props["area"] = {"type": "string", "description": "Area (room).", "enum": areas}
+                if self.area in areas:
+                    # the brains may leave the area out: the handler acts in this one
+                    props["area"]["x-satellite-area"] = self.area
             props["domain"] = {"type": "string", "description": "Kind of device.", "enum": present}
             extra, required = value_params.get(tool_name) or _choice_params(tool_name, usable)
             props.update(extra)
@@ -479,18 +495,35 @@ class HomeControl:
 
     # ------------------------------------------------------------------ resolution
 
+    def _settings_aliases(self, entity: Entity) -> list[str]:
+        """The ``home.aliases`` that name ``entity`` (by entity id or by one of its names)."""
+        return [alias for alias, target in self.aliases.items()
+                if target == entity.entity_id or normalize(target) in entity.names]
+
     def _resolve(self, tool_name: str, arguments: Mapping[str, Any]) -> list[Entity]:
         name, area, domain = (arguments.get(k) for k in ("name", "area", "domain"))
         for label, value in (("name", name), ("area", area), ("domain", domain)):
             if value is not None and not isinstance(value, str):
                 raise ToolError(f"{label} must be text", code="wrong_type")
-        if not (name or area or domain):
-            raise ToolError("Which device do you mean?", code="no_target")
         domains = TOOL_DOMAINS[tool_name]
-        match: Match = self.inventory.match(name, area, domain, domains=domains)
+        if name and normalize(name) in self.aliases:
+            named = [e for e in self.inventory.entities()
+                     if e.domain in domains and normalize(name) in self._settings_aliases(e)]
+            match = Match(tuple(named), None, None, by_name=True)
+        elif not (name or area or domain):
+            match = self._unnamed(tool_name)
+        else:
+            match = self.inventory.match(name, area, domain, domains=domains)
+            if not name and not area and self.area and not match.area:
+                # "turn off the lights": the lights of the area this assistant stands in, when it has any
+                here = Match(tuple(e for e in match.entities if e.area == self.area), self.area, match.domain)
+                match = here if here.entities else match
         hits = [e for e in match.entities if self._usable(tool_name, e)]
         if not hits:
             raise ToolError(self._not_found(name, area, domain), code="no_match")
+        if len(hits) > 1 and match.by_name and not area and self.area:
+            here_hits = [e for e in hits if e.area == self.area]
+            hits = here_hits if len(here_hits) == 1 else hits  # the one of that name in this room
         if len(hits) == 1 or tool_name in ("HassGetState", "HassClimateGetTemperature"):
             return hits
         sweep = tool_name in ("HassTurnOn", "HassTurnOff", "HassToggle", "HassLightSet")
@@ -505,6 +538,19 @@ class HomeControl:
             [_the(e) + (f" in the {e.area}" if e.area and not match.area else "") for e in hits[:5]]
         )
         raise ToolError(f"Which one do you mean: {listing}?", code="ambiguous")
+
+    def _unnamed(self, tool_name: str) -> Match:
+        """What a call with no name, area or domain means ("set the temperature to 21"): the one
+        entity it fits in this assistant's area, else the one entity in the home it fits; otherwise
+        the question which one (a call without a target never sweeps)."""
+        fits = [e for e in self.inventory.entities() if e.domain in TOOL_DOMAINS[tool_name]
+                and self._usable(tool_name, e)]
+        here = [e for e in fits if self.area and e.area == self.area]
+        if len(here) == 1:
+            return Match(tuple(here), self.area, None)
+        if len(fits) == 1:
+            return Match(tuple(fits), None, None)
+        raise ToolError("Which device do you mean?", code="no_target")
 
     @staticmethod
     def _not_found(name: Any, area: Any, domain: Any) -> str:

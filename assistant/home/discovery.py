@@ -331,6 +331,14 @@ class Entity:
     config: Mapping[str, Any] = field(default_factory=dict)
     """The expanded, validated options (full key names, ``~`` resolved)."""
     source: str = "discovery"
+    aliases: tuple[str, ...] = ()
+    """Other spoken names people use for it (``spoken_names``): its own name without the device
+    prefix, the device's name, and those with the area in front ("living room lamp")."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every spoken name: ``spoken`` first, then the aliases."""
+        return (self.spoken, *self.aliases)
 
     @property
     def entity_id(self) -> str:
@@ -547,6 +555,10 @@ def build_entity(
     if unique_id is not None and not isinstance(unique_id, (str, int)):
         raise ValueError("unique_id must be text")
     device_class = cfg.get("device_class")
+    area_said = spoken(area_text) or None if area_text else None
+    own = spoken(entity_name) if entity_name else ""
+    if device_name and own.startswith(spoken(device_name) + " "):
+        own = own[len(spoken(device_name)) + 1 :]
     return Entity(
         key=key,
         domain=domain,
@@ -559,7 +571,28 @@ def build_entity(
         device_class=clean_text(device_class, 32).lower() if device_class else None,
         config=MappingProxyType(cfg),
         source=source,
+        aliases=spoken_names(said, own, spoken(device_name) if device_name else "", area_said),
     )
+
+
+def spoken_names(name: str, own: str, device: str, area: str | None) -> tuple[str, ...]:
+    """The other names of an entity called ``name`` (HA's friendly name), as people say them.
+
+    ``own``: the entity's own name without the device prefix ("living room lamp" of device
+    "lamp", or "light" of device "kitchen"); ``device``: the device's name; ``area``: its area.
+    Each of those, and each with the area in front when it lacks it ("living room lamp"), except
+    ``name`` itself. "the lamp in the living room" needs no alias: the templates' name + area
+    form and ``Inventory.match`` read it as the name "lamp" scoped to the area.
+    """
+    out: dict[str, None] = {}
+    for base in (name, own, device):
+        if not base:
+            continue
+        out[base] = None
+        if area and not re.search(rf"\b{re.escape(area)}\b", base):
+            out[f"{area} {base}"] = None
+    out.pop(name, None)
+    return tuple(a for a in out if a)
 
 
 def parse_component_payload(topic: DiscoveryTopic, payload: Any) -> Entity:

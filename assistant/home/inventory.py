@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -405,18 +405,19 @@ class Inventory:
             e for e in pool if (area is None or e.area == area) and (domain is None or e.domain == domain)
         ]
         if exact:
-            return sorted((e for e in scoped if e.spoken == name), key=lambda e: e.spoken)
+            return sorted((e for e in scoped if name in e.names), key=lambda e: e.spoken)
         wanted = {name, singular(name)}
-        hits = [e for e in scoped if e.spoken in wanted or singular(e.spoken) in wanted]
+        hits = [e for e in scoped if any(n in wanted or singular(n) in wanted for n in e.names)]
         if hits or area is None:
             return sorted(hits, key=lambda e: e.spoken)
         # "the light" in the kitchen -> "kitchen light": the name without its area words
         loose = []
         for e in scoped:
-            rest = re.sub(rf"\b{re.escape(area)}\b", " ", e.spoken)
-            rest = " ".join(rest.split())
-            if rest in wanted or singular(rest) in wanted:
-                loose.append(e)
+            for said in e.names:
+                rest = " ".join(re.sub(rf"\b{re.escape(area)}\b", " ", said).split())
+                if rest in wanted or singular(rest) in wanted:
+                    loose.append(e)
+                    break
         return sorted(loose, key=lambda e: e.spoken)
 
     @staticmethod
@@ -585,6 +586,14 @@ class Inventory:
         return entity
 
     def _put(self, entity: Entity) -> None:
+        # an entity's own name that is a bare kind ("light" of device "Kitchen") or an alias that is
+        # the area itself ("kitchen", a device named after its room) would shadow the domain and area
+        # sweeps ("turn on the light" here, "the kitchen"); a device called "Lamp" keeps "lamp"
+        device = spoken(entity.device_name or "")
+        aliases = tuple(a for a in entity.aliases
+                        if (a == device or self._domain_of(a) is None) and a != entity.area)
+        if aliases != entity.aliases:
+            entity = replace(entity, aliases=aliases)
         with self._lock:
             old = self._entities.get(entity.key)
             if old == entity:
@@ -595,10 +604,11 @@ class Inventory:
             if old is None or old.config.get("state_topic") != entity.config.get("state_topic"):
                 self._states.pop(entity.key, None)
             self._follow(entity)
-            changed = old is None or (old.spoken, old.area, old.domain) != (
+            changed = old is None or (old.spoken, old.area, old.domain, old.aliases) != (
                 entity.spoken,
                 entity.area,
                 entity.domain,
+                entity.aliases,
             )
         _LOGGER.debug(
             "%s %s: %s (%s)%s",

@@ -430,7 +430,12 @@ def test_schema_contract(home: Home) -> None:
         "description": "Brightness in percent.",
     }
     assert light["color_temp"]["type"] == "integer"
-    assert light["name"]["enum"] == ["kitchen light", "living room hub sofa lamp"]
+    # HA's friendly names, then the names people say: the device's name, the entity's own name
+    # without the device prefix, and that with the area in front
+    assert light["name"]["enum"] == [
+        "kitchen light", "living room hub", "living room hub sofa lamp", "living room sofa lamp", "sofa lamp",
+    ]
+    assert light["name"]["x-entity-domains"]["sofa lamp"] == "light"
     assert tools["HassSetPosition"].parameters["properties"]["position"]["maximum"] == 100
     assert tools["HassClimateSetTemperature"].parameters["properties"]["temperature"]["type"] == "number"
     assert tools["HassFanSetSpeed"].parameters["properties"]["percentage"]["type"] == "integer"
