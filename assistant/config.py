@@ -260,6 +260,12 @@ class HomeSettings:
     """Entities declared by hand (same keys as an MQTT discovery config plus `component`)."""
     sensitive_extra: tuple[str, ...] = ()
     """Extra entity ids whose commands always need confirmation."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """More spoken names: alias -> entity id or name ({"big light": "light.ceiling"}). An alias
+    that fits several entities is asked about, never guessed."""
+    area: str | None = None
+    """The area this assistant stands in ("kitchen"): commands that name no area act there, and
+    one that names nothing acts on the one device it fits there (HA's satellite area)."""
 
 
 @dataclass(frozen=True)
@@ -917,6 +923,13 @@ def _check(obj: Any) -> list[tuple[str, str]]:
             problems.append(("client_id", f"must be non-empty printable text, got {obj.client_id!r}"))
     elif isinstance(obj, HomeSettings):
         problems.extend(_entity_topic_problems(obj.entities))
+        for alias, target in obj.aliases.items():
+            if not isinstance(alias, str) or not alias.strip():
+                problems.append(("aliases", f"an alias must be non-empty text, got {alias!r}"))
+            elif not isinstance(target, str) or not target.strip():
+                problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
+        if obj.area is not None and not obj.area.strip():
+            problems.append(("area", "must name an area, or be left out"))
     elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
     return problems

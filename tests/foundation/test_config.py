@@ -119,3 +119,19 @@ def test_settings_are_frozen() -> None:
     settings = parse_settings("")
     with pytest.raises(AttributeError):
         settings.site = "x"  # type: ignore[misc]
+
+
+def test_home_aliases_and_the_assistants_area() -> None:
+    settings = parse_settings(
+        "home:\n  area: Kitchen\n  aliases:\n"
+        "    big light: light.ceiling\n    reading lamp: living room lamp\n"
+    )
+    assert settings.home.area == "Kitchen"
+    assert dict(settings.home.aliases) == {"big light": "light.ceiling", "reading lamp": "living room lamp"}
+    assert config.HomeSettings().aliases == {} and config.HomeSettings().area is None
+    with pytest.raises(ConfigError, match=r"home\.aliases"):
+        parse_settings("home:\n  aliases:\n    big light: ''\n")
+    with pytest.raises(ConfigError, match=r"home\.aliases"):
+        parse_settings("home:\n  aliases: [big light]\n")
+    with pytest.raises(ConfigError, match=r"home\.area"):
+        parse_settings("home:\n  area: ' '\n")
