@@ -111,6 +111,45 @@ def test_early_tokens_that_differ_are_thrown_away(runtime: GemmaRuntime) -> None
     assert all(np.array_equal(a, b) for a, b in zip(snapshot, prefix.keys, strict=True))
 
 
+@pytest.mark.parametrize("name", ["audio_2s", "audio_3s"])
+def test_audio_fed_past_the_utterance_end_keeps_the_matching_tokens(runtime: GemmaRuntime, name: str) -> None:
+    """The daemon feeds the hangover; the utterance ends sooner: the streamed cache is cut, not dropped."""
+    case = CASES[name]
+    cut = case["prefix_len"]
+    _, prefix = runtime.prefill(runtime.empty_cache(), case["ids"][:cut])
+    prefix = prefix.frozen()
+    snapshot = [k.copy() for k in prefix.keys]
+    pcm = _pcm(name)
+    hangover = (np.random.default_rng(9).standard_normal(9600) * 300).astype("<i2").tobytes()
+    core = _stream(runtime, prefix, pcm + hangover, 3840)
+    assert core.early_tokens > case["audio_tokens"]  # streamed past the utterance's last token
+    tail = case["ids"][cut + 2 + case["audio_tokens"] :]
+    result = core.close(pcm, tail)
+    assert result is not None and not result.reprefilled
+    assert 0 < result.early_tokens <= case["audio_tokens"] and result.dropped > 0
+    assert result.early_tokens + result.dropped == core.early_tokens
+    assert result.prefill_tokens == case["audio_tokens"] - result.early_tokens + 1 + len(tail)
+    assert result.prefill_tokens <= 12
+    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+    assert all(np.array_equal(a, b) for a, b in zip(snapshot, prefix.keys, strict=True))
+
+
+def test_a_changed_tail_keeps_the_tokens_before_it(runtime: GemmaRuntime) -> None:
+    case = CASES["audio_3s"]
+    cut = case["prefix_len"]
+    _, prefix = runtime.prefill(runtime.empty_cache(), case["ids"][:cut])
+    pcm = _pcm("audio_3s")
+    changed = pcm[:32000] + (np.random.default_rng(4).standard_normal(8000) * 3000).astype("<i2").tobytes()
+    core = _stream(runtime, prefix.frozen(), changed, 3840)
+    tail = case["ids"][cut + 2 + case["audio_tokens"] :]
+    result = core.close(pcm, tail)
+    assert result is not None and not result.reprefilled
+    # Tokens wholly before the change (sample 16000) are kept, none after it.
+    assert final_tokens(16000, runtime.features.config) <= result.early_tokens <= 16000 // 640
+    assert result.dropped > 0
+    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+
+
 # -- the brain ------------------------------------------------------------------------------
 
 

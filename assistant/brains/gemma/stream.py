@@ -9,10 +9,13 @@ and prefills the *newly final* soft tokens onto the cached prefix. At the end of
 only the last few soft tokens, ``<audio|>`` and the generation prompt are left.
 
 ``close`` re-encodes the whole utterance once (the stock encoder has no state, so this
-is the offline encoder work) and checks that every soft token prefilled early equals the
-final pass; if any does not (different PCM, a non-causal encoder graph, an fp16 drift
-beyond the tolerance), it throws the streamed state away and prefills the offline
-suffix on the prefix instead. Either way the result is the offline turn's.
+is the offline encoder work) and checks the soft tokens prefilled early against the final
+pass: the streamed cache is kept up to the first one that differs (different PCM, a
+non-causal encoder graph, an fp16 drift beyond the tolerance) or that the utterance no
+longer has (the daemon feeds the endpointer's hangover; the utterance ends sooner), cut
+there (exact: the decoder is causal), and the rest of the suffix is prefilled on it.
+When none matches, the offline suffix is prefilled on the prefix. Either way the result
+is the offline turn's.
 
 KV caches are immutable snapshots (runtime.KVCache): a stream only ever extends the
 prefix into new arrays, so dropping a stream (abort, cancel, rejection) cannot change
@@ -73,7 +76,9 @@ class StreamResult:
     encoder_tokens: int
     """Soft tokens the encoder produced after the end of speech (the whole clip: stock graph)."""
     reprefilled: bool
-    """True when the early tokens did not match the final pass and the suffix was prefilled anew."""
+    """True when no early token matched the final pass and the suffix was prefilled anew."""
+    dropped: int = 0
+    """Early tokens cut off the streamed cache because the final pass differs from them (or ends before)."""
 
 
 class AudioPrefill:
@@ -141,15 +146,24 @@ class AudioPrefill:
 
     # -- end of speech --------------------------------------------------------------------
 
-    def _early_matches(self, audio: npt.NDArray[Any]) -> bool:
+    def _matching(self, audio: npt.NDArray[Any]) -> int:
+        """How many leading early soft tokens equal the final pass (within the tolerance).
+
+        The decoder is causal, so the streamed cache is exact up to the first token that
+        differs; a clip that ends before the streamed audio did (the daemon feeds the
+        endpointer's hangover, the utterance keeps only the pre-roll of it) or a changed
+        token keeps what came before it.
+        """
         if self._done == 0:
-            return True
-        if audio.shape[0] < self._done:
-            return False
-        early = np.concatenate(self._rows, axis=0).astype(np.float32)
-        final = audio[: self._done].astype(np.float32)
-        scale = max(float(np.max(np.abs(final))), 1e-6)
-        return float(np.max(np.abs(early - final))) <= self.tolerance * scale
+            return 0
+        count = min(self._done, int(audio.shape[0]))
+        if count == 0:
+            return 0
+        early = np.concatenate(self._rows, axis=0)[:count].astype(np.float32)
+        final = audio[:count].astype(np.float32)
+        scale = max(float(np.max(np.abs(audio).astype(np.float32))), 1e-6)
+        bad = np.flatnonzero(np.max(np.abs(early - final), axis=1) > self.tolerance * scale)
+        return int(bad[0]) if bad.size else count
 
     def close(
         self,
@@ -171,9 +185,14 @@ class AudioPrefill:
             audio = self.runtime.encode_audio(features)
         count = int(audio.shape[0])
         tokens = self.runtime.tokens
-        reprefilled = not self._early_matches(audio)
-        done = 0 if reprefilled else self._done
-        cache = self.prefix if reprefilled else self._cache
+        done = self._matching(audio)
+        reprefilled = self._done > 0 and done == 0
+        if done == 0:
+            cache = self.prefix
+        elif done == self._done:
+            cache = self._cache
+        else:  # keep the prefix, <|audio> and the matching tokens: exact, the decoder is causal
+            cache = _truncated(self._cache, self.prefix.length + 1 + done)
         ids = (
             ([tokens.audio_open] if done == 0 else [])
             + [tokens.audio] * (count - done)
@@ -181,7 +200,7 @@ class AudioPrefill:
             + list(tail)
         )
         logits, cache = self.runtime.prefill(cache, ids, audio=audio[done:], chunk=self.chunk, cancel=cancel)
-        return StreamResult(logits, cache, count, done, len(ids), count, reprefilled)
+        return StreamResult(logits, cache, count, done, len(ids), count, reprefilled, self._done - done)
 
     def drop(self) -> None:
         """Forget the streamed state (the prefix is untouched: it was never written)."""
@@ -190,3 +209,21 @@ class AudioPrefill:
         self._done = 0
         self._pcm.clear()
         self._encoded_samples = 0
+
+
+def _truncated(cache: KVCache, length: int) -> KVCache:
+    """The state after the first ``length`` tokens: every slot holds the whole sequence on axis 2.
+
+    Sliding-window layers are windowed by the decoder's mask and shared-KV layers read
+    these slots, so cutting the time axis is exact. The streamed cache is never written
+    (the cut is copied, contiguous for onnxruntime).
+    """
+    if not 0 <= length <= cache.length:
+        raise ValueError(f"cannot cut a {cache.length}-token cache to {length}")
+    if length == cache.length:
+        return cache
+    return KVCache(
+        tuple(np.ascontiguousarray(k[:, :, :length]) for k in cache.keys),
+        tuple(np.ascontiguousarray(v[:, :, :length]) for v in cache.values),
+        length,
+    )
