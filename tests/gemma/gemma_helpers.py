@@ -74,3 +74,46 @@ def settings_for(path: Path, **overrides: Any) -> GemmaSettings:
     values: dict[str, Any] = {"model_dir": path, "variant": "fp32", "audio_variant": "fp32"}
     values.update(overrides)
     return GemmaSettings(**values)
+
+
+class ScriptedChoices:
+    """A stand-in decoder whose greedy pick after n generated tokens is ``target[n]``.
+
+    Implements what ConstrainedDecoder needs (encode, prefill, verify) without ONNX: the
+    "cache" is the list of fed tokens, so the tokens a generation leaves in it can be
+    compared with the tokenizer's own encoding of the whole output. ``noise`` adds seeded
+    runner-up logits, so the mask has something to refuse.
+    """
+
+    def __init__(self, tokenizer: Any, target: list[int], *, noise: float = 0.0, seed: int = 0) -> None:
+        import numpy as np
+
+        self._np = np
+        self.tokenizer = tokenizer
+        self.target = target
+        self.vocab = int(tokenizer.get_vocab_size())
+        self.fed: list[int] = []
+        self.passes: list[int] = []
+        self._noise = noise
+        self._rng = np.random.default_rng(seed)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def row(self, position: int) -> Any:
+        logits = self._rng.standard_normal(self.vocab).astype("float32") * self._noise
+        if position < len(self.target):
+            logits[self.target[position]] = 50.0
+        return logits
+
+    def verify(self, cache: Any, ids: Any, *, cancel: Any = None) -> tuple[Any, Any]:
+        from assistant.brains.gemma.runtime import KVCache
+
+        self.fed = self.fed[: cache.length] + list(ids)
+        self.passes.append(len(ids))
+        rows = self._np.stack([self.row(cache.length + i + 1) for i in range(len(ids))])
+        return rows, KVCache((), (), len(self.fed))
+
+    def prefill(self, cache: Any, ids: Any, *, cancel: Any = None) -> tuple[Any, Any]:
+        rows, cache = self.verify(cache, ids, cancel=cancel)
+        return rows[-1], cache

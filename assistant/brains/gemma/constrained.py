@@ -35,9 +35,11 @@ of stack states (an NFA: enum values sharing a prefix, a number that may end or 
 
 from __future__ import annotations
 
+import bisect
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -172,7 +174,7 @@ class _Number(_Node):
         if phase is None:
             return []
         states: list[State] = []
-        if phase in (3, 4, 5) or (phase == 2 and not self.integer):
+        if phase != 2 or not self.integer:  # an integer's leading 0 ends it
             states.append((*rest, (self, phase)))
         if phase in self._ACCEPTING:
             states.extend(_done(rest))
@@ -420,12 +422,21 @@ class Model(Protocol):
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Each token id's grammar symbols (computed lazily) and the special ids."""
+    """Each token id's grammar symbols (computed lazily), the special ids and the sorted plain pieces."""
 
     piece: Callable[[int], str]
     """Text of one id, special tokens kept."""
     specials: Mapping[int, str]
     """Special token id -> its string."""
+    all_pieces: Callable[[], list[str]] = list
+    """The text of every id (for the merge-boundary check)."""
+    text: Callable[[list[int]], str] | None = None
+    """Text of several ids together (a character split over byte tokens decodes whole)."""
+    raw: Callable[[int], bytes] | None = None
+    """The UTF-8 bytes of one id (a byte token: its byte)."""
+    _sorted: list[list[str]] = field(default_factory=list, compare=False, repr=False)
+    _longest: list[int] = field(default_factory=list, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def symbols(self, token: int, cache: dict[int, tuple[str, ...]]) -> tuple[str, ...]:
         found = cache.get(token)
@@ -435,6 +446,32 @@ class Vocabulary:
             cache[token] = found
         return found
 
+    def sorted_pieces(self) -> list[str]:
+        """Every plain token's text, sorted (built once, on first use)."""
+        with self._lock:
+            if not self._sorted:
+                texts = self.all_pieces()
+                plain = {t for i, t in enumerate(texts) if i not in self.specials and t and "\ufffd" not in t}
+                self._sorted.append(sorted(plain))
+                self._longest.append(max((len(t) for t in plain), default=0))
+            return self._sorted[0]
+
+    def crosses(self, left: str, viable: Callable[[str], bool]) -> bool:
+        """True when some token's text is a suffix of ``left`` followed by a viable continuation.
+
+        If none is, no merge of the tokenizer can cross the end of ``left``: the tokens of
+        ``left`` are the same whatever follows (merges only ever grow tokens).
+        """
+        pieces = self.sorted_pieces()
+        for start in range(max(0, len(left) - self._longest[0]), len(left)):
+            suffix = left[start:]
+            at = bisect.bisect_right(pieces, suffix)
+            while at < len(pieces) and pieces[at].startswith(suffix):
+                if viable(pieces[at][len(suffix) :]):
+                    return True
+                at += 1
+        return False
+
 
 def vocabulary_of(tokenizer: Any) -> Vocabulary:
     """The Vocabulary of a ``tokenizers.Tokenizer``."""
@@ -443,7 +480,51 @@ def vocabulary_of(tokenizer: Any) -> Vocabulary:
     def piece(token: int) -> str:
         return str(tokenizer.decode([token], skip_special_tokens=False))
 
-    return Vocabulary(piece, specials)
+    def all_pieces() -> list[str]:
+        ids = [[i] for i in range(int(tokenizer.get_vocab_size()))]
+        return [str(t) for t in tokenizer.decode_batch(ids, skip_special_tokens=False)]
+
+    def text(ids: list[int]) -> str:
+        return str(tokenizer.decode(ids, skip_special_tokens=False))
+
+    def raw(token: int) -> bytes:
+        whole = piece(token)
+        if "\ufffd" not in whole:
+            return whole.encode("utf-8")
+        name = str(tokenizer.id_to_token(token))
+        match = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", name)  # SentencePiece byte fallback
+        if match:
+            return bytes([int(match.group(1), 16)])
+        if all(c in _BYTE_LEVEL for c in name):  # GPT-2 style byte-level alphabet
+            return bytes(_BYTE_LEVEL[c] for c in name)
+        return whole.encode("utf-8")
+
+    return Vocabulary(piece, specials, all_pieces, text, raw)
+
+
+def _byte_level() -> dict[str, int]:
+    """The byte-level BPE alphabet: printable stand-in character -> byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    table = {chr(b): b for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            table[chr(256 + extra)] = b
+            extra += 1
+    return table
+
+
+_BYTE_LEVEL = _byte_level()
+
+
+def _utf8_split(data: bytes) -> tuple[str, bytes] | None:
+    """Decode the whole characters of ``data``; the trailing incomplete bytes; None when invalid."""
+    try:
+        return data.decode("utf-8"), b""
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+            return data[: exc.start].decode("utf-8"), data[exc.start :]
+        return None
 
 
 @dataclass
@@ -451,6 +532,8 @@ class Cursor:
     """Where decoding is in the round's grammar: free text (None), or inside a call (NFA states)."""
 
     states: frozenset[State] | None = None
+    pending: bytes = b""
+    """The first bytes of a character split over byte tokens (inside a call)."""
 
 
 class ConstrainedDecoder:
@@ -496,10 +579,23 @@ class ConstrainedDecoder:
         if token in self.stops or not syms:
             return None
         states = cursor.states
+        pending = b""
+        if (cursor.pending or "\ufffd" in syms) and self.vocabulary.raw is not None:
+            # A character split over byte tokens: step the grammar by whole characters only.
+            split = _utf8_split(cursor.pending + self.vocabulary.raw(token))
+            if split is None:
+                return None
+            text, pending = split
+            syms = tuple(text)
         for sym in syms:
             states = self.grammar.step(states, sym)
             if not states:
                 return None
+        if pending:
+            nxt = self.grammar.next_symbols(states)
+            if ANY not in nxt and not any(c.encode("utf-8").startswith(pending) for c in nxt if len(c) == 1):
+                return None
+            return Cursor(states, pending)
         if ACCEPT in states:
             return Cursor(None) if states == {ACCEPT} else None
         return Cursor(states)
@@ -521,7 +617,9 @@ class ConstrainedDecoder:
                 if len(valid) >= want:
                     break
         if not valid:
-            raise ValueError("the grammar allows no token here")
+            # No whole token fits (a character of an enum value split over byte tokens): leave the
+            # rest to the model unconstrained; the parser still checks what it writes.
+            return best, Cursor(None)
         if sampler.sampling.temperature <= 0.0:
             token = next(iter(valid))
             return token, valid[token]
@@ -535,7 +633,7 @@ class ConstrainedDecoder:
 
     def forced(self, cursor: Cursor, encode: Callable[[str], list[int]]) -> tuple[list[int], Cursor]:
         """The forced run after ``cursor`` as the tokenizer writes it (maybe none), and the cursor after."""
-        if cursor.states is None:
+        if cursor.states is None or cursor.pending:
             return [], cursor
         states = cursor.states
         syms: list[str] = []
@@ -548,40 +646,58 @@ class ConstrainedDecoder:
             states = self.grammar.step(states, sym)
         if not syms:
             return [], cursor
-        text = "".join(syms)
-        ids = encode(text)
-        if not self._stable_end(syms, states, ids, encode):
-            ids = ids[:-1]
-        # Re-walk the kept tokens through the grammar: they must spell a prefix of the run.
-        walked = cursor
-        for token in ids:
-            step = self._after(walked, token)
-            if step is None:
-                return [], cursor
-            walked = step
-        return ids, walked
+        return self._stable_prefix(cursor, syms, encode)
 
-    def _stable_end(
-        self, syms: list[str], states: frozenset[State], ids: list[int], encode: Callable[[str], list[int]]
-    ) -> bool:
-        if len(syms[-1]) > 1 or ACCEPT in states:
-            return True  # a special token (or the end of the call): nothing merges across it
-        nxt = self.grammar.next_symbols(states)
-        if ANY in nxt:
-            return False
-        text = "".join(syms)
-        for sym in nxt:
-            if len(sym) > 1:
+    def _spelled(self, ids: list[int]) -> list[str]:
+        """The symbols ids spell together."""
+        if self.vocabulary.text is not None:
+            return symbols_of(self.vocabulary.text(ids))
+        kept: list[str] = []
+        with self._lock:
+            for token in ids:
+                kept.extend(self.vocabulary.symbols(token, self._symbols))
+        return kept
+
+    def _walk(self, states: frozenset[State], syms: Iterable[str]) -> frozenset[State]:
+        for sym in syms:
+            states = self.grammar.step(states, sym)
+            if not states:
+                break
+        return states
+
+    def _stable_prefix(
+        self, cursor: Cursor, syms: list[str], encode: Callable[[str], list[int]]
+    ) -> tuple[list[int], Cursor]:
+        """The tokenizer's encoding of ``syms`` (valid from ``cursor``), cut back to a boundary
+        no merge can cross whatever the model writes next; and the cursor after it."""
+        ids = encode("".join(syms))
+        start = cursor.states or frozenset()
+        for keep in range(len(ids), 0, -1):
+            kept = self._spelled(ids[:keep])
+            if kept != syms[: len(kept)]:
                 continue
-            if encode(text + sym)[: len(ids)] != ids:
-                return False
-        return True
+            states = self._walk(start, kept)
+            if not states:
+                continue
+            tail = len(kept)
+            while tail > 0 and len(kept[tail - 1]) == 1:
+                tail -= 1
+            left = "".join(kept[tail:])
+            if ACCEPT in states or not left:
+                return ids[:keep], Cursor(None if states == {ACCEPT} else states)
+
+            def viable(rest: str, states: frozenset[State] = states) -> bool:
+                return bool(self._walk(states, rest)) if rest else False
+
+            if not self.vocabulary.crosses(left, viable):
+                return ids[:keep], Cursor(states)
+        return [], cursor
 
     # -- drafting -------------------------------------------------------------------------
 
     def draft(self, cursor: Cursor, encode: Callable[[str], list[int]], limit: int) -> list[int]:
         """Tokens the grammar guesses after ``cursor`` (CallGrammar.draft_symbol), to be verified."""
-        if cursor.states is None or limit <= 0:
+        if cursor.states is None or cursor.pending or limit <= 0:
             return []
         states = cursor.states
         syms: list[str] = []
@@ -595,9 +711,7 @@ class ConstrainedDecoder:
                 break
         if not syms:
             return []
-        ids = encode("".join(syms))
-        if not self._stable_end(syms, states, ids, encode):
-            ids = ids[:-1]
+        ids, _ = self._stable_prefix(cursor, syms, encode)
         return ids[:limit]
 
     # -- one round -----------------------------------------------------------------------
