@@ -12,8 +12,12 @@
 The parts arrive through small protocols (frame source, wake words, utterance segmenter,
 brain, tool gateway, TTS sink, earcons), so tests drive the whole machine with in-memory
 audio and simple fakes; optional abilities (burst pacing, early decode, close) are
-declared capabilities checked with ``isinstance``. Requests from outside (push-to-talk,
-announce, mute, stop, shutdown) arrive as typed commands through one ``Inbox``
+declared capabilities checked with ``isinstance``. A brain that is ``Streaming`` gets the
+utterance while it is spoken: a stream opens when listening starts, the speech so far is
+fed as it grows, ``finish`` gets the whole utterance at the end of speech, and anything
+else (timeout, stop, a dropped burst, shutdown) aborts it; a barge-in while thinking
+cancels the finish. Requests from outside (push-to-talk, announce, mute, stop, shutdown)
+arrive as typed commands through one ``Inbox``
 (assistant.inbox). Blocking work (brain, synthesis, playback) runs in worker threads with
 a cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge
 in while the assistant speaks, and ``health_problem()`` sees a live audio loop. The assistant
@@ -36,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import itertools
 import logging
 import threading
@@ -44,7 +49,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from assistant.brains.base import Brain, Prefetching, ToolGateway, turn_figures
+from assistant.brains.base import Brain, Prefetching, SpeechStream, Streaming, ToolGateway, turn_figures
 from assistant.capabilities import AsyncClosable, Closable, SupportsBatching, SupportsVolume
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode, TtsError, coded
@@ -53,7 +58,17 @@ from assistant.inbox import Announce, Command, Inbox, PushToTalk, SetMuted, SetV
 from assistant.runs import Counters, Run
 from assistant.tools.base import Tool
 from assistant.tts.base import SpeakResult, TtsSink
-from assistant.types import AssistState, AudioFrame, Event, EventType, Reply, ToolCall, ToolResult, Utterance
+from assistant.types import (
+    AssistState,
+    AudioFrame,
+    BrainTurn,
+    Event,
+    EventType,
+    Reply,
+    ToolCall,
+    ToolResult,
+    Utterance,
+)
 from assistant.wake.detector import Detection
 
 if TYPE_CHECKING:
@@ -63,6 +78,7 @@ __all__ = [
     "ERROR_MESSAGE",
     "IDLE_BATCH_MS",
     "PREFETCH_SILENCE_S",
+    "STREAM_FEED_S",
     "Earcons",
     "EventListener",
     "FrameSource",
@@ -82,6 +98,11 @@ PREFETCH_SILENCE_S = 0.36
 """Quiet time after which the brain may start on an utterance before the endpointer closes
 it (vad.silence_end_ms is 600 by default): enough for the 0.15 s the phrase brain keeps
 after the last word plus the VAD's lag."""
+
+STREAM_FEED_S = 0.08
+"""While the user speaks, the speech so far goes to a streaming brain at most this often
+(stream seconds): the brain's worker steps every 240 ms anyway, and each feed joins the
+segmenter's frames once."""
 
 ERROR_MESSAGE = "Sorry, something went wrong."
 """Spoken when a stage fails without a reply of its own."""
@@ -270,6 +291,9 @@ class Orchestrator:
         self._run: Run | None = None
         self._run_ids = itertools.count(1)
         self._prefetched_for: int | None = None
+        self._stream: SpeechStream | None = None
+        self._stream_head = b""  # what the stream was fed: the utterance in progress so far
+        self._stream_fed_at = -1.0
         self._listen_reason = ""
         self._brain_calls: dict[int, float] = {}
         self._last_frame_at = time.monotonic()
@@ -336,6 +360,7 @@ class Orchestrator:
         _LOGGER.info("Stopping")
         if self._run is not None:
             self._run.cancel.set()  # brain and speech threads return within ~50 ms
+        self._abort_stream()
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -472,7 +497,61 @@ class Orchestrator:
         elif step.timed_out:
             self._listen_timeout()
         else:
+            self._feed_stream(frame)
             self._maybe_prefetch()
+
+    # ------------------------------------------------------------------ streaming brain
+
+    def _begin_stream(self) -> None:
+        """A fresh stream for the utterance about to be spoken (a brain that is ``Streaming``)."""
+        self._abort_stream()
+        brain = self.brain
+        if not isinstance(brain, Streaming):
+            return
+        try:
+            self._stream = brain.begin_stream(self.site, self.router)
+        except Exception as err:  # only an optimisation: the utterance is handled offline then
+            _LOGGER.warning("brain stream failed to start: %s", err)
+
+    def _abort_stream(self) -> None:
+        """Throw the stream's partial state away (in a worker: abort waits for a running step)."""
+        stream, self._stream = self._stream, None
+        self._stream_head = b""
+        self._stream_fed_at = -1.0
+        if stream is not None:
+            try:
+                self._executor.submit(_quietly_abort, stream)
+            except RuntimeError:  # the executor is shut down (the daemon is stopping)
+                _quietly_abort(stream)
+
+    def _take_stream(self) -> tuple[SpeechStream | None, bytes]:
+        stream, head = self._stream, self._stream_head
+        self._stream, self._stream_head, self._stream_fed_at = None, b"", -1.0
+        return stream, head
+
+    def _feed_stream(self, frame: AudioFrame) -> None:
+        """Hand the speech collected so far to the stream (only appends: never blocks the loop)."""
+        if self._stream is None or frame.timestamp - self._stream_fed_at < STREAM_FEED_S - 1e-6:
+            return
+        self._stream_fed_at = frame.timestamp
+        if self.segmenter.pending_pcm(self.settings.vad.pre_roll_ms / 1000) is not None:
+            return  # quiet longer than the utterance keeps after its end: more is work thrown away
+        pcm = self.segmenter.pending_pcm(0.0)
+        head = self._stream_head
+        if head and (pcm is None or not pcm.startswith(head)):
+            # The segmenter dropped what was fed (a cough, a click): it is no head of any utterance.
+            self._begin_stream()
+            head = b""
+        stream = self._stream
+        if stream is None or pcm is None or len(pcm) <= len(head):
+            return
+        try:
+            stream.feed(pcm[len(head) :])
+        except Exception as err:  # only an optimisation: the utterance is handled offline then
+            _LOGGER.warning("brain stream feed failed: %s", err)
+            self._abort_stream()
+            return
+        self._stream_head = pcm
 
     def _maybe_prefetch(self) -> None:
         """Let the brain start on the utterance while the endpointer waits out its hangover.
@@ -526,6 +605,7 @@ class Orchestrator:
             self._error("listen", AssistantError(f"segmenter reset failed: {err}",
                                                  code=ErrorCode.SEGMENTER_FAILED))
         self._listen_reason = reason
+        self._begin_stream()
         self._set_state(State.LISTENING)
         self._emit(EventType.LISTEN_START, {"reason": reason, "timeout_s": timeout_s})
 
@@ -556,10 +636,23 @@ class Orchestrator:
         self._emit(EventType.SPEECH_END, {"start_s": round(utterance.start_s, 3),
                                           "end_s": round(utterance.end_s, 3),
                                           "duration_s": round(utterance.duration, 3)})
+        stream, head = self._take_stream()
         self._set_state(State.THINKING)
-        self._spawn(self._think_and_speak(run, utterance), f"run-{run.id}")
+        self._spawn(self._think_and_speak(run, utterance, stream, head), f"run-{run.id}")
 
-    async def _think_and_speak(self, run: Run, utterance: Utterance) -> None:
+    def _think(self, utterance: Utterance, gateway: ToolGateway, cancel: threading.Event,
+               stream: SpeechStream | None, head: bytes) -> BrainTurn:
+        """The brain's turn (in a worker thread): the stream's finish when one was fed, else handle."""
+        if stream is None:
+            return self.brain.handle(utterance, gateway, cancel)
+        try:
+            return stream.finish(streamed_clip(head, utterance), gateway, cancel)
+        except BaseException:
+            stream.abort()
+            raise
+
+    async def _think_and_speak(self, run: Run, utterance: Utterance, stream: SpeechStream | None = None,
+                               head: bytes = b"") -> None:
         run.mark("think_start")
         self._emit(EventType.THINK_START, {"run": run.id})
         self._brain_calls[run.id] = time.monotonic()
@@ -569,7 +662,7 @@ class Orchestrator:
             lambda result, at: self._from_thread(self._on_tool_result, run, result, at),
         )
         try:
-            turn = await self._in_thread(self.brain.handle, utterance, gateway, run.cancel)
+            turn = await self._in_thread(self._think, utterance, gateway, run.cancel, stream, head)
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -686,6 +779,7 @@ class Orchestrator:
         """Back to idle; RUN_END (carrying state idle) closes the run."""
         run = self._run
         self._run = None
+        self._abort_stream()
         self._set_state(State.IDLE)
         if run is not None:
             self._finish_run(run, outcome)
@@ -816,3 +910,45 @@ class Orchestrator:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(func, *args)
+
+
+def _quietly_abort(stream: SpeechStream) -> None:
+    try:
+        stream.abort()
+    except Exception as err:  # the stream is dropped either way
+        _LOGGER.warning("brain stream abort failed: %s", err)
+
+
+STREAM_PROBE_BYTES = 3200
+"""Bytes (0.1 s) of the utterance's start looked for in the fed audio."""
+
+
+def streamed_clip(head: bytes, utterance: Utterance) -> Utterance:
+    """The utterance as the stream heard it: starting at the first fed sample.
+
+    The segmenter decides where an utterance starts only when it closes it (refined
+    start minus pre-roll), a little after the start of what it collected and fed. A
+    stream's early work counts only when the fed audio is a head of the clip it
+    finishes, so the clip handed to ``finish`` gets back the up to ~0.3 s of collected
+    audio before the utterance's PCM. When the utterance cannot be found in the fed
+    audio (nothing fed, another stretch) it is returned as it is: ``finish`` then
+    checks the early work against it and redoes what differs.
+    """
+    pcm = utterance.pcm
+    if not head or not pcm:
+        return utterance
+    lead = len(pcm) - len(pcm.lstrip(b"\0"))  # digital silence matches anywhere: look for what follows
+    if lead == len(pcm):
+        return utterance
+    probe = pcm[lead : lead + STREAM_PROBE_BYTES]
+    view, whole = memoryview(head), memoryview(pcm)
+    found = head.find(probe)
+    for _ in range(16):  # real audio matches once
+        if found < 0:
+            break
+        at = found - lead
+        overlap = min(len(head) - at, len(pcm))
+        if at >= 0 and at % 2 == 0 and view[at : at + overlap] == whole[:overlap]:
+            return utterance if at == 0 else dataclasses.replace(utterance, pcm=head[:at] + pcm)
+        found = head.find(probe, found + 1)
+    return utterance

@@ -1,0 +1,287 @@
+"""The daemon streams speech into a Streaming brain while the user speaks (tiny scripted Gemma 4).
+
+Real wake words, segmenter and Gemma runtime (the scripted tiny model calls
+HassTurnOn(kitchen light), then says its reply), the real router, audio paced like a
+microphone so the brain's stream worker steps while the command is spoken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from assistant.audio.frontend import Segmenter
+from assistant.brains.base import SpeechStream, Streaming, ToolGateway
+from assistant.brains.gemma.brain import GemmaBrain, make_gemma_brain
+from assistant.config import Settings, VadSettings, WakeSettings, WakeWordSettings
+from assistant.daemon import Orchestrator, State, streamed_clip
+from assistant.inbox import Stop
+from assistant.tools.registry import ToolRegistry
+from assistant.tools.router import Router
+from assistant.types import BrainTurn, Utterance
+from assistant.wake import WakeDetector
+from tests.support.pipeline import (
+    EventLog,
+    MemorySource,
+    RecordingEarcons,
+    RecordingSink,
+    Segment,
+    espeak16,
+    silence,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "gemma"))
+from gemma_helpers import CALL, CONTEXT, REPLY, RESPONSE, Lights, load_generator, settings_for  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scripted_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    script = [(CONTEXT, False), (CALL, True), (RESPONSE, False), (REPLY, True)]
+    path: Path = load_generator().make_tiny_gemma(
+        tmp_path_factory.mktemp("gemma") / "scripted", variants=("fp32",), script=script
+    )
+    return path
+
+
+def command(text: str = "turn on the kitchen light") -> bytes:
+    """Wake phrase, a pause, a command, and the silence that ends it."""
+    return silence(0.4) + espeak16("okay nabu") + silence(0.6) + espeak16(text) + silence(1.5)
+
+
+class SpyStream:
+    """Forwards to the brain's stream and records what the daemon did with it."""
+
+    def __init__(self, inner: SpeechStream) -> None:
+        self.inner = inner
+        self.fed = 0
+        self.finished: list[Utterance] = []
+        self.aborted = 0
+        self.turn: BrainTurn | None = None
+
+    def feed(self, pcm: bytes) -> None:
+        self.fed += len(pcm)
+        self.inner.feed(pcm)
+
+    def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        self.finished.append(utterance)
+        self.turn = self.inner.finish(utterance, router, cancel)
+        return self.turn
+
+    def abort(self) -> None:
+        self.aborted += 1
+        self.inner.abort()
+
+
+class SpyBrain:
+    """A Streaming brain around GemmaBrain that keeps every stream it opened."""
+
+    name = "gemma"
+
+    def __init__(self, brain: GemmaBrain, stream: type[SpyStream] = SpyStream) -> None:
+        self.brain = brain
+        self.stream = stream
+        self.streams: list[SpyStream] = []
+        self.handled: list[Utterance] = []
+
+    def warm(self, router: ToolGateway) -> object:
+        return self.brain.warm(router)
+
+    def begin_stream(self, site: str = "default", router: ToolGateway | None = None) -> SpyStream:
+        self.streams.append(self.stream(self.brain.begin_stream(site, router)))
+        return self.streams[-1]
+
+    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        self.handled.append(utterance)
+        return self.brain.handle(utterance, router, cancel)
+
+
+class OfflineBrain:
+    """The same Gemma brain without the Streaming capability (the offline daemon turn)."""
+
+    name = "gemma"
+
+    def __init__(self, brain: GemmaBrain) -> None:
+        self.brain = brain
+
+    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        return self.brain.handle(utterance, router, cancel)
+
+
+class Rig:
+    def __init__(
+        self, tmp_path: Path, segments: list[Segment], brain: Any, *, timeout_s: float = 8.0
+    ) -> None:
+        self.settings = Settings(
+            state_dir=tmp_path,
+            wake=WakeSettings(words=(WakeWordSettings("okay_nabu"),), stop_words=("hey_mycroft",)),
+            vad=VadSettings(no_speech_timeout_s=timeout_s),
+        )
+        self.lights = Lights()
+        registry = ToolRegistry()
+        registry.add(self.lights.tool(), group="home")
+        self.router = Router(registry)
+        self.brain = brain
+        self.sink = RecordingSink()
+        self.log = EventLog()
+        self.source = MemorySource(segments, paced=True)
+        self.orch = Orchestrator(
+            self.settings, source=self.source, segmenter=Segmenter(self.settings.vad), brain=brain,
+            router=self.router, tts=self.sink, wake=WakeDetector.from_settings(self.settings.wake),
+            earcons=RecordingEarcons(), listeners=[self.log],
+        )
+
+    def run(self, timeout: float = 60.0) -> None:
+        try:
+            asyncio.run(asyncio.wait_for(self.orch.run(), timeout))
+        finally:
+            self.router.close()
+
+
+def idle_after(rig: list[Rig], runs: int) -> Any:
+    def ready() -> bool:
+        return bool(rig) and len(rig[0].log.of("run-end")) >= runs and rig[0].orch.state is State.IDLE
+    return ready
+
+
+def test_a_streamed_daemon_turn_gives_the_offline_turn(tmp_path: Path, scripted_gemma: Path) -> None:
+    gemma = make_gemma_brain(settings_for(scripted_gemma))
+    offline = Rig(tmp_path / "offline", [Segment(command())], OfflineBrain(gemma))
+    offline.run()
+    spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
+    assert isinstance(spy, Streaming) and not isinstance(offline.brain, Streaming)
+    streamed = Rig(tmp_path / "streamed", [Segment(command())], spy)
+    streamed.run()
+    assert streamed.lights.ran == offline.lights.ran == [{"name": "kitchen light"}]
+    assert streamed.sink.spoken == offline.sink.spoken and streamed.sink.spoken
+    assert [e.data["tool_calls"] for e in streamed.log.of("think-end")] == [
+        e.data["tool_calls"] for e in offline.log.of("think-end")]
+    assert spy.handled == []  # the turn came from the stream
+    used = [s for s in spy.streams if s.finished]
+    assert len(used) == 1 and used[0].aborted == 0 and used[0].fed > 0
+    turn = used[0].turn
+    assert turn is not None and "streamed" in turn.flags and "stream_reprefilled" not in turn.flags
+    assert turn.counts["stream_early_tokens"] > 0  # soft tokens were prefilled while the user spoke
+    (end,) = streamed.log.of("run-end")
+    assert end.data["flags"].get("streamed") and end.data["counts"]["stream_early_tokens"] > 0
+    (clip,) = used[0].finished  # the segmenter's utterance, from where the feeding started
+    (think,) = streamed.log.of("speech-end")
+    assert len(clip.pcm) >= think.data["duration_s"] * 32000 - 2
+
+
+def test_stop_while_the_user_speaks_aborts_the_stream_and_the_next_turn_acts(
+    tmp_path: Path, scripted_gemma: Path
+) -> None:
+    spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
+    rigs: list[Rig] = []
+
+    def stop_mid_speech() -> bool:
+        streams = spy.streams
+        if not rigs or not streams or streams[-1].fed < 16000:
+            return False
+        rigs[0].orch.inbox.post(Stop())
+        return True
+
+    first = silence(0.4) + espeak16("okay nabu") + silence(0.6)
+    words = espeak16("turn on the kitchen light please")
+    rig = Rig(tmp_path, [Segment(first), Segment(words), Segment(silence(1.0), wait_for=stop_mid_speech),
+                         Segment(command(), wait_for=idle_after(rigs, 1))], spy)
+    rigs.append(rig)
+    prefix_before: list[np.ndarray] = []
+
+    def snapshot() -> None:
+        cache = spy.brain.prefix_cache
+        assert cache is not None
+        prefix_before.extend(k.copy() for k in cache.keys)
+
+    spy.brain.warm(rig.router)
+    snapshot()
+    prefix = spy.brain.prefix_cache
+    rig.run()
+    assert rig.log.of("cancelled")[0].data["reason"] == "stop"
+    assert [e.data["outcome"] for e in rig.log.of("run-end")] == ["cancelled", "ok"]
+    stopped = spy.streams[0]
+    assert stopped.aborted >= 1 and not stopped.finished
+    assert rig.lights.ran == [{"name": "kitchen light"}]  # only the second command acted
+    assert spy.brain.prefix_cache is prefix  # the aborted stream never wrote the prefix cache
+    assert prefix is not None
+    assert all(np.array_equal(a, b) for a, b in zip(prefix_before, prefix.keys, strict=True))
+
+
+class SlowFirstStream(SpyStream):
+    """The first finish waits for the run's cancel (a long generation), then finishes cancelled."""
+
+    started = threading.Event()
+
+    def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        if not SlowFirstStream.started.is_set():
+            SlowFirstStream.started.set()
+            cancel.wait(20)
+        return super().finish(utterance, router, cancel)
+
+
+def test_a_wake_word_while_the_streamed_turn_thinks_cancels_it_and_the_next_turn_acts(
+    tmp_path: Path, scripted_gemma: Path
+) -> None:
+    spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)), SlowFirstStream)
+    second = Segment(command(), wait_for=SlowFirstStream.started.is_set)
+    rig = Rig(tmp_path, [Segment(command()), second], spy)
+    spy.brain.warm(rig.router)
+    prefix = spy.brain.prefix_cache
+    rig.run()
+    assert rig.log.of("cancelled")[0].data["kind"] == "wake"
+    first = next(s for s in spy.streams if s.finished)
+    assert first.turn is not None and not first.turn.tool_calls  # cancelled before it acted
+    assert rig.lights.ran == [{"name": "kitchen light"}]  # only the second command
+    assert rig.log.of("run-end")[-1].data["outcome"] == "ok"
+    assert spy.brain.prefix_cache is prefix
+
+
+def test_a_listen_timeout_aborts_the_stream(tmp_path: Path, scripted_gemma: Path) -> None:
+    spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
+    wake_only = silence(0.4) + espeak16("okay nabu") + silence(0.6) + b"\x10\x27" * 400 + silence(3.0)
+    rig = Rig(tmp_path, [Segment(wake_only)], spy, timeout_s=2.0)
+    rig.run()
+    assert rig.log.of("listen-timeout")
+    assert spy.streams and all(s.aborted and not s.finished for s in spy.streams)
+    assert rig.lights.ran == []
+
+
+def test_many_streamed_turns_in_a_row_all_act(tmp_path: Path, scripted_gemma: Path) -> None:
+    spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
+    rigs: list[Rig] = []
+    turns = 4
+    segments = [Segment(command(), wait_for=idle_after(rigs, i) if i else None) for i in range(turns)]
+    rig = Rig(tmp_path, segments, spy)
+    rigs.append(rig)
+    rig.run(timeout=120.0)
+    assert rig.lights.ran == [{"name": "kitchen light"}] * turns
+    assert [e.data["outcome"] for e in rig.log.of("run-end")] == ["ok"] * turns
+    used = [s for s in spy.streams if s.finished]
+    assert len(used) == turns and spy.handled == []
+    for stream in used:
+        assert stream.turn is not None and "streamed" in stream.turn.flags
+        assert "stream_reprefilled" not in stream.turn.flags
+    assert all(s.aborted for s in spy.streams if not s.finished)  # the ones opened and not used
+
+
+def test_the_clip_starts_where_the_feeding_started() -> None:
+    rng = np.random.default_rng(3)
+    collected = (rng.standard_normal(16000) * 1000).astype("<i2").tobytes()
+    utterance = Utterance(pcm=collected[4800:30000], start_s=1.0, end_s=2.0, source="test")
+    head = collected[:20000]  # fed while speaking: the collected audio up to a frame before the end
+    clip = streamed_clip(head, utterance)
+    assert clip.pcm == collected[:30000]
+    assert dataclasses.replace(clip, pcm=utterance.pcm) == utterance
+    assert streamed_clip(b"", utterance) is utterance
+    other = (rng.standard_normal(8000) * 1000).astype("<i2").tobytes()
+    assert streamed_clip(other, utterance) is utterance  # another stretch: finish redoes the work
+    zeros = Utterance(pcm=bytes(6400) + collected[:6400], start_s=0.0, end_s=0.6, source="test")
+    assert streamed_clip(bytes(9600) + collected[:3200], zeros).pcm == bytes(9600) + collected[:6400]
