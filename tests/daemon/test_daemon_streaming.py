@@ -20,12 +20,13 @@ import pytest
 from assistant.audio.frontend import Segmenter
 from assistant.brains.base import SpeechStream, Streaming, ToolGateway
 from assistant.brains.gemma.brain import GemmaBrain, make_gemma_brain
+from assistant.brains.hybrid import HybridBrain
 from assistant.config import Settings, VadSettings, WakeSettings, WakeWordSettings
 from assistant.daemon import Orchestrator, State, streamed_clip
 from assistant.inbox import Stop
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
-from assistant.types import BrainTurn, Utterance
+from assistant.types import BrainTurn, Reply, Utterance
 from assistant.wake import WakeDetector
 from tests.support.pipeline import (
     EventLog,
@@ -285,3 +286,43 @@ def test_the_clip_starts_where_the_feeding_started() -> None:
     assert streamed_clip(other, utterance) is utterance  # another stretch: finish redoes the work
     zeros = Utterance(pcm=bytes(6400) + collected[:6400], start_s=0.0, end_s=0.6, source="test")
     assert streamed_clip(bytes(9600) + collected[:3200], zeros).pcm == bytes(9600) + collected[:6400]
+
+
+class FixedPhrase:
+    """A stand-in phrase brain: understands everything or nothing."""
+
+    name = "phrase"
+
+    def __init__(self, understood: bool) -> None:
+        self.understood = understood
+        self.heard: list[Utterance] = []
+
+    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
+        self.heard.append(utterance)
+        reply = Reply("Phrase heard it." if self.understood else "")
+        return BrainTurn("phrase", (), (), reply, {"decode": 1.0}, self.understood)
+
+
+@pytest.mark.parametrize("understood", [False, True])
+def test_the_hybrid_streams_into_gemma_as_its_fallback(
+    tmp_path: Path, scripted_gemma: Path, understood: bool
+) -> None:
+    spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
+    phrase = FixedPhrase(understood)
+    rig = Rig(tmp_path, [Segment(command())], HybridBrain(phrase, spy))
+    spy.brain.warm(rig.router)
+    prefix = spy.brain.prefix_cache
+    rig.run()
+    assert len(phrase.heard) == 1
+    used = [s for s in spy.streams if s.fed]
+    assert len(used) == 1 and spy.handled == []
+    if understood:  # a phrase hit: Gemma's partial state is thrown away, nothing acted
+        assert used[0].aborted and not used[0].finished and rig.lights.ran == []
+        assert rig.sink.spoken == ["Phrase heard it."]
+    else:  # a rejection: Gemma's stream finishes, with the tokens it prefilled early
+        assert used[0].finished and not used[0].aborted
+        turn = used[0].turn
+        assert turn is not None and turn.counts["stream_early_tokens"] > 0
+        assert "stream_reprefilled" not in turn.flags
+        assert rig.lights.ran == [{"name": "kitchen light"}]
+    assert spy.brain.prefix_cache is prefix
