@@ -8,7 +8,11 @@
 2. Loop overhead per generated token: GemmaRuntime.generate against a bare loop of the
    same two session.run calls (embed_tokens + decoder) with nothing else, same model,
    same steps, in the same run.
-3. Work left after the end of speech, offline vs streamed (speech prefilled while the
+3. Sequential decoder passes after the end of speech for home commands with scripted
+   choices (a stand-in decoder whose pick is the next token of the command's tokenised
+   call): one pass per token (plain greedy) against grammar-constrained jump-forward
+   decoding and jump-forward plus the grammar's verified draft (constrained.py).
+4. Work left after the end of speech, offline vs streamed (speech prefilled while the
    user speaks, stock graphs), per utterance length: encoder soft tokens, prefill
    tokens, sequential decode steps, and a Pi 5 estimate at LiteRT-LM's published E2B
    rates. "ideal" steps every 240 ms exactly as the audio arrives (the worker always
@@ -39,7 +43,6 @@ from assistant.tools.registry import ToolRegistry  # noqa: E402
 from assistant.tools.router import Router  # noqa: E402
 from assistant.types import Utterance  # noqa: E402
 
-CONTEXT = "<|turn>model\n<|channel>thought\n<channel|>"
 CALL = '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light<|"|>}<tool_call|><|tool_response>'
 RESPONSE = '<|tool_response>response:HassTurnOn{state:<|"|>on<|"|>}<tool_response|>'
 REPLY = "The kitchen light is on now.<turn|>"
@@ -85,15 +88,17 @@ def counts(scripted: Path) -> None:
         for seconds in (1.0, 2.0, 4.0):
             pcm = (rng.standard_normal(int(16000 * seconds)) * 2000).astype("<i2").tobytes()
             utterance = Utterance(pcm=pcm, start_s=0.0, end_s=seconds, source="bench")
-            for templated in (True, False):
+            for templated, constrained in ((True, False), (True, True), (False, True)):
                 settings = GemmaSettings(model_dir=scripted, variant="fp32", templated_reply=templated)
                 brain = make_gemma_brain(settings)
+                brain.constrained = constrained
                 brain.warm(router)
                 turn = brain.handle(utterance, router, threading.Event())
                 t = turn.timings_ms
-                mode = "templated reply (1 pass)" if templated else "model reply (2 passes)"
+                mode = "templated reply" if templated else "model reply"
+                mode += ", constrained" if constrained else ", plain greedy"
                 print(
-                    f"{seconds:3.0f} s {mode:26s} audio_tokens={t['audio_tokens']:.0f} "
+                    f"{seconds:3.0f} s {mode:31s} audio_tokens={t['audio_tokens']:.0f} "
                     f"prefill_tokens={t['prefill_tokens']:.0f} decode_steps={t['decode_steps']:.0f} "
                     f"generated={t['generated_tokens']:.0f} prefix_tokens(cached)={t['prefix_tokens']:.0f} "
                     f"reply={turn.reply.text!r}"
@@ -248,23 +253,133 @@ def after_speech(scripted: Path) -> None:
         router.close()
 
 
+# Home commands as the model writes them (the stop <|tool_response> ends the round unfed).
+COMMANDS = {
+    "turn on the kitchen light": '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light<|"|>}<tool_call|>',
+    "set the thermostat to 21": "<|tool_call>call:HassClimateSetTemperature{temperature:21}<tool_call|>",
+    "dim the lamp to 30 %": (
+        '<|tool_call>call:HassLightSet{brightness:30,name:<|"|>bedroom lamp<|"|>}<tool_call|>'
+    ),
+}
+SPOKEN = "It is twenty one degrees in the living room and the kitchen light is on, the lamp is off.<turn|>"
+
+
+def home_tools() -> list[Tool]:
+    """HA-like intents over a small inventory (the enums a live home would declare)."""
+    entities = ["kitchen light", "bedroom lamp", "living room lamp", "thermostat", "kitchen fan"]
+    name = {"type": "string", "enum": entities}
+    area = {"type": "string", "enum": ["kitchen", "bedroom", "living room"]}
+    domain = {"type": "string", "enum": ["light", "fan", "climate"]}
+
+    def tool(tool_name: str, properties: dict[str, object], required: list[str] | None = None) -> Tool:
+        schema = {"type": "object", "properties": properties, "required": required or []}
+        return Tool(name=tool_name, description=tool_name, parameters=schema, handler=lambda **_: {})
+
+    return [
+        tool("HassTurnOn", {"name": name, "area": area, "domain": domain}),
+        tool("HassTurnOff", {"name": name, "area": area, "domain": domain}),
+        tool(
+            "HassLightSet",
+            {"name": name, "area": area, "brightness": {"type": "integer"}, "color": {"type": "string"}},
+        ),
+        tool(
+            "HassClimateSetTemperature",
+            {"name": name, "area": area, "temperature": {"type": "number"}},
+            ["temperature"],
+        ),
+        tool("HassStartTimer", {"minutes": {"type": "integer"}, "name": {"type": "string"}}, ["minutes"]),
+        tool("HassGetWeather", {}),
+    ]
+
+
+def passes(general: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from assistant.brains.gemma.constrained import CallGrammar, ConstrainedDecoder, vocabulary_of
+    from assistant.brains.gemma.runtime import KVCache
+
+    sys.path.insert(0, str(ROOT / "tests" / "gemma"))
+    from gemma_helpers import ScriptedChoices
+
+    tokenizers = {
+        "oracle tokenizer": ROOT / "tests" / "data" / "gemma" / "oracle" / "tokenizer.json",
+        "tiny tokenizer": general / "tokenizer.json",
+    }
+    _, tg = PI5_LITERT
+    print(
+        "sequential decoder passes after the end of speech (prefix and audio prefilled; scripted choices;"
+        " the stop token ends the round unfed)"
+    )
+    print(
+        f"  {'command':28} {'tokenizer':17} {'tokens':>6} {'before':>6} {'jump-fwd':>8} {'+draft':>6} "
+        f"{'tok/pass':>8} {'draft ok':>8}  Pi 5 decode E2B {tg} tok/s: before -> after"
+    )
+    for label, path in tokenizers.items():
+        tokenizer = Tokenizer.from_file(str(path))
+        stops = {int(tokenizer.token_to_id(t)) for t in ("<eos>", "<turn|>", "<|tool_response>")}
+        vocabulary = vocabulary_of(tokenizer)
+        for command, call in [*COMMANDS.items(), ("(a 30-token spoken answer)", None)]:
+            text = call + "<|tool_response>" if call else SPOKEN
+            target = list(tokenizer.encode(text, add_special_tokens=False).ids)
+            if call is None:
+                target = [*target[:29], int(tokenizer.token_to_id("<turn|>"))]
+            counts = []
+            rate = ""
+            for draft in (False, True):
+                model = ScriptedChoices(tokenizer, target, noise=1.0, prompt=1)
+                decoder = ConstrainedDecoder(CallGrammar(home_tools()), vocabulary, stops)
+                # The prompt's last id ('\n' after '<|turn>model'); with draft, the opening rides on it.
+                prompt = tokenizer.encode("\n", add_special_tokens=False).ids[-1:]
+                opened = decoder.prefill(model, KVCache((), (), 0), prompt) if draft else None
+                logits, cache = model.prefill(KVCache((), (), 0), prompt) if not draft else (None, None)
+                generation = decoder.generate(
+                    model,
+                    opened.cache if opened else cache,
+                    opened.rows[0] if opened else logits,
+                    max_new_tokens=256,
+                    sampler=Sampler(Sampling()),
+                    draft=draft,
+                    opened=opened,
+                )
+                if list(generation.tokens) != target or model.generated()[: len(target) - 1] != target[:-1]:
+                    raise RuntimeError(f"{command}: constrained tokens differ from the tokenizer's")
+                counts.append(generation.steps)
+                if draft and decoder.drafted:
+                    rate = f"{decoder.accepted}/{decoder.drafted}"
+            before = len(target) - 1
+            after = counts[1]
+            per = (len(target) - 1) / max(1, after)
+            print(
+                f"  {command:28} {label:17} {len(target):6} {before:6} {counts[0]:8} {after:6} {per:8.1f} "
+                f"{rate:>8}  {before / tg:.2f} s -> {after / tg:.2f} s"
+                f" (E4B at 3.2 tok/s: {before / 3.2:.2f} s -> {after / 3.2:.2f} s)"
+            )
+    print(
+        "  before = one decoder pass per generated token (plain greedy). jump-fwd = the model picks\n"
+        "  where the grammar of the live declarations allows several tokens; the forced run after each\n"
+        "  pick is fed with it in one pass. +draft = also the grammar's guess (closing tokens, required\n"
+        "  keys) fed in that same pass, and '<|tool_call>call:' riding on the prompt's prefill; drafted\n"
+        "  tokens are kept only where the model's own masked greedy pick agrees (draft ok = kept/fed).\n"
+        "  Passes are sequential decoder runs after the prefill; the first pick comes from the prefill's\n"
+        "  logits. A spoken answer is free text: nothing is forced (speculative decoding with a draft\n"
+        "  model is what would help there; not built). Real Gemma's tokenizer writes every digit as its\n"
+        "  own token: '21' and '30' cost one pick per digit there too."
+    )
+
+
 def main() -> int:
     gen = _generator()
     with tempfile.TemporaryDirectory() as tmp:
-        scripted = gen.make_tiny_gemma(
-            Path(tmp) / "scripted",
-            variants=("fp32",),
-            script=[(CONTEXT, False), (CALL, True), (RESPONSE, False), (REPLY, True)],
-        )
         general = gen.make_tiny_gemma(Path(tmp) / "general", variants=("fp32",))
-        counts(scripted)
-        overhead(general)
         e2b = gen.make_tiny_gemma(
             Path(tmp) / "e2b",
             variants=("fp32",),
             script=[("<|turn>model\n", False), (CALL, True), (RESPONSE, False), (REPLY, True)],
             chat_template=E2B_TEMPLATE.read_text(encoding="utf-8"),
         )
+        counts(e2b)
+        passes(general)
+        overhead(general)
         after_speech(e2b)
     return 0
 

@@ -85,7 +85,9 @@ class ScriptedChoices:
     runner-up logits, so the mask has something to refuse.
     """
 
-    def __init__(self, tokenizer: Any, target: list[int], *, noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self, tokenizer: Any, target: list[int], *, noise: float = 0.0, seed: int = 0, prompt: int = 0
+    ) -> None:
         import numpy as np
 
         self._np = np
@@ -96,13 +98,15 @@ class ScriptedChoices:
         self.passes: list[int] = []
         self._noise = noise
         self._rng = np.random.default_rng(seed)
+        self.prompt = prompt
+        """Ids before the generated ones (fed by ``prefill``); positions count from there."""
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def row(self, position: int) -> Any:
         logits = self._rng.standard_normal(self.vocab).astype("float32") * self._noise
-        if position < len(self.target):
+        if 0 <= position < len(self.target):
             logits[self.target[position]] = 50.0
         return logits
 
@@ -111,9 +115,14 @@ class ScriptedChoices:
 
         self.fed = self.fed[: cache.length] + list(ids)
         self.passes.append(len(ids))
-        rows = self._np.stack([self.row(cache.length + i + 1) for i in range(len(ids))])
+        first = cache.length + 1 - self.prompt
+        rows = self._np.stack([self.row(first + i) for i in range(len(ids))])
         return rows, KVCache((), (), len(self.fed))
 
-    def prefill(self, cache: Any, ids: Any, *, cancel: Any = None) -> tuple[Any, Any]:
-        rows, cache = self.verify(cache, ids, cancel=cancel)
-        return rows[-1], cache
+    def prefill(self, cache: Any, ids: Any, *, rows: int = 0, **_: Any) -> tuple[Any, Any]:
+        logits, cache = self.verify(cache, ids)
+        return (logits[-rows:] if rows else logits[-1]), cache
+
+    def generated(self) -> list[int]:
+        """What the cache holds after the prompt."""
+        return self.fed[self.prompt :]

@@ -321,3 +321,27 @@ def test_batched_passes_equal_one_run_per_token_on_the_oracle(oracle: GemmaRunti
         tokens += len(batched.tokens)
     assert passes < tokens
     assert (drafted > 0) is draft
+
+
+def test_the_opening_draft_on_the_prefill_changes_no_token_on_the_oracle(oracle: GemmaRuntime) -> None:
+    """'<|tool_call>call:' fed with the prompt (chunked) and cut off when the model does not open a
+    call (the random oracle never does; the scripted brain test shows the accepted case)."""
+    tools = home_tools()
+    for prompt in _prompts(oracle, 16):
+        decoder = _decoder(oracle, tools, oracle.tokens.stop)
+        logits, cache = oracle.prefill(oracle.empty_cache(), prompt)
+        plain = decoder.generate(oracle, cache, logits, max_new_tokens=24, sampler=Sampler(Sampling()))
+        decoder = _decoder(oracle, tools, oracle.tokens.stop)
+        opened = decoder.prefill(oracle, oracle.empty_cache(), prompt, chunk=7)
+        riding = decoder.generate(
+            oracle,
+            opened.cache,
+            opened.rows[0],
+            max_new_tokens=24,
+            sampler=Sampler(Sampling()),
+            opened=opened,
+        )
+        assert riding.tokens == plain.tokens
+        assert riding.cache.length + len(riding.unfed) == plain.cache.length + len(plain.unfed)
+        assert riding.steps <= plain.steps
+    assert decoder.drafted > 0

@@ -410,7 +410,14 @@ class Model(Protocol):
     """What the decoder needs from GemmaRuntime (a fake in unit tests)."""
 
     def prefill(
-        self, cache: KVCache, ids: Sequence[int], *, cancel: threading.Event | None = None
+        self,
+        cache: KVCache,
+        ids: Sequence[int],
+        *,
+        audio: npt.NDArray[Any] | None = None,
+        chunk: int = 0,
+        cancel: threading.Event | None = None,
+        rows: int = 0,
     ) -> tuple[npt.NDArray[Any], KVCache]: ...
 
     def verify(
@@ -525,6 +532,17 @@ def _utf8_split(data: bytes) -> tuple[str, bytes] | None:
         if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
             return data[: exc.start].decode("utf-8"), data[exc.start :]
         return None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A prompt prefilled with the opening draft after it (ConstrainedDecoder.prefill)."""
+
+    rows: npt.NDArray[Any]
+    """Logits after the prompt's last id and after each drafted id."""
+    cache: KVCache
+    """The cache with the prompt and the whole draft."""
+    draft: tuple[int, ...]
 
 
 @dataclass
@@ -714,6 +732,53 @@ class ConstrainedDecoder:
         ids, _ = self._stable_prefix(cursor, syms, encode)
         return ids[:limit]
 
+    def opening(self, encode: Callable[[str], list[int]]) -> list[int]:
+        """The draft that rides on the prompt's prefill: ``<|tool_call>`` and its forced run."""
+        if self.call_open is None:
+            return []
+        run, _ = self.forced(self.in_call(), encode)
+        return [self.call_open, *run]
+
+    def prefill(
+        self,
+        model: Model,
+        cache: KVCache,
+        ids: Sequence[int],
+        *,
+        audio: npt.NDArray[Any] | None = None,
+        chunk: int = 0,
+        cancel: threading.Event | None = None,
+    ) -> Opened:
+        """Prefill the prompt with the opening draft after it, verified in the same (last) run."""
+        draft = self.opening(model.encode)
+        rows, cache = model.prefill(
+            cache, [*ids, *draft], audio=audio, chunk=chunk, cancel=cancel, rows=len(draft) + 1
+        )
+        return Opened(rows, cache, tuple(draft))
+
+    def _accept(
+        self,
+        rows: npt.NDArray[Any],
+        guess: Sequence[int],
+        cursor: Cursor,
+        sampler: Sampler,
+        tokens: list[int],
+    ) -> tuple[int, npt.NDArray[Any], Cursor]:
+        """Keep the drafted tokens the model's own masked pick agrees with; rows[i] follows guess[i-1]."""
+        kept = 0
+        logits = rows[0]
+        for drafted in guess:
+            pick, after = self.choose(logits, cursor, sampler)
+            if pick != drafted:
+                break
+            kept += 1
+            tokens.append(pick)
+            cursor = after
+            logits = rows[kept]
+        self.drafted += len(guess)
+        self.accepted += kept
+        return kept, logits, cursor
+
     # -- one round -----------------------------------------------------------------------
 
     def generate(
@@ -727,6 +792,7 @@ class ConstrainedDecoder:
         cancel: threading.Event | None = None,
         draft: bool = True,
         cursor: Cursor | None = None,
+        opened: Opened | None = None,
     ) -> Generation:
         """Decode to a stop id or the budget; ``steps`` counts sequential decoder passes.
 
@@ -738,6 +804,14 @@ class ConstrainedDecoder:
         cursor = cursor or Cursor(None)
         steps = 0
         drafting = draft and sampler.sampling.temperature <= 0.0
+        if opened is not None:
+            # The prefill already fed the opening draft: keep what the model agrees with.
+            cache = opened.cache
+            opening = opened.draft if drafting else ()
+            kept, logits, cursor = self._accept(
+                opened.rows[: len(opening) + 1], opening, cursor, sampler, tokens
+            )
+            cache = cache.truncated(cache.length - (len(opened.draft) - kept))
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled during decoding")
@@ -754,19 +828,7 @@ class ConstrainedDecoder:
             feed = [token, *run, *guess]
             rows, cache = model.verify(cache, feed, cancel=cancel)
             steps += 1
-            certain = 1 + len(run)
-            logits = rows[certain - 1]
-            kept = 0
-            for drafted in guess:
-                pick, after = self.choose(logits, cursor, sampler)
-                if pick != drafted:
-                    break
-                kept += 1
-                tokens.append(pick)
-                cursor = after
-                logits = rows[certain - 1 + kept]
-            self.drafted += len(guess)
-            self.accepted += kept
+            kept, logits, cursor = self._accept(rows[len(run) :], guess, cursor, sampler, tokens)
             if kept < len(guess):
                 cache = cache.truncated(cache.length - (len(guess) - kept))
             if len(tokens) >= max_new_tokens:

@@ -126,6 +126,7 @@ class Constraint(Protocol):
         max_new_tokens: int,
         sampler: Sampler,
         cancel: threading.Event | None = None,
+        opened: Any = None,
     ) -> Generation: ...
 
 
@@ -294,8 +295,14 @@ class GemmaRuntime:
         audio: npt.NDArray[Any] | None = None,
         chunk: int = 0,
         cancel: threading.Event | None = None,
+        rows: int = 0,
     ) -> tuple[npt.NDArray[Any], KVCache]:
-        """Feed ids (audio soft tokens scattered at ``<|audio|>`` positions), optionally in chunks."""
+        """Feed ids (audio soft tokens scattered at ``<|audio|>`` positions), optionally in chunks.
+
+        Returns the last position's logits, or with ``rows`` > 0 the logits after each of the
+        last ``rows`` ids [rows, vocab] (those ids are fed together in the last run: drafted
+        tokens riding on the prefill are verified there).
+        """
         if not ids:
             raise ValueError("prefill needs at least one token")
         embeds, per_layer = self.embed(ids)
@@ -309,14 +316,19 @@ class GemmaRuntime:
                 )
             embeds = embeds.copy()
             embeds[0, positions] = audio.astype(embeds.dtype, copy=False)
-        step = chunk if chunk > 0 else len(ids)
+        rows = min(max(0, rows), len(ids))
+        body = len(ids) - rows
+        step = chunk if chunk > 0 else max(1, body)
         logits: npt.NDArray[Any] | None = None
-        for start in range(0, len(ids), step):
+        for start in range(0, body, step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled during prefill")
-            logits, cache = self.forward(
-                cache, embeds[:, start : start + step], per_layer[:, start : start + step]
-            )
+            end = min(body, start + step)
+            logits, cache = self.forward(cache, embeds[:, start:end], per_layer[:, start:end])
+        if rows:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled during prefill")
+            logits, cache = self.forward(cache, embeds[:, body:], per_layer[:, body:], every_position=True)
         if logits is None:  # pragma: no cover - ids is non-empty
             raise ValueError("nothing was fed")
         return logits, cache
@@ -341,14 +353,22 @@ class GemmaRuntime:
         sampler: Sampler,
         cancel: threading.Event | None = None,
         constraint: Constraint | None = None,
+        opened: Any = None,
     ) -> Generation:
         """Decode from ``logits`` until a stop id or the budget; the cancel flag is checked every step.
 
-        With ``constraint`` (a tool-call grammar) that policy decodes instead, over this runtime.
+        With ``constraint`` (a tool-call grammar) that policy decodes instead, over this runtime;
+        ``opened`` is what its own prefill returned (a draft verified with the prompt).
         """
         if constraint is not None:
             return constraint.generate(
-                self, cache, logits, max_new_tokens=max_new_tokens, sampler=sampler, cancel=cancel
+                self,
+                cache,
+                logits,
+                max_new_tokens=max_new_tokens,
+                sampler=sampler,
+                cancel=cancel,
+                opened=opened,
             )
         stops = self.tokens.stop
         tokens: list[int] = []
