@@ -21,7 +21,8 @@ from assistant.audio.frontend import Segmenter
 from assistant.brains.base import SpeechStream, Streaming, ToolGateway
 from assistant.brains.gemma.brain import GemmaBrain, make_gemma_brain
 from assistant.brains.hybrid import HybridBrain
-from assistant.config import Settings, VadSettings, WakeSettings, WakeWordSettings
+from assistant.compose import make_brain
+from assistant.config import BrainSettings, Settings, VadSettings, WakeSettings, WakeWordSettings
 from assistant.daemon import Orchestrator, State, streamed_clip
 from assistant.inbox import Stop
 from assistant.tools.registry import ToolRegistry
@@ -326,3 +327,12 @@ def test_the_hybrid_streams_into_gemma_as_its_fallback(
         assert "stream_reprefilled" not in turn.flags
         assert rig.lights.ran == [{"name": "kitchen light"}]
     assert spy.brain.prefix_cache is prefix
+
+
+def test_the_composed_gemma_and_hybrid_brains_stream_and_the_phrase_brain_does_not(
+    tmp_path: Path, scripted_gemma: Path
+) -> None:
+    gemma = settings_for(scripted_gemma)
+    for kind, streams in (("gemma", True), ("hybrid", True), ("phrase", False)):
+        brain = make_brain(Settings(state_dir=tmp_path, brain=BrainSettings(kind=kind, gemma=gemma)))
+        assert isinstance(brain, Streaming) is streams, kind
