@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
-from gemma_helpers import CONTEXT, E2B_TEMPLATE
+from gemma_helpers import CONTEXT, E2B_TEMPLATE, ROOT
 
 from assistant.brains.gemma.files import load_model_files
-from assistant.brains.gemma.runtime import GemmaRuntime, Sampler, Sampling
+from assistant.brains.gemma.runtime import GemmaRuntime, KVCache, Sampler, Sampling
 from assistant.brains.gemma.speculative import SpeculativeDecoder
 
 SPOKEN = "It is twenty one degrees in the living room and the kitchen light is on.<turn|>"
@@ -111,3 +112,40 @@ def test_a_smaller_scripted_draft_saves_target_passes(models: dict[str, GemmaRun
     assert target.decode(tokens) == SPOKEN
     assert decoder.stats.rate > 0.8
     assert steps <= len(tokens) // 3
+
+
+class NoisyDraft:
+    """The oracle itself as the draft, its logits perturbed: some drafts are refused, so both
+    caches are cut back on the real architecture (sliding window shorter than the prompts, KV sharing)."""
+
+    def __init__(self, runtime: GemmaRuntime, noise: float) -> None:
+        self.runtime = runtime
+        self.noise = noise
+        self._rng = np.random.default_rng(0)
+
+    def empty_cache(self) -> KVCache:
+        return self.runtime.empty_cache()
+
+    def prefill(self, cache: KVCache, ids: list[int]) -> tuple[Any, KVCache]:
+        logits, cache = self.runtime.prefill(cache, ids)
+        return logits + self._rng.standard_normal(logits.shape).astype(np.float32) * self.noise, cache
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.5, 3.0])
+def test_identity_and_rollback_on_the_oracle(noise: float) -> None:
+    oracle = GemmaRuntime(load_model_files(ROOT / "tests" / "data" / "gemma" / "oracle", "fp32", "fp32"))
+    rng = np.random.default_rng(2)
+    drafted = accepted = 0
+    for _ in range(6):
+        ids = [5, *(int(t) for t in rng.integers(10, 370, size=int(rng.integers(20, 50))))]
+        decoder = SpeculativeDecoder(NoisyDraft(oracle, noise), k=4)  # type: ignore[arg-type]
+        logits, cache = oracle.prefill(oracle.empty_cache(), ids)
+        _, draft_cache = decoder.prefill(ids)
+        generation = decoder.generate(oracle, cache, logits, draft_cache, max_new_tokens=24)
+        assert generation.tokens == _greedy(oracle, ids, 24)
+        drafted += decoder.stats.drafted
+        accepted += decoder.stats.accepted
+    if noise == 0.0:
+        assert accepted == drafted
+    else:
+        assert accepted < drafted

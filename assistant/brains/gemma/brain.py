@@ -125,6 +125,7 @@ class GemmaBrain:
         if self.constrained:
             if self._vocabulary is None:
                 self._vocabulary = vocabulary_of(self.runtime.tokenizer)
+                self._vocabulary.sorted_pieces()  # the merge-boundary index, built now, not mid-turn
             decoder = ConstrainedDecoder(
                 CallGrammar(router.tools()), self._vocabulary, self.runtime.tokens.stop
             )
