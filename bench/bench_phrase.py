@@ -48,8 +48,8 @@ def _pct(values: list[float], q: float) -> float:
 def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:
     """Every clip through the brain with a fresh recording router; returns the tallies."""
     never = threading.Event()
-    ok = {"main": 0, "stress": 0}
-    total = {"main": 0, "stress": 0}
+    ok = {"main": 0, "stress": 0, "names": 0}
+    total = {"main": 0, "stress": 0, "names": 0}
     false_actions = 0
     ood = 0
     sensitive_ok = 0
@@ -209,6 +209,9 @@ def main() -> int:
         print("   by synthesizer: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_synth.items())))
         print(f"commands, exact tool call (stress: espeak en-gb, British accent): "
               f"{ok['stress']}/{total['stress']} = {ok['stress'] / max(total['stress'], 1):.1%}")
+        if total["names"]:
+            print(f"commands, exact tool call (names as people say them, target-less forms, opposite "
+                  f"twins): {ok['names']}/{total['names']} = {ok['names'] / total['names']:.1%}")
         print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
         print("sensitive commands ending in a confirmation question: "
               f"{tally['sensitive_ok']}/{tally['sensitive']}")

@@ -90,6 +90,25 @@ COMMANDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("what day is it today", "get_weekday", {}),
 )
 
+NAMES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    # names as people say them: a device's name, the name + area form, an alias from settings
+    ("turn on the lamp", "HassTurnOn", {"name": "lamp"}),
+    ("turn off the lamp in the living room", "HassTurnOff", {"name": "lamp", "area": "living room"}),
+    ("open the blinds", "HassTurnOn", {"name": "blinds"}),
+    ("close the blinds in the living room", "HassTurnOff", {"name": "blinds", "area": "living room"}),
+    ("turn on the big light", "HassTurnOn", {"name": "big light"}),
+    ("set the living room thermostat to twenty degrees", "HassClimateSetTemperature",
+     {"name": "living room thermostat", "temperature": 20.0}),
+    # no target named: the home tools act in the assistant's area, or on the one device that fits
+    ("set the temperature to twenty one degrees", "HassClimateSetTemperature", {"temperature": 21.0}),
+    ("what is the temperature", "HassClimateGetTemperature", {}),
+    # opposite twins of commands above
+    ("turn off the office fan", "HassTurnOff", {"name": "office fan"}),
+    ("set the office fan to fifteen percent", "HassFanSetSpeed", {"name": "office fan", "percentage": 15}),
+)
+"""Reported apart as the "names" group (added with 'Hear right or do nothing'; the main group's
+figures stay comparable with earlier runs)."""
+
 SENSITIVE: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("unlock the front door", "HassTurnOff", {"name": "front door"}),
     ("open the garage door", "HassTurnOn", {"name": "garage door"}),
@@ -239,6 +258,17 @@ def plan(subset: int | None = None) -> list[dict[str, Any]]:
                           "expected": {"name": name, "arguments": arguments},
                           "voice": f"espeak:{STRESS_VOICE[0]}:{STRESS_VOICE[1]}", "snr_db": None,
                           "via_rate": 0, "group": "stress"})
+    for i, (text, name, arguments) in enumerate(NAMES):
+        for synth in ("piper", "espeak"):
+            n = len(items)
+            if synth == "piper":
+                voice = f"piper:joe:{PIPER_SPEEDS[i % len(PIPER_SPEEDS)]}"
+            else:
+                name_v, wpm = ESPEAK_VOICES[i % len(ESPEAK_VOICES)]
+                voice = f"espeak:{name_v}:{wpm}"
+            items.append({"id": f"{n:03d}-command", "text": text, "kind": "command",
+                          "expected": {"name": name, "arguments": arguments}, "voice": voice,
+                          "snr_db": 15.0 if i % 4 == 3 else None, "via_rate": 0, "group": "names"})
     if subset is not None and subset < len(items):
         # a representative slice: every kind, both synthesizers, noise and resampling included
         step = len(items) / subset

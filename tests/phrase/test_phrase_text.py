@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -147,7 +148,7 @@ def test_every_test_set_sentence_is_in_the_grammar_and_maps_to_its_tool_call(  #
     builder.add_intents()
     graph = builder.build()
     graph.remove_epsilons()
-    for text, name, arguments in (*testset_script.COMMANDS, *testset_script.SENSITIVE):
+    for text, name, arguments in (*testset_script.COMMANDS, *testset_script.NAMES, *testset_script.SENSITIVE):
         words = text.lower()
         assert _accepts(graph, words), text
         match = brain.match(words, grammar)
@@ -163,8 +164,26 @@ def test_out_of_domain_text_matches_nothing(demo_grammar, testset_script) -> Non
 
 def test_vague_area_less_commands_are_not_in_the_grammar(demo_grammar) -> None:  # type: ignore[no-untyped-def]
     brain, grammar = demo_grammar
-    # "lights on" needs a satellite area; guessing one would act on the wrong room
+    # "lights on" needs a satellite area; without one it would sweep every room
     assert brain.match("lights on", grammar) is None
+    assert brain.match("turn off the lights", grammar) is None
+
+
+def test_area_less_commands_come_with_the_satellites_area(phrase_brain) -> None:  # type: ignore[no-untyped-def]
+    tools = []
+    for original in demo_tools():
+        props = original.parameters.get("properties", {})
+        if "area" in props:
+            props = {**props, "area": {**props["area"], "x-satellite-area": "kitchen"}}
+        tools.append(replace(original, parameters={**original.parameters, "properties": props}))
+    grammar = phrase_brain.build(RecordingRouter(tools))
+    # the call names no area: the home tools act in the assistant's own one
+    for text, call in (("turn off the lights", ("HassTurnOff", {"domain": "light"})),
+                       ("lights on", ("HassTurnOn", {"domain": "light"})),
+                       ("set the temperature to twenty degrees", ("HassClimateSetTemperature",
+                                                                  {"temperature": 20.0}))):
+        match = phrase_brain.match(text, grammar)
+        assert match is not None and (match.call.name, match.call.arguments) == call, text
 
 
 def test_arguments_follow_the_schema_types(demo_grammar) -> None:  # type: ignore[no-untyped-def]

@@ -282,18 +282,25 @@ class GrammarDecoder:
         if samples.size < MIN_SAMPLES or not sentences:
             return None
         raw = dither(samples).tobytes()
-        start, final, n_states = 0, 1, 2
+        start, final = 0, 1
         transitions: list[tuple[int, int, float] | tuple[int, int, float, str]] = []
+        # a prefix tree: sentences that share their first words share those states, so they are
+        # searched as one path there (parallel copies would crowd each other out of the beam:
+        # measured, 27 number twins forced as copies scored their best 0.8 nats below itself alone)
+        children: dict[tuple[int, str], int] = {}
+        ends: set[tuple[int, str]] = set()
         with self._lock:
             for words in sentences:
                 if not words or any(self._decoder.lookup_word(w) is None for w in words):
                     return None
                 state = start
-                for i, word in enumerate(words):
-                    nxt = final if i == len(words) - 1 else n_states
-                    n_states += nxt != final
-                    transitions.append((state, nxt, 1.0, word))
-                    state = nxt
+                for word in words[:-1]:
+                    state = children.setdefault((state, word), len(children) + 2)
+                ends.add((state, words[-1]))
+            for (state, word), nxt in children.items():
+                transitions.append((state, nxt, 1.0, word))
+            for state, word in sorted(ends):
+                transitions.append((state, final, 1.0, word))
             self._decoder.add_fsg(_FORCED_SEARCH, self._decoder.create_fsg(_FORCED_SEARCH, start, final,
                                                                             transitions))
             try:

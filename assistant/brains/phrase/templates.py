@@ -90,9 +90,29 @@ _TOGGLE = {
     ]
 }
 
+_SWITCHABLE = ["light", "switch", "fan", "media_player", "input_boolean"]
+
+
+def _name_area(sentences: list[str], domains: list[str]) -> dict[str, Any]:
+    return {"sentences": sentences, "requires_context": {"domain": domains},
+            "metadata": {"slot_combination": "name_area"}}
+
+
+# Our own name + area sentences, so that every such form has its opposite: the Speech-to-Phrase set
+# has "turn on [the] {name} in [the] {area}" but no "turn off" one, and a grammar that can only hear
+# "on" hears "turn off the lamp in the living room" as "turn on ..." (measured on the spoken set).
+_MIRRORED = {
+    "HassTurnOn": [_name_area(["open [the] {name} in [the] {area}"], ["cover"]),
+                   _name_area(["lock [the] {name} in [the] {area}"], ["lock"])],
+    "HassTurnOff": [_name_area(["turn off [the] {name} in [the] {area}",
+                                "switch off [the] {name} in [the] {area}"], _SWITCHABLE),
+                    _name_area(["close [the] {name} in [the] {area}"], ["cover"]),
+                    _name_area(["unlock [the] {name} in [the] {area}"], ["lock"])],
+}
+
 # Blocks taken from the full English set for what the Speech-to-Phrase set lacks.
 _FROM_FULL_SET = {
-    "HassClimateSetTemperature": ("area_temperature", "name_temperature"),
+    "HassClimateSetTemperature": ("area_temperature", "name_temperature", "temperature_only"),
     "HassLightSet": ("area_temperature", "name_temperature"),
 }
 
@@ -302,11 +322,39 @@ def _home_lists(tools: Mapping[str, Tool], domains: Mapping[str, str]) -> dict[s
     return lists
 
 
+_ONE_PER_HOME = frozenset({"HassClimateGetTemperature", "HassClimateSetTemperature"})
+"""Tools whose target-less forms stay in the grammar without a satellite area: a home usually has
+one thermostat, and the home tools act on the one that fits ("set the temperature to 21")."""
+
+
+def satellite_area(tools: Iterable[Tool]) -> str | None:
+    """The area the home tools say this assistant stands in (``x-satellite-area``), if any."""
+    for tool in tools:
+        schema = _properties(tool).get("area")
+        if isinstance(schema, Mapping) and isinstance(schema.get("x-satellite-area"), str):
+            return str(schema["x-satellite-area"])
+    return None
+
+
+def _area_free(block: Mapping[str, Any], tool: Tool, *, satellite: bool) -> Mapping[str, Any] | None:
+    """A block that needs the satellite's area ("turn on the lights", "what is the temperature"),
+    without that requirement: the call then names no area and the home tools act in the
+    assistant's own area, or on the one entity that fits. Without such an area only the
+    thermostat's forms are kept: "lights on" would sweep the whole home, and "set fan to {n}"
+    let real single words act ("porcupine" -> "set fan to thirty five", measured)."""
+    requires = dict(block.get("requires_context") or {})
+    if "area" not in requires:
+        return block
+    if tool.name not in _ONE_PER_HOME and not satellite:
+        return None
+    requires.pop("area")
+    out = dict(block)
+    out["requires_context"] = requires
+    return out
+
+
 def _usable_block(block: Mapping[str, Any], tool: Tool) -> bool:
-    """Drop blocks that need a satellite area (we have none) or set an argument the tool lacks."""
-    requires = block.get("requires_context") or {}
-    if "area" in requires:
-        return False  # "lights on" would act on a guessed area
+    """Drop blocks that set an argument the tool lacks."""
     props = _properties(tool)
     slots = block.get("slots") or {}
     domain = slots.get("domain")
@@ -383,9 +431,13 @@ def build_intent_set(tools: Sequence[Tool], language: str = "en") -> IntentSet:
                       if (b.get("metadata") or {}).get("slot_combination") in extra]
             source = source or {"data": []}
             source["data"].extend(chosen)
+        if name in _MIRRORED and source is not None:
+            source["data"].extend(copy.deepcopy(_MIRRORED[name]))
         if source is None:
             continue
-        data = [block for block in source["data"] if _usable_block(block, tool)]
+        satellite = satellite_area(tools) is not None
+        free = (_area_free(block, tool, satellite=satellite) for block in source["data"])
+        data = [block for block in free if block is not None and _usable_block(block, tool)]
         if data:
             intents[name] = {"data": data}
     domains = entity_domains(t for t in tools if t.name in intents)

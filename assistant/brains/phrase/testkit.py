@@ -26,23 +26,31 @@ class DemoEntity:
     domain: str
     area: str
     device_class: str = ""
+    aliases: tuple[str, ...] = ()
+    """Other names it answers to (the home tools list them as HomeControl does: a device's name,
+    the entity's own name, an alias from settings)."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name and the aliases."""
+        return (self.name, *self.aliases)
 
 
 DEMO_ENTITIES: tuple[DemoEntity, ...] = (
-    DemoEntity("kitchen light", "light", "kitchen"),
-    DemoEntity("living room lamp", "light", "living room"),
+    DemoEntity("kitchen light", "light", "kitchen", aliases=("big light",)),
+    DemoEntity("living room lamp", "light", "living room", aliases=("lamp",)),
     DemoEntity("bedroom light", "light", "bedroom"),
     DemoEntity("coffee maker", "switch", "kitchen"),
     DemoEntity("office fan", "fan", "office"),
     DemoEntity("bedroom fan", "fan", "bedroom"),
     DemoEntity("garage door", "cover", "garage", "garage"),
-    DemoEntity("living room blinds", "cover", "living room", "blind"),
+    DemoEntity("living room blinds", "cover", "living room", "blind", aliases=("blinds",)),
     DemoEntity("front door", "lock", "hallway"),
-    DemoEntity("thermostat", "climate", "living room"),
+    DemoEntity("thermostat", "climate", "living room", aliases=("living room thermostat",)),
     DemoEntity("outside temperature", "sensor", "garden"),
     DemoEntity("bedroom humidity", "sensor", "bedroom"),
 )
-"""Twelve entities over seven areas and seven domains."""
+"""Twelve entities over seven areas and seven domains; four answer to a second name too."""
 
 
 def synthetic_entities(count: int) -> tuple[DemoEntity, ...]:
@@ -72,16 +80,21 @@ def _noop(**_: Any) -> dict[str, Any]:
 
 def _name_prop(entities: Sequence[DemoEntity], domains: set[str] | None = None) -> dict[str, Any]:
     chosen = [e for e in entities if domains is None or e.domain in domains]
-    # the registry's schema dialect has no place for each name's domain: the brain infers it
-    return {"type": "string", "description": "Name of the device, as spoken.",
-            "enum": sorted({e.name for e in chosen})}
+    # each name's domain is left for the brain to infer, except for the aliases (as HomeControl
+    # declares them): "lamp" or "big light" alone say little
+    hints = {alias: e.domain for e in chosen for alias in e.aliases}
+    prop: dict[str, Any] = {"type": "string", "description": "Name of the device, as spoken.",
+                            "enum": sorted({n for e in chosen for n in e.names})}
+    if hints:
+        prop["x-entity-domains"] = hints
+    return prop
 
 
 def home_tools(entities: Sequence[DemoEntity] = DEMO_ENTITIES) -> list[Tool]:
     """Home tools over ``entities``, following the home-tool contract."""
     areas = {"type": "string", "enum": sorted({e.area for e in entities})}
     domains = {"type": "string", "enum": sorted({e.domain for e in entities})}
-    by_name = {e.name: e for e in entities}
+    by_name = {n: e for e in entities for n in e.names}
 
     def schema(extra: Mapping[str, Any] | None = None,
                name_domains: set[str] | None = None) -> dict[str, Any]:
