@@ -463,20 +463,23 @@ class Vocabulary:
                 self._longest.append(max((len(t) for t in plain), default=0))
             return self._sorted[0]
 
-    def crosses(self, left: str, viable: Callable[[str], bool]) -> bool:
+    def crosses(self, left: str, viable: Callable[[str], bool], first: frozenset[str] | None = None) -> bool:
         """True when some token's text is a suffix of ``left`` followed by a viable continuation.
 
         If none is, no merge of the tokenizer can cross the end of ``left``: the tokens of
-        ``left`` are the same whatever follows (merges only ever grow tokens).
+        ``left`` are the same whatever follows (merges only ever grow tokens). ``first``: the
+        characters that may come next (None: any), to look only where a crossing could be.
         """
         pieces = self.sorted_pieces()
         for start in range(max(0, len(left) - self._longest[0]), len(left)):
             suffix = left[start:]
-            at = bisect.bisect_right(pieces, suffix)
-            while at < len(pieces) and pieces[at].startswith(suffix):
-                if viable(pieces[at][len(suffix) :]):
-                    return True
-                at += 1
+            heads = [suffix] if first is None else [suffix + c for c in sorted(first)]
+            for head in heads:
+                at = bisect.bisect_left(pieces, head)
+                while at < len(pieces) and pieces[at].startswith(head):
+                    if len(pieces[at]) > len(suffix) and viable(pieces[at][len(suffix) :]):
+                        return True
+                    at += 1
         return False
 
 
@@ -720,7 +723,9 @@ class ConstrainedDecoder:
             def viable(rest: str, states: frozenset[State] = states) -> bool:
                 return bool(self._walk(states, rest)) if rest else False
 
-            if not self.vocabulary.crosses(left, viable):
+            nxt = self.grammar.next_symbols(states)
+            first = None if ANY in nxt else frozenset(c for c in nxt if len(c) == 1)
+            if not self.vocabulary.crosses(left, viable, first):
                 return ids[:keep], Cursor(states)
         return [], cursor
 
