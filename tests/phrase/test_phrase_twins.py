@@ -127,3 +127,15 @@ def test_on_heard_where_the_audio_fits_off_as_well_does_nothing(
     wrong = phrase_brain.match(heard.text, grammar)
     assert wrong is not None and wrong.call.name == "HassTurnOn"
     assert phrase_brain._guard(pcm, heard, wrong, grammar, {}) is None
+
+
+def test_a_clear_close_command_closes_and_is_not_asked_as_open(
+    phrase_brain: PhraseBrain, say: Callable[[str], bytes]
+) -> None:
+    router = RecordingRouter(demo_tools())
+    pcm = say("close the garage door")
+    turn = phrase_brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
+                                         ended_at=time.monotonic()), router, threading.Event())
+    closed = {"name": "HassTurnOff", "arguments": {"name": "garage door"}}
+    assert [c.to_json() for c in router.executed] == [closed]
+    assert turn.results[0].status is ResultStatus.OK
