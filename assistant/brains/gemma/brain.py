@@ -7,6 +7,11 @@ tokens (history is never re-rendered) -> decoding continues for the spoken reply
 for at most ``max_rounds`` tool rounds. A simple success can be answered with the
 router's templated reply, skipping the second model pass.
 
+Decoding is constrained by the grammar of the live declarations (constrained.py, on
+unless ``constrained=False``): invalid calls are masked, forced runs and the grammar's
+verified drafts are fed in one pass with the model's pick, and ``<|tool_call>call:``
+rides on the offline prefill as a draft; a valid greedy output is unchanged.
+
 ``begin_stream`` (the ``Streaming`` capability, stream.py) takes the utterance while it
 is spoken: most audio soft tokens are prefilled before the end of speech, and
 ``finish`` gives the same greedy tokens as ``handle``.

@@ -22,15 +22,25 @@ Decoding (``ConstrainedDecoder.generate``):
   model's tokenizer does and appended together with the chosen token in one batched
   decoder pass, instead of one pass per token.
 
-Forced-run tokenisation: the run is encoded by the model's own tokenizer. Its last token
-is only kept when the boundary after it cannot merge with what follows: the run ends in
-a special token, or every possible next symbol is a special token, or every possible
-next character leaves the run's encoding unchanged; otherwise that last piece is left
-to the model (masked to the forced text), so the cache holds the tokens the model's
-tokenizer would have produced.
+* drafting (greedy only): the grammar's guess where it branches (``}``/``<tool_call|>``
+  when the required arguments are there, else the next required key) rides on the same
+  pass, and ``<|tool_call>call:...`` rides on the prompt's prefill (``prefill``); drafted
+  tokens are kept only as far as the model's own masked greedy pick agrees and cut from
+  the cache otherwise, so the tokens are those of one masked decoder run per token.
+
+Forced-run tokenisation: the run is encoded by the model's own tokenizer and cut back to
+the last token boundary no merge can cross whatever the model writes next: the run ends
+in a special token, or no token of the vocabulary spells a suffix of the run followed by
+a continuation the grammar allows (``Vocabulary.crosses``). The rest is left to the
+model, masked to the forced text, so the cache holds the tokens the tokenizer writes
+(a one-character look-ahead is not enough: ``Hass`` + ``T`` is no token, ``HassTurnOn``
+is). A character split over byte tokens is stepped through the grammar whole.
 
 The grammar is character-level (a special token is one symbol) and simulated as a set
 of stack states (an NFA: enum values sharing a prefix, a number that may end or go on).
+Not covered: undeclared keys (``additionalProperties``) are refused; a call must close
+with ``<tool_call|>`` (the ``<turn|>``/end-of-text closings the parser tolerates are
+masked); a bare ``call:NAME{`` spelled in plain text is left to the parser.
 """
 
 from __future__ import annotations
