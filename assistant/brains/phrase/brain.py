@@ -123,6 +123,15 @@ class Grammar:
 
 
 @dataclass(frozen=True)
+class _Heard:
+    """An early decode and the decision taken on it (``PhraseBrain.prefetch``)."""
+
+    decoded: Decoded
+    match: Match | None
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Match:
     """A transcript matched to a tool call."""
 
@@ -187,7 +196,7 @@ class PhraseBrain:
         self._build_lock = threading.Lock()
         self._match_lock = threading.Lock()
         self._builder: threading.Thread | None = None
-        self._prefetched: tuple[Grammar, bytes, Future[Decoded]] | None = None
+        self._prefetched: tuple[Grammar, bytes, Future[_Heard]] | None = None
         self._prefetch_lock = threading.Lock()
         # Searches in use by a decode (pinned) and superseded searches waiting to be removed:
         # a turn keeps the grammar it started with; a new one serves the next turn.
@@ -531,7 +540,7 @@ class PhraseBrain:
             return  # the first build is due: handle() waits for it
         grammar = self._pin(router)
         trimmed = trim_silence(pcm)
-        future: Future[Decoded] = Future()
+        future: Future[_Heard] = Future()
         with self._prefetch_lock:
             previous, self._prefetched = self._prefetched, (grammar, trimmed, future)
         if previous is not None:
@@ -539,18 +548,23 @@ class PhraseBrain:
 
         def work() -> None:
             try:
-                future.set_result(self._decoder.decode(trimmed, grammar.search, verify=self._verify))
+                decoded = self._decoder.decode(trimmed, grammar.search, verify=self._verify)
+                # the whole decision, twins included: the guard's forced alignments cost as much
+                # as the decode itself, and the daemon waits for neither while the endpointer waits
+                timings: dict[str, float] = {}
+                match = self._decide(trimmed, decoded, grammar, timings)
+                future.set_result(_Heard(decoded, match, timings))
             except BaseException as err:  # handed to handle(), which then decodes itself
                 future.set_exception(err)
 
         threading.Thread(target=work, name="phrase-prefetch", daemon=True).start()
 
-    def _release_guess(self, entry: tuple[Grammar, bytes, Future[Decoded]]) -> None:
+    def _release_guess(self, entry: tuple[Grammar, bytes, Future[_Heard]]) -> None:
         """Unpin a guess's grammar once its decode is over (it may still be running)."""
         grammar, _pcm, future = entry
         future.add_done_callback(lambda _f: self._unpin(grammar))
 
-    def _take_prefetched(self, pcm: bytes, timings: dict[str, float]) -> tuple[Grammar, Decoded] | None:
+    def _take_prefetched(self, pcm: bytes, timings: dict[str, float]) -> tuple[Grammar, _Heard] | None:
         """The early decode of the same speech and its grammar (still pinned), else None."""
         with self._prefetch_lock:
             entry, self._prefetched = self._prefetched, None
@@ -561,12 +575,13 @@ class PhraseBrain:
             self._release_guess(entry)
             return None
         try:
-            decoded = future.result(timeout=10.0)
+            heard = future.result(timeout=10.0)
         except Exception:  # a failed guess only means decoding now
             self._unpin(grammar)
             return None
         timings["prefetched"] = 1.0
-        return grammar, decoded
+        timings.update(heard.timings)
+        return grammar, heard
 
     def handle(self, utterance: Utterance, router: Router, cancel: threading.Event) -> BrainTurn:
         """Process one utterance end to end."""
@@ -586,8 +601,10 @@ class PhraseBrain:
         t0 = time.monotonic()
         guess = self._take_prefetched(pcm, timings)
         if guess is not None:
-            grammar, decoded = guess
+            grammar, heard = guess
+            decoded, decided = heard.decoded, (heard.match,)
         else:
+            decided = None
             try:
                 grammar = self._pin(router)
             except Exception as err:
@@ -599,21 +616,29 @@ class PhraseBrain:
                 raise
         try:
             return self._act(utterance, decoded, grammar, pcm=pcm, router=router, cancel=cancel,
-                             timings=timings, started=started, t0=t0)
+                             timings=timings, started=started, t0=t0, decided=decided)
         finally:
             self._unpin(grammar)
 
-    def _act(self, utterance: Utterance, decoded: Decoded, grammar: Grammar, *, pcm: bytes, router: Router,
-             cancel: threading.Event, timings: dict[str, float], started: float, t0: float) -> BrainTurn:
-        """Match a decoded utterance (its grammar pinned) and call the router."""
-        site = utterance.site
-        t1 = time.monotonic()
-        timings["decode"] = (t1 - t0) * 1000.0
+    def _decide(self, pcm: bytes, decoded: Decoded, grammar: Grammar,
+                timings: dict[str, float]) -> Match | None:
+        """The call to make of a decoded utterance, or None: rejection, plausibility, twins."""
         match = None if self._rejects(decoded) else self.match(decoded.text, grammar)
         if match is not None and not self._plausible(decoded, match):
             match = None
         if match is not None:
             match = self._guard(pcm, decoded, match, grammar, timings)
+        return match
+
+    def _act(self, utterance: Utterance, decoded: Decoded, grammar: Grammar, *, pcm: bytes, router: Router,
+             cancel: threading.Event, timings: dict[str, float], started: float, t0: float,
+             decided: tuple[Match | None] | None = None) -> BrainTurn:
+        """Match a decoded utterance (its grammar pinned) and call the router; ``decided``: the
+        early decode's decision, when it was made on the same speech."""
+        site = utterance.site
+        t1 = time.monotonic()
+        timings["decode"] = (t1 - t0) * 1000.0
+        match = decided[0] if decided is not None else self._decide(pcm, decoded, grammar, timings)
         t2 = time.monotonic()
         timings["match"] = (t2 - t1) * 1000.0
         transcript = _transcript(decoded)
