@@ -80,5 +80,6 @@ def build_home(
         ignore_device_ids={device.device_id},
         debounce_s=inventory_debounce_s,
     )
-    control = HomeControl(inventory, client, sensitive_extra=settings.home.sensitive_extra)
+    control = HomeControl(inventory, client, sensitive_extra=settings.home.sensitive_extra,
+                          aliases=settings.home.aliases, area=settings.home.area)
     return HomeStack(client, inventory, control, device)

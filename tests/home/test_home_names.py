@@ -109,3 +109,16 @@ def test_a_call_naming_nothing_acts_on_the_one_entity_that_fits_else_asks() -> N
     assert err.value.code == "no_target"
     standing = _home(_climate("hall", "Hallway"), _climate("office", "Office"), area="office")
     assert _targets(standing, "HassClimateSetTemperature", temperature=21) == ["office"]
+
+
+def test_the_settings_reach_the_home_control_the_daemon_builds() -> None:
+    from assistant.config import parse_settings
+    from assistant.home.service import build_home
+
+    settings = parse_settings("home:\n  area: Kitchen\n  aliases:\n    big light: light.ceiling\n")
+    home = build_home(settings)
+    for topic, payload in (LAMP, _light("ceiling", "Ceiling", "Kitchen", "Kitchen")):
+        home.inventory.handle_config(topic, json.dumps(payload).encode())
+    assert _targets(home.control, "HassTurnOn", name="big light") == ["ceiling"]
+    assert _targets(home.control, "HassTurnOff", domain="light") == ["ceiling"]  # the kitchen only
+    home.stop(timeout=0.1)
