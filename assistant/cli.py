@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from assistant import __version__
-from assistant.commands import shown_name
 from assistant.config import Settings, load_settings, settings_to_dict
 from assistant.errors import AssistantError, ConfigError
+from assistant.paths import shown_name
 
 MODEL_SIZES = ("e2b", "e4b")
 """What `models pull` fetches (assistant.brains.gemma.pull.REPOS; a test keeps them equal)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import replace
@@ -16,25 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, ErrorCode
+from assistant.paths import shown_name
 
 if TYPE_CHECKING:
     from assistant.compose import Assistant
     from assistant.types import Utterance
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def shown_name(path: str | os.PathLike[str]) -> str:
-    """A file name safe to print under any locale: bytes that are not UTF-8 appear as \\xNN.
-
-    Names from the command line arrive with such bytes as lone surrogates (PEP 383),
-    which a strict UTF-8 stdout refuses to encode.
-    """
-    name = os.fsdecode(path)
-    try:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # surrogates that did not come from undecodable bytes
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _emit(record: dict[str, Any], as_json: bool) -> None:

@@ -30,6 +30,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from assistant.errors import ConfigError
+from assistant.paths import file_kind
 
 
 class Secret:
@@ -378,20 +379,6 @@ class UnreadableFile(Exception):
     """A file that read_small_file refuses; the message says why, without the path."""
 
 
-def _kind_of(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes.
 
@@ -401,7 +388,7 @@ def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     """
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise UnreadableFile(f"is {_kind_of(st.st_mode)}, not a regular file")
+        raise UnreadableFile(f"is {file_kind(st.st_mode)}, not a regular file")
     if st.st_size > limit:
         raise UnreadableFile(f"is too large ({st.st_size} bytes; the limit is {limit})")
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -409,7 +396,7 @@ def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     try:
         st = os.fstat(fd)  # the path may have been swapped since the stat above
         if not stat.S_ISREG(st.st_mode):
-            raise UnreadableFile(f"is {_kind_of(st.st_mode)}, not a regular file")
+            raise UnreadableFile(f"is {file_kind(st.st_mode)}, not a regular file")
         chunks: list[bytes] = []
         total = 0
         while total <= limit:

@@ -25,6 +25,7 @@ import soxr
 
 from assistant.audio.pcm import Int16Array, float_to_int16, mix_to_mono
 from assistant.errors import AudioError
+from assistant.paths import file_kind, shown_name
 from assistant.types import SAMPLE_RATE
 
 _LOGGER = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def read_wav(
     longer than ``max_seconds`` or with more than ``max_bytes`` of sample data (both
     checked from the header, before the samples are read).
     """
-    name = _display(path)
+    name = shown_name(path)
     with _open(path, name) as fh:
         try:
             size = os.fstat(fh.fileno()).st_size
@@ -98,7 +99,7 @@ def read_wav(
 
 def wav_info(path: str | os.PathLike[str]) -> WavInfo:
     """Parse only the header (same checks as read_wav, no length or size limit)."""
-    name = _display(path)
+    name = shown_name(path)
     with _open(path, name) as fh:
         try:
             return _parse_header(fh, os.fstat(fh.fileno()).st_size, name)
@@ -106,32 +107,11 @@ def wav_info(path: str | os.PathLike[str]) -> WavInfo:
             raise AudioError(f"{name}: cannot read: {err.strerror or err}", code="wav_unreadable") from None
 
 
-def _display(path: str | os.PathLike[str]) -> str:
-    """The file name for messages: undecodable bytes shown escaped (b'\\xff' -> '\\xff')."""
-    name = os.fsdecode(path)
-    try:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def _refuse_irregular(mode: int, name: str) -> None:
     if stat.S_ISDIR(mode):
         raise AudioError(f"{name}: is a directory, not a WAV file", code="wav_invalid")
     if not stat.S_ISREG(mode):
-        raise AudioError(f"{name}: is {_kind(mode)}, not a regular WAV file", code="wav_invalid")
+        raise AudioError(f"{name}: is {file_kind(mode)}, not a regular WAV file", code="wav_invalid")
 
 
 def _open(path: str | os.PathLike[str], name: str) -> io.BufferedReader:

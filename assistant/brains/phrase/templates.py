@@ -37,21 +37,6 @@ from assistant.tools.base import Tool
 
 _LOGGER = logging.getLogger(__name__)
 
-HOME_INTENTS = frozenset(
-    {
-        "HassTurnOn",
-        "HassTurnOff",
-        "HassToggle",
-        "HassLightSet",
-        "HassSetPosition",
-        "HassClimateSetTemperature",
-        "HassFanSetSpeed",
-        "HassGetState",
-        "HassClimateGetTemperature",
-    }
-)
-"""Intents of the home-tool contract (others named like HA intents work too when templated)."""
-
 MAX_RANGE_VALUES = 201
 """Integer slot ranges longer than this are cut (grammar size grows with every value)."""
 
