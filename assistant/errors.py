@@ -78,12 +78,8 @@ class ErrorCode(StrEnum):
     # home: MQTT and entity resolution
     MQTT_OFFLINE = "mqtt_offline"
     """The broker is configured but not connected now."""
-    OFFLINE = "offline"
-    """Near-synonym of MQTT_OFFLINE (home/control.py renames it in flight); to be merged."""
     MQTT_DISABLED = "mqtt_disabled"
     """No broker is configured (``mqtt.host`` unset)."""
-    NO_MQTT = "no_mqtt"
-    """Near-synonym of MQTT_DISABLED (tools/context.py, a skill publishing without a broker)."""
     BAD_TOPIC = "bad_topic"
     TLS_CONFIG = "tls_config"
     AMBIGUOUS = "ambiguous"

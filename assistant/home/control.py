@@ -610,7 +610,7 @@ class HomeControl:
             except HomeError as err:
                 raise ToolError(
                     "I can't reach the home hub right now, so I did nothing.",
-                    code="offline" if err.code == "mqtt_offline" else err.code,
+                    code=err.code,
                 ) from err
             queued = queued or outcome.status is PublishStatus.QUEUED
             published.append(

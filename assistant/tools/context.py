@@ -202,7 +202,7 @@ class Service(Protocol):
 def _no_publish(topic: str, payload: str | bytes, retain: bool = False) -> None:
     from assistant.errors import ToolError  # noqa: PLC0415 - tiny, keeps the import graph flat
 
-    raise ToolError("No MQTT connection is configured.", code="no_mqtt")
+    raise ToolError("No MQTT connection is configured.", code="mqtt_disabled")
 
 
 @dataclass(frozen=True)

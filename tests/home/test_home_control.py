@@ -604,7 +604,7 @@ def test_offline_sensitive_commands_fail_and_others_queue() -> None:
     try:
         with pytest.raises(ToolError) as err:
             control.run("HassTurnOff", {"name": "front door"})
-        assert err.value.code == "offline"
+        assert err.value.code == "mqtt_offline"
         queued = control.run("HassTurnOn", {"name": "kettle"})
         assert queued["queued"] is True and "offline" in queued["speech"]
         assert client.queued() == 1
