@@ -19,12 +19,11 @@ from assistant.brains.phrase import PhraseBrain
 from assistant.brains.phrase.testkit import home_tools
 from assistant.config import Settings
 from assistant.tools.base import Tool
+from assistant.tools.context import SkillContext
+from assistant.tools.loader import install_skills, load_skills
+from assistant.tools.registry import ToolRegistry
+from assistant.tools.router import Router
 from assistant.types import ResultStatus, Utterance
-
-router_module = pytest.importorskip("assistant.tools.router")
-loader = pytest.importorskip("assistant.tools.loader")
-registry_module = pytest.importorskip("assistant.tools.registry")
-context_module = pytest.importorskip("assistant.tools.context")
 
 NEVER = threading.Event()
 
@@ -32,10 +31,10 @@ NEVER = threading.Event()
 @pytest.fixture()
 def real_router(tmp_path: Path) -> Iterator[tuple[Any, list[tuple[str, dict[str, Any]]]]]:
     settings = Settings(state_dir=tmp_path)
-    ctx = context_module.SkillContext.from_settings(settings)
-    loaded = loader.load_skills(settings, ctx)
-    registry = registry_module.ToolRegistry()
-    assert loader.install_skills(registry, loaded) == []
+    ctx = SkillContext.from_settings(settings)
+    loaded = load_skills(settings, ctx)
+    registry = ToolRegistry()
+    assert install_skills(registry, loaded) == []
     ran: list[tuple[str, dict[str, Any]]] = []
 
     def recording(tool: Tool) -> Tool:
@@ -46,7 +45,7 @@ def real_router(tmp_path: Path) -> Iterator[tuple[Any, list[tuple[str, dict[str,
                     sensitive=tool.sensitive, confirm=tool.confirm, source="home")
 
     assert registry.set_group("home", [recording(t) for t in home_tools()]) == []
-    router = router_module.Router(registry)
+    router = Router(registry)
     yield router, ran
     router.close()
 
