@@ -267,6 +267,9 @@ class HomeSettings:
     area: str | None = None
     """The area this assistant stands in ("kitchen"): commands that name no area act there, and
     one that names nothing acts on the one device it fits there (HA's satellite area)."""
+    alarm_code: Secret | None = None
+    """The code for alarm panels that need one (their discovery config has ``code``): inline,
+    {env: NAME}, {file: PATH}, or $ASSISTANT_HOME_ALARM_CODE. Disarming always asks first."""
 
 
 @dataclass(frozen=True)

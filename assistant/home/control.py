@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from assistant.config import Secret
 from assistant.errors import HomeError, ToolError
 from assistant.home.client import MqttClient, PublishOutcome, PublishStatus
 from assistant.home.discovery import Entity
@@ -214,11 +215,13 @@ class HomeControl:
         sensitive_extra: Iterable[str] = (),
         aliases: Mapping[str, str] | None = None,
         area: str | None = None,
+        alarm_code: Secret | None = None,
     ) -> None:
         """``aliases``: spoken alias -> entity id ("light.kitchen_lamp") or spoken name (``home.aliases``);
         ``area``: the area this assistant stands in (``home.area``), for commands that name none."""
         self.inventory = inventory
         self.client = client
+        self._alarm_code = alarm_code
         self.sensitive_extra = frozenset(s.lower() for s in sensitive_extra)
         self.aliases = {
             normalize(k): v.strip() for k, v in (aliases or {}).items() if normalize(k) and v.strip()
@@ -586,6 +589,8 @@ class HomeControl:
         if tool_name not in module.intents:
             raise ToolError(f"The {entity.spoken} can't do that.", code="unsupported")
         state = {"state": current.state, **current.attributes}
+        if entity.domain == "alarm_control_panel" and self._alarm_code is not None:
+            args = {**args, "code": self._alarm_code.reveal()}  # never a tool argument: never logged
         return module.commands(tool_name, entity, args, state)
 
     def _publish(self, commands: list[Command], *, sensitive: bool) -> dict[str, Any]:

@@ -81,5 +81,6 @@ def build_home(
         debounce_s=inventory_debounce_s,
     )
     control = HomeControl(inventory, client, sensitive_extra=settings.home.sensitive_extra,
-                          aliases=settings.home.aliases, area=settings.home.area)
+                          aliases=settings.home.aliases, area=settings.home.area,
+                          alarm_code=settings.home.alarm_code)
     return HomeStack(client, inventory, control, device)

@@ -323,3 +323,42 @@ def test_optimistic_state_after_a_command_without_state_topics() -> None:
         control._optimistic(command)
     state = inventory.state(blind)  # the state topic reports the state; only the position is assumed
     assert state.state is None and state.attributes["position"] == 30
+
+
+def test_alarm_code_from_the_settings_is_sent_as_home_assistant_sends_it() -> None:
+    from assistant.config import Secret
+
+    def panel(**extra: Any) -> tuple[Inventory, HomeControl]:
+        config = {"name": "Alarm", "cmd_t": "a/set", "stat_t": "a", **extra}
+        inventory, _ = _home(("alarm_control_panel", config))
+        return inventory, HomeControl(inventory, alarm_code=Secret("4321"))
+
+    # REMOTE_CODE: the code goes to the panel through the template's {{ code }}
+    inventory, control = panel(code="REMOTE_CODE", cmd_tpl='{"action": "{{ action }}", "code": "{{ code }}"}')
+    assert _sent(control, inventory, "HassTurnOff") == [("a/set", '{"action": "DISARM", "code": "4321"}')]
+    # a fixed code in the config is checked here, as HA checks it, and only sent if the template asks
+    inventory, control = panel(code="4321")
+    assert _sent(control, inventory, "HassTurnOn") == [("a/set", "ARM_AWAY")]
+    inventory, control = panel(code="1111")
+    with pytest.raises(ToolError, match="not the one"):
+        _sent(control, inventory, "HassTurnOff")
+    # arming without a code where the panel allows it
+    inventory, _ = _home(("alarm_control_panel", {"name": "Alarm", "cmd_t": "a/set", "stat_t": "a",
+                                                  "code": "REMOTE_CODE", "code_arm_required": False}))
+    assert _sent(HomeControl(inventory), inventory, "HassTurnOn") == [("a/set", "ARM_AWAY")]
+    with pytest.raises(ToolError, match="code"):
+        _sent(HomeControl(inventory), inventory, "HassTurnOff")
+
+
+def test_the_alarm_code_setting_is_a_secret_that_reaches_the_home_control() -> None:
+    from assistant.config import parse_settings
+    from assistant.home.service import build_home
+
+    settings = parse_settings("home:\n  alarm_code: {env: CODE}\n", env={"CODE": "4321"})
+    assert "4321" not in repr(settings.home)
+    home = build_home(settings)
+    home.inventory.handle_config("homeassistant/alarm_control_panel/p/config", json.dumps(
+        {"name": "Alarm", "cmd_t": "a/set", "stat_t": "a", "code": "REMOTE_CODE",
+         "cmd_tpl": "{{ action }} {{ code }}"}).encode())
+    assert _sent(home.control, home.inventory, "HassTurnOff") == [("a/set", "DISARM 4321")]
+    home.stop(timeout=0.1)

@@ -2,8 +2,11 @@
 
 HassTurnOn arms away, HassTurnOff disarms, through ``command_template`` (default
 ``{{ action }}``, variables ``action`` and ``code``). A panel whose config carries a ``code``
-(a fixed code, REMOTE_CODE or REMOTE_CODE_TEXT) needs the user's code, which the settings
-do not hold: such a panel is refused with that reason rather than sent a guess.
+(a fixed code, REMOTE_CODE or REMOTE_CODE_TEXT) needs the user's code: it comes from the
+secret ``home.alarm_code`` (HomeControl passes it as the ``code`` argument). As in HA, a fixed
+code in the config is checked locally and never sent unless the template asks for it;
+``code_arm_required`` / ``code_disarm_required`` (default true) say when it is needed. Without
+the setting such a panel is refused with that reason rather than sent a guess.
 """
 
 from __future__ import annotations
@@ -42,16 +45,24 @@ class AlarmControlPanel(Domain):
         cfg = entity.config
         if intent not in ("HassTurnOn", "HassTurnOff"):
             return super().commands(intent, entity, args)
-        if cfg.get("code") is not None:
-            raise ToolError(f"The {entity.spoken} needs a code I don't have.", code="unsupported")
         on = intent == "HassTurnOn"
+        given = args.get("code")
+        code = given if isinstance(given, str) and given else None
+        expected = cfg.get("code")
+        required = bool(cfg.get("code_arm_required" if on else "code_disarm_required", True))
+        if expected is not None and required:
+            if code is None:
+                raise ToolError(f"The {entity.spoken} needs a code I don't have.", code="unsupported")
+            if expected not in ("REMOTE_CODE", "REMOTE_CODE_TEXT") and str(expected) != code:
+                raise ToolError(f"The code for the {entity.spoken} is not the one it expects.",
+                                code="not_allowed")
         key, default = ("payload_arm_away", "ARM_AWAY") if on else ("payload_disarm", "DISARM")
         action = str(cfg.get(key, default))
         payload = action
         template = cfg.get("command_template")
         if isinstance(template, str):
             rendered = render_command(
-                template, action, {"action": action, "code": None, "entity_id": entity.entity_id}
+                template, action, {"action": action, "code": code, "entity_id": entity.entity_id}
             )
             if rendered is None:
                 raise ToolError(f"The {entity.spoken} needs a code I can't send.", code="unsupported")
