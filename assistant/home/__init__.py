@@ -5,7 +5,6 @@ discovery.py  HA MQTT discovery payloads -> validated Entity objects (abbreviati
 inventory.py  entities + tracked state + spoken-name matching
 domains/      one module per HA domain: config schema, state reading, command encoding
 templates.py  sandboxed value_template / *_command_template evaluation
-sanitize.py   cleaning MQTT text before it reaches a prompt
 control.py    the HassTurnOn/... tools over the inventory
 device.py     the assistant itself as an HA device
 service.py    build_home(settings): everything wired together

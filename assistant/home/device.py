@@ -35,7 +35,7 @@ from typing import Any
 
 from assistant.home.client import Message, MqttClient
 from assistant.home.inventory import DEFAULT_BIRTH_TOPIC
-from assistant.home.sanitize import STATE_MAX, clean_state
+from assistant.text import STATE_MAX, clean_state
 
 _LOGGER = logging.getLogger(__name__)
 

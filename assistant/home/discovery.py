@@ -19,7 +19,7 @@ from typing import Any
 from assistant.home.client import valid_topic
 from assistant.home.domains import REGISTRY
 from assistant.home.domains.base import coerce_float
-from assistant.home.sanitize import NAME_MAX, clean_text, spoken
+from assistant.text import NAME_MAX, clean_text, spoken
 
 SUPPORTED_DOMAINS = frozenset(REGISTRY)
 """Platforms the inventory keeps; others are ignored quietly."""

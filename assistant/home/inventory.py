@@ -30,7 +30,7 @@ from assistant.home.discovery import (
 )
 from assistant.home.domains import REGISTRY
 from assistant.home.domains.base import Reader
-from assistant.home.sanitize import spoken
+from assistant.text import spoken
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from assistant.home.discovery import (
     parse_discovery_topic,
 )
 from assistant.home.inventory import Inventory, normalize, singular
-from assistant.home.sanitize import clean_text, spoken
 from assistant.home.templates import render_value
+from assistant.text import clean_text, spoken
 
 # ----------------------------------------------------------------------------- topics and keys
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from hassil import Intents, RangeFractionType, RangeSlotList, SlotList, TextSlotList, TextSlotValue
 
+from assistant.text import spoken as spoken_form
 from assistant.tools.base import Tool
 
 _LOGGER = logging.getLogger(__name__)
@@ -197,8 +198,8 @@ def _bounds(schema: Mapping[str, Any]) -> tuple[float | None, float | None]:
 
 
 def spoken(value: Any) -> str:
-    """How an enum value is said: lower case, underscores as spaces."""
-    return str(value).replace("_", " ").lower().strip()
+    """How an enum value is said: the one spoken form the home side uses too (the join key)."""
+    return spoken_form(str(value))
 
 
 def _guess_domain(name: str) -> str:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import ToolError
-from assistant.home.sanitize import clean_state
 from assistant.home.templates import render_command, render_value
+from assistant.text import clean_state
 
 if TYPE_CHECKING:
     from assistant.home.discovery import Entity
