@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -175,6 +176,12 @@ def test_commands_from_home_assistant(
     device: tuple[AssistantDevice, Calls, MqttClient], sniffer: Sniffer, caplog: pytest.LogCaptureFixture
 ) -> None:
     dev, calls, client = device
+    # The device subscribes on connect; volume/set is its last subscription: once a volume
+    # command arrives, the broker has taken all of them (else the first press can be lost).
+    assert wait_until(lambda: sniffer.publish(dev.topic("volume/set"), "1") is None and calls.volume != [],
+                      step=0.2)
+    time.sleep(0.3)  # a probe still in flight lands before the clear
+    calls.volume.clear()
     with caplog.at_level(logging.WARNING):
         sniffer.publish(dev.topic("listen/press"), "PRESS")
         sniffer.publish(dev.topic("say/set"), "Dinner is ready")
