@@ -17,6 +17,7 @@ import statistics
 import time
 from typing import Annotated, Any
 
+from assistant.tools import gemma_format
 from assistant.tools.declare import make_tool, tool
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
@@ -71,7 +72,7 @@ def main() -> None:
     result = router.call(call, site="bench")
 
     def gemma() -> None:
-        router.render_response(result)
+        gemma_format.render_response(result)
 
     for fn in (bare, routed):  # warm-up
         _per_call_us(fn, 500, 1)

@@ -215,12 +215,6 @@ class Router:
             return self._cancel(pending, "tool_changed", "Sorry, that is no longer possible.")
         return self._execute(pending.tool, pending.arguments, pending.call, site, started)
 
-    # ---------------------------------------------------------------- rendering
-
-    def render_response(self, result: ToolResult) -> str:
-        """The Gemma 4 tool-response block for ``result`` (see gemma_format)."""
-        return render_response(result)
-
     def close(self) -> None:
         """Stop the worker pool (running handlers are not waited for)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -447,11 +441,3 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v, _depth + 1) for v in value]
     return str(value)
-
-
-def render_response(result: ToolResult) -> str:
-    """Gemma 4 tool-response text for ``result`` (see assistant.tools.gemma_format)."""
-    from assistant.tools import gemma_format  # noqa: PLC0415 - avoids an import cycle via Tool
-
-    rendered: str = gemma_format.render_response(result)
-    return rendered
