@@ -372,3 +372,29 @@ def choice_arg(entity: Entity, args: Mapping[str, Any], label: str, options: lis
             return option
     said = ", ".join(o.replace("_", " ") for o in options[:8])
     raise ToolError(f"The {entity.spoken} can be set to {said}.", code="out_of_range")
+
+
+def on_off_command(
+    entity: Entity, on: bool, topic_key: str = "command_topic", template_key: str = "command_template",
+    **optimistic: Any,
+) -> Command:
+    """HassTurnOn / HassTurnOff as HA's MQTT entities send it: ``payload_on`` / ``payload_off``
+    (default ON / OFF) through the entity's command template."""
+    payload = str(entity.config.get("payload_on" if on else "payload_off", "ON" if on else "OFF"))
+    return command(entity, topic_key, cmd_template(entity, template_key, payload),
+                   "turned on" if on else "turned off", **optimistic)
+
+
+def temperature_command(entity: Entity, args: Mapping[str, Any], low: float, high: float) -> Command:
+    """HassClimateSetTemperature within ``low``..``high``, through ``temperature_command_template``."""
+    value = args.get("temperature")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ToolError("Which temperature?", code="missing_value")
+    if not low <= float(value) <= high:
+        raise ToolError(
+            f"The {entity.spoken} can be set from {fmt_number(low)} to {fmt_number(high)} degrees.",
+            code="out_of_range",
+        )
+    payload = cmd_template(entity, "temperature_command_template", float(value))
+    return command(entity, "temperature_command_topic", payload, f"set to {fmt_number(float(value))} degrees",
+                   temperature=float(value))

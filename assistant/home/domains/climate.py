@@ -11,7 +11,6 @@ modes one of which is off: the other; else heat_cool, heat, cool). ``min_temp`` 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +24,9 @@ from assistant.home.domains.base import (
     choice_arg,
     cmd_template,
     command,
-    fmt_number,
     number,
+    on_off_command,
+    temperature_command,
 )
 
 if TYPE_CHECKING:
@@ -154,36 +154,10 @@ class Climate(Domain):
             on = intent == "HassTurnOn"
             verb = "turned on" if on else "turned off"
             if "power_command_topic" in cfg:
-                payload = str(cfg.get("payload_on" if on else "payload_off", "ON" if on else "OFF"))
-                return [
-                    command(
-                        entity,
-                        "power_command_topic",
-                        cmd_template(entity, "power_command_template", payload),
-                        verb,
-                    )
-                ]
+                return [on_off_command(entity, on, "power_command_topic", "power_command_template")]
             return [self._mode(entity, self._on_mode(entity) if on else self._off_mode(entity), verb)]
         if intent == "HassClimateSetTemperature":
-            value = args.get("temperature")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ToolError("Which temperature?", code="missing_value")
-            low, high = temperature_bounds(entity)
-            if not low <= float(value) <= high:
-                raise ToolError(
-                    f"The {entity.spoken} can be set from {fmt_number(low)} to {fmt_number(high)} degrees.",
-                    code="out_of_range",
-                )
-            payload = cmd_template(entity, "temperature_command_template", float(value))
-            return [
-                command(
-                    entity,
-                    "temperature_command_topic",
-                    payload,
-                    f"set to {fmt_number(float(value))} degrees",
-                    temperature=float(value),
-                )
-            ]
+            return [temperature_command(entity, args, *temperature_bounds(entity))]
         if intent in _SETTINGS:
             arg, list_key, default, topic_key, template_key, attribute, what = _SETTINGS[intent]
             options = list(cfg.get(list_key, default)) if list_key != "modes" else modes(entity)

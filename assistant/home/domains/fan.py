@@ -25,6 +25,7 @@ from assistant.home.domains.base import (
     int_arg,
     number,
     on_off,
+    on_off_command,
     text_state,
 )
 from assistant.home.templates import render_value
@@ -110,16 +111,7 @@ class Fan(Domain):
         cfg = entity.config
         if intent in ("HassTurnOn", "HassTurnOff"):
             on = intent == "HassTurnOn"
-            payload = str(cfg.get("payload_on" if on else "payload_off", "ON" if on else "OFF"))
-            return [
-                command(
-                    entity,
-                    "command_topic",
-                    cmd_template(entity, "command_template", payload),
-                    "turned on" if on else "turned off",
-                    state="on" if on else "off",
-                )
-            ]
+            return [on_off_command(entity, on, state="on" if on else "off")]
         if intent == "HassFanSetSpeed":
             pct = int_arg(args, "percentage", 0, 100)
             if pct == 0:

@@ -18,6 +18,7 @@ from assistant.home.domains.base import (
     int_arg,
     number,
     on_off,
+    on_off_command,
 )
 from assistant.home.templates import render_value
 
@@ -71,16 +72,7 @@ class Humidifier(Domain):
         cfg = entity.config
         if intent in ("HassTurnOn", "HassTurnOff"):
             on = intent == "HassTurnOn"
-            payload = str(cfg.get("payload_on" if on else "payload_off", "ON" if on else "OFF"))
-            return [
-                command(
-                    entity,
-                    "command_topic",
-                    cmd_template(entity, "command_template", payload),
-                    "turned on" if on else "turned off",
-                    state="on" if on else "off",
-                )
-            ]
+            return [on_off_command(entity, on, state="on" if on else "off")]
         if intent == "HassHumidifierSetpoint":
             humidity = int_arg(args, "humidity", 0, 100)
             low, high = float(cfg.get("min_humidity", 0)), float(cfg.get("max_humidity", 100))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,9 @@ from assistant.home.domains.base import (
     attr_reader,
     cmd_template,
     command,
-    fmt_number,
     number,
+    on_off_command,
+    temperature_command,
 )
 
 if TYPE_CHECKING:
@@ -58,15 +58,7 @@ class WaterHeater(Domain):
             on = intent == "HassTurnOn"
             verb = "turned on" if on else "turned off"
             if "power_command_topic" in cfg:
-                payload = str(cfg.get("payload_on" if on else "payload_off", "ON" if on else "OFF"))
-                return [
-                    command(
-                        entity,
-                        "power_command_topic",
-                        cmd_template(entity, "power_command_template", payload),
-                        verb,
-                    )
-                ]
+                return [on_off_command(entity, on, "power_command_topic", "power_command_template")]
             modes = list(cfg.get("modes", DEFAULT_MODES))
             mode = next((m for m in modes if m != "off"), None) if on else ("off" if "off" in modes else None)
             if mode is None:
@@ -81,27 +73,10 @@ class WaterHeater(Domain):
                 )
             ]
         if intent == "HassClimateSetTemperature":
-            value = args.get("temperature")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ToolError("Which temperature?", code="missing_value")
             fahrenheit = str(cfg.get("temperature_unit", "C")).upper().startswith("F")
             low = float(cfg.get("min_temp", 110 if fahrenheit else 43.3))
             high = float(cfg.get("max_temp", 140 if fahrenheit else 60))
-            if not low <= float(value) <= high:
-                raise ToolError(
-                    f"The {entity.spoken} can be set from {fmt_number(low)} to {fmt_number(high)} degrees.",
-                    code="out_of_range",
-                )
-            payload = cmd_template(entity, "temperature_command_template", float(value))
-            return [
-                command(
-                    entity,
-                    "temperature_command_topic",
-                    payload,
-                    f"set to {fmt_number(float(value))} degrees",
-                    temperature=float(value),
-                )
-            ]
+            return [temperature_command(entity, args, low, high)]
         return super().commands(intent, entity, args)
 
 
