@@ -350,21 +350,27 @@ def render_value(template: str | None, payload: str) -> str | None:
     # Without JSON, value_json stays undefined: a template that uses it fails cleanly.
     with contextlib.suppress(ValueError, RecursionError):
         variables["value_json"] = json.loads(payload)
-    parts: list[str] = []
-    size = 0
     try:
-        for chunk in render(**variables):
-            size += len(chunk.encode("utf-8", "surrogatepass"))
-            if size > MAX_OUTPUT_BYTES:
-                raise TemplateTooLarge(f"output larger than {MAX_OUTPUT_BYTES} bytes")
-            parts.append(chunk)
+        text = _render_bounded(render, variables)
     except TemplateTooLarge as err:
         _warn_too_large(template, err)
         return None
     except Exception as err:  # an untrusted template can fail in any way; never let it out
         _LOGGER.debug("value template failed on %.80r: %s", payload, err)
         return None
-    return "".join(parts).strip()
+    return text.strip()
+
+
+def _render_bounded(render: Any, variables: Mapping[str, Any]) -> str:
+    """The rendered text, refused (TemplateTooLarge) as soon as it passes MAX_OUTPUT_BYTES."""
+    parts: list[str] = []
+    size = 0
+    for chunk in render(**variables):
+        size += len(chunk.encode("utf-8", "surrogatepass"))
+        if size > MAX_OUTPUT_BYTES:
+            raise TemplateTooLarge(f"output larger than {MAX_OUTPUT_BYTES} bytes")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def render_command(template: str, value: Any, variables: Mapping[str, Any] | None = None) -> str | None:
@@ -377,21 +383,15 @@ def render_command(template: str, value: Any, variables: Mapping[str, Any] | Non
     if render is None:
         return None
     context: dict[str, Any] = {**(variables or {}), "value": value}
-    parts: list[str] = []
-    size = 0
     try:
-        for chunk in render(**context):
-            size += len(chunk.encode("utf-8", "surrogatepass"))
-            if size > MAX_OUTPUT_BYTES:
-                raise TemplateTooLarge(f"output larger than {MAX_OUTPUT_BYTES} bytes")
-            parts.append(chunk)
+        text = _render_bounded(render, context)
     except TemplateTooLarge as err:
         _warn_too_large(template, err)
         return None
     except Exception as err:  # untrusted: any failure refuses the command, never escapes
         _LOGGER.warning("command template %.60r failed on %.40r: %s", template, value, err)
         return None
-    return "".join(parts).strip()
+    return text.strip()
 
 
 def template_supported(template: str) -> bool:
