@@ -68,6 +68,19 @@ pcm.{playback} {{
 """
 
 
+def open_fifo_writer(fifo: str | os.PathLike[str], stop: threading.Event, *, poll_s: float) -> int | None:
+    """Open a FIFO for writing without blocking forever (a writer's open waits for a reader);
+    None once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        time.sleep(poll_s)
+    return None
+
+
 @dataclass(frozen=True)
 class AlsaFiles:
     """Paths and environment of one generated ALSA configuration."""
@@ -206,15 +219,7 @@ class FifoFeeder:
         self.error: BaseException | None = None
 
     def _open(self) -> int | None:
-        """Open for writing without blocking forever (a writer's open waits for a reader)."""
-        while not self._stop.is_set():
-            try:
-                return os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as err:
-                if err.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-            time.sleep(0.002)
-        return None
+        return open_fifo_writer(self.fifo, self._stop, poll_s=0.002)
 
     def run(self) -> None:
         """Feed until the audio is written once to a reader that kept the FIFO open, or stop()."""
@@ -359,14 +364,7 @@ class LiveFeeder:
         return self._noise[start : start + self.block_bytes]
 
     def _open(self) -> int | None:
-        while not self._stop.is_set():
-            try:
-                return os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as err:
-                if err.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-            time.sleep(0.01)
-        return None
+        return open_fifo_writer(self.fifo, self._stop, poll_s=0.01)
 
     def run(self) -> None:
         """Feed until stop()."""
