@@ -192,15 +192,30 @@ class PhraseSettings:
 
 
 @dataclass(frozen=True)
+class RemoteSettings:
+    """A bigger model on a home server behind an OpenAI-compatible /v1/chat/completions."""
+
+    url: str | None = None
+    """Base URL of the server's API (http://homeserver:8080/v1); None = no remote brain."""
+    model: str = "gemma-4-26b-a4b"
+    """Model name sent with each request."""
+    api_key: Secret | None = None
+    """Bearer token: inline, {env: NAME}, {file: PATH}, or $ASSISTANT_BRAIN_REMOTE_API_KEY."""
+
+
+@dataclass(frozen=True)
 class BrainSettings:
     """Which brain turns speech into tool calls."""
 
-    kind: Literal["phrase", "gemma", "hybrid"] = "phrase"
-    """phrase (no download), gemma (needs model files), hybrid (phrase first, then Gemma)."""
+    kind: Literal["phrase", "gemma", "hybrid", "remote"] = "phrase"
+    """phrase (no download), gemma (needs model files), hybrid (phrase first, then Gemma),
+    remote (the device hears, a server's model thinks; see brain.remote)."""
     phrase: PhraseSettings = PhraseSettings()
     """Phrase-brain settings."""
     gemma: GemmaSettings = GemmaSettings()
     """Gemma-brain settings."""
+    remote: RemoteSettings = RemoteSettings()
+    """Remote-brain settings."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +325,40 @@ class SkillsSettings:
     """Load the shipped skills (clock, timers, assistant control)."""
 
 
+@dataclass(frozen=True)
+class SatelliteSettings:
+    """One wyoming-satellite this assistant serves."""
+
+    uri: str = ""
+    """Where the satellite listens: tcp://host:10700."""
+    site: str = ""
+    """Its site name (room): confirmations and timers stay with it."""
+    area: str | None = None
+    """Its area, for commands that name none (default: the site name)."""
+
+
+@dataclass(frozen=True)
+class WyomingServerSettings:
+    """A Wyoming server Home Assistant's wyoming integration can add."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 for Home Assistant on another machine)."""
+    port: int = 10800
+    """TCP port."""
+    serve: tuple[Literal["asr", "handle", "satellite"], ...] = ("asr", "handle")
+    """What it offers: asr (transcripts), handle (a conversation agent), satellite (this mic)."""
+
+
+@dataclass(frozen=True)
+class WyomingSettings:
+    """Home Assistant's voice protocol: satellites served, and a server for Home Assistant."""
+
+    satellites: tuple[SatelliteSettings, ...] = ()
+    """wyoming-satellite endpoints to connect to."""
+    server: WyomingServerSettings | None = None
+    """None = no Wyoming server."""
+
+
 def _default_state_dir() -> Path:
     env = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
     if env:
@@ -345,6 +394,8 @@ class Settings:
     """Home inventory extras."""
     tts: TtsSettings = TtsSettings()
     """Speech output."""
+    wyoming: WyomingSettings = WyomingSettings()
+    """Wyoming satellites and server."""
 
 
 # --------------------------------------------------------------------------- loading
@@ -821,6 +872,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "max_payload_bytes": _Range(1, 16 << 20),
     },
     TtsSettings: {"speed": _Range(80, 500)},
+    WyomingServerSettings: {"port": _Range(1, 65535)},
     RouterSettings: {
         "confirmation_window_s": _Range(0.0, 3600.0, open_low=True),
         "call_timeout_s": _Range(0.0, 3600.0, open_low=True),
