@@ -172,7 +172,12 @@ class AssistantDevice:
                     "name": "Last response time",
                     "state_topic": t("timings"),
                     "unit_of_measurement": "ms",
-                    "value_template": "{{ value_json.end_of_speech_to_action | default(0) }}",
+                    # the run report (assistant.runs.RunReport) keeps stage durations under timings_ms;
+                    # a run that acted on nothing has no such figure: the sensor shows unknown
+                    "value_template": (
+                        "{{ (value_json.timings_ms | default({})).end_of_speech_to_action"
+                        " | default(None) }}"
+                    ),
                     "json_attributes_topic": t("timings"),
                     "icon": "mdi:timer-outline",
                 },

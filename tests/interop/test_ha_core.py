@@ -438,7 +438,18 @@ def test_a_spoken_command_after_homeassistants_listen_button_turns_the_light_on(
         "sensor.assistant_kitchen_last_transcript", lambda s: bool(s and "kitchen" in s.lower()), 20
     )
     assert ha.wait_state("sensor.assistant_kitchen_assist_state", "idle", 20)
+    # the response-time sensor shows the run's end of speech -> action, in ms (not a default 0)
+    assert ha.wait_state("sensor.assistant_kitchen_last_response_time", _positive_number, 10), (
+        ha.states().get("sensor.assistant_kitchen_last_response_time")
+    )
     assert ha.problems() == []
+
+
+def _positive_number(state: str | None) -> bool:
+    try:
+        return state is not None and float(state) > 0
+    except ValueError:
+        return False
 
 
 def test_availability_follows_the_daemon_on_sigterm_and_on_kill(ha_setup: Setup) -> None:
