@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from assistant.audio.wav import read_wav
-from tests.audio.conftest import CHILD, dominant_hz, run_child
 from tests.support.alsa import FifoFeeder, alsa_file_devices, write_asoundrc
+from tests.support.portaudio import CHILD, run_child
+from tests.support.signals import dominant_hz
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/alsa/alsa.conf").exists(), reason="alsa-lib configuration not installed"

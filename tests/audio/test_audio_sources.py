@@ -24,7 +24,7 @@ from assistant.audio.sources import (
 from assistant.audio.wav import write_wav
 from assistant.config import AudioSettings, Settings
 from assistant.errors import AudioError
-from tests.audio.conftest import dominant_hz, sine
+from tests.support.signals import dominant_hz, sine
 
 
 def _joined(frames: list) -> np.ndarray:  # type: ignore[type-arg]

@@ -14,7 +14,7 @@ import pytest
 
 from assistant.audio.wav import read_wav, wav_info, write_wav
 from assistant.errors import AudioError
-from tests.audio.conftest import dominant_hz, sine
+from tests.support.signals import dominant_hz, sine
 
 
 def _encode(samples: np.ndarray, bits: int) -> bytes:

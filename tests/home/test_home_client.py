@@ -13,8 +13,8 @@ import pytest
 from assistant.config import MqttSettings, Secret, TlsSettings
 from assistant.errors import HomeError
 from assistant.home.client import Backoff, Message, MqttClient, PublishOutcome, PublishStatus
-from tests.home.conftest import Sniffer, mqtt_settings, wait_until
 from tests.support.mosquitto import Broker, free_port, make_tls_material
+from tests.support.sniffer import Sniffer, mqtt_settings, wait_until
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
 from assistant.tools.schema import check_schema
 from assistant.types import ResultStatus, ToolCall
-from tests.home.conftest import Sniffer, mqtt_settings, wait_until
 from tests.support.mosquitto import Broker
+from tests.support.sniffer import Sniffer, mqtt_settings, wait_until
 
 U = "ctl"
 P = f"ha_{U}"

@@ -15,8 +15,8 @@ from assistant.home.client import MqttClient
 from assistant.home.device import AssistantDevice
 from assistant.home.discovery import SUPPORTED_DOMAINS, parse_component_payload, parse_discovery_topic
 from assistant.home.inventory import Inventory
-from tests.home.conftest import Sniffer, mqtt_settings, wait_until
 from tests.support.mosquitto import Broker
+from tests.support.sniffer import Sniffer, mqtt_settings, wait_until
 
 
 @dataclass

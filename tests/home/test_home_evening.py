@@ -19,8 +19,8 @@ from assistant.home.client import MqttClient
 from assistant.home.control import HomeControl
 from assistant.home.inventory import Inventory
 from assistant.home.templates import render_value
-from tests.home.conftest import Sniffer, mqtt_settings, wait_until
 from tests.support.mosquitto import Broker
+from tests.support.sniffer import Sniffer, mqtt_settings, wait_until
 
 
 @dataclass

@@ -11,8 +11,8 @@ import pytest
 from assistant.cli import main as cli_main
 from assistant.config import HomeSettings, Settings
 from assistant.home import report
-from tests.home.conftest import Sniffer, mqtt_settings
 from tests.support.mosquitto import Broker
+from tests.support.sniffer import Sniffer, mqtt_settings
 
 
 def _retain_home(sniffer: Sniffer, prefix: str, base: str) -> None:
