@@ -38,10 +38,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.daemon.daemon_helpers import espeak16, piper16  # noqa: E402 - after sys.path
 from tests.e2e.live_daemon import DaemonProcess, Seen, Watcher, announce, write_settings  # noqa: E402
 from tests.support.alsa import LiveFeeder, alsa_file_devices  # noqa: E402
 from tests.support.mosquitto import Broker  # noqa: E402
+from tests.support.pipeline import espeak16, piper16  # noqa: E402 - after sys.path
 
 SITE = "soak"
 DEVICES = [

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 from assistant.brains.base import Closable, Prefetching, Streaming, Warmable, turn_figures
 from assistant.brains.hybrid import HybridBrain
-from assistant.tools.base import Tool
-from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
+from assistant.types import BrainTurn, Reply, Utterance
+from tests.support.pipeline import FakeRouter
 
 
 class RecordingBrain:
@@ -31,42 +30,19 @@ class RecordingBrain:
         )
 
 
-class StubRouter:
-    """Only the confirmation query matters here."""
-
-    def __init__(self, pending: str | None) -> None:
-        self.pending = pending
-
-    def call(self, call: ToolCall, *, site: str) -> ToolResult:
-        return ToolResult(call=call, status=ResultStatus.OK)
-
-    def pending_confirmation(self, site: str) -> str | None:
-        return self.pending
-
-    def answer_confirmation(self, transcript: str | None, *, site: str) -> ToolResult:
-        return ToolResult(call=ToolCall("x"), status=ResultStatus.CANCELLED)
-
-    def tools(self) -> Sequence[Tool]:
-        return []
-
-    @property
-    def tools_version(self) -> int:
-        return 0
-
-
 UTT = Utterance(pcm=b"\0\0" * 1600, start_s=0.0, end_s=0.1, source="test")
 
 
 def test_understood_by_phrase_brain_never_reaches_gemma() -> None:
     phrase, gemma = RecordingBrain("phrase", True), RecordingBrain("gemma", True)
-    turn = HybridBrain(phrase, gemma).handle(UTT, StubRouter(None), threading.Event())
+    turn = HybridBrain(phrase, gemma).handle(UTT, FakeRouter(None), threading.Event())
     assert turn.reply.text == "from phrase"
     assert gemma.calls == 0
 
 
 def test_rejected_by_phrase_brain_goes_to_gemma() -> None:
     phrase, gemma = RecordingBrain("phrase", False), RecordingBrain("gemma", True)
-    turn = HybridBrain(phrase, gemma).handle(UTT, StubRouter(None), threading.Event())
+    turn = HybridBrain(phrase, gemma).handle(UTT, FakeRouter(None), threading.Event())
     assert turn.reply.text == "from gemma"
     assert turn.understood
     assert "phrase_decode" in turn.timings_ms
@@ -74,7 +50,7 @@ def test_rejected_by_phrase_brain_goes_to_gemma() -> None:
 
 def test_pending_confirmation_is_never_answered_by_gemma() -> None:
     phrase, gemma = RecordingBrain("phrase", False), RecordingBrain("gemma", True)
-    turn = HybridBrain(phrase, gemma).handle(UTT, StubRouter("Do you want me to unlock?"), threading.Event())
+    turn = HybridBrain(phrase, gemma).handle(UTT, FakeRouter("Do you want me to unlock?"), threading.Event())
     assert gemma.calls == 0
     assert turn.reply.text == "from phrase"
 
@@ -99,16 +75,16 @@ def test_hybrid_declares_the_early_decode_and_hands_it_to_the_phrase_brain() -> 
     phrase, gemma = EarlyBrain("phrase", True), RecordingBrain("gemma", True)
     hybrid = HybridBrain(phrase, gemma)
     assert isinstance(hybrid, Prefetching) and isinstance(hybrid, Warmable) and isinstance(hybrid, Closable)
-    hybrid.prefetch(b"\0\0" * 160, StubRouter(None))
+    hybrid.prefetch(b"\0\0" * 160, FakeRouter(None))
     assert phrase.prefetched == [b"\0\0" * 160]
-    timings, _counts, flags = turn_figures(hybrid.handle(UTT, StubRouter(None), threading.Event()))
+    timings, _counts, flags = turn_figures(hybrid.handle(UTT, FakeRouter(None), threading.Event()))
     assert flags == {"prefetched"}
     assert "prefetched" not in timings and timings["decode"] == 1.0
 
 
 def test_a_rejected_early_decode_keeps_its_flag_under_the_phrase_prefix() -> None:
     phrase, gemma = EarlyBrain("phrase", False), RecordingBrain("gemma", True)
-    turn = HybridBrain(phrase, gemma).handle(UTT, StubRouter(None), threading.Event())
+    turn = HybridBrain(phrase, gemma).handle(UTT, FakeRouter(None), threading.Event())
     assert turn.flags == {"phrase_prefetched"}
     assert "phrase_prefetched" not in turn.timings_ms
 
@@ -157,9 +133,9 @@ def test_hybrid_streams_into_gemma_and_finishes_it_only_for_a_phrase_rejection()
     phrase, gemma = RecordingBrain("phrase", False), StreamingBrain("gemma", True)
     hybrid = HybridBrain(phrase, gemma)
     assert isinstance(hybrid, Streaming)
-    stream = hybrid.begin_stream("default", StubRouter(None))
+    stream = hybrid.begin_stream("default", FakeRouter(None))
     stream.feed(b"\1\0" * 800)
-    turn = stream.finish(UTT, StubRouter(None), threading.Event())
+    turn = stream.finish(UTT, FakeRouter(None), threading.Event())
     inner = gemma.streams[0]
     assert bytes(inner.fed) == b"\1\0" * 800 and inner.finished == [UTT] and inner.aborted == 0
     assert turn.reply.text == "from gemma" and "streamed" in turn.flags and phrase.calls == 1
@@ -169,7 +145,7 @@ def test_a_phrase_hit_aborts_the_gemma_stream() -> None:
     phrase, gemma = RecordingBrain("phrase", True), StreamingBrain("gemma", True)
     stream = HybridBrain(phrase, gemma).begin_stream("default", None)
     stream.feed(b"\1\0" * 800)
-    turn = stream.finish(UTT, StubRouter(None), threading.Event())
+    turn = stream.finish(UTT, FakeRouter(None), threading.Event())
     assert turn.reply.text == "from phrase"
     assert gemma.streams[0].aborted == 1 and not gemma.streams[0].finished and gemma.calls == 0
 
@@ -177,10 +153,10 @@ def test_a_phrase_hit_aborts_the_gemma_stream() -> None:
 def test_a_confirmation_answer_or_a_cancel_aborts_the_gemma_stream_and_abort_is_forwarded() -> None:
     phrase, gemma = RecordingBrain("phrase", False), StreamingBrain("gemma", True)
     hybrid = HybridBrain(phrase, gemma)
-    hybrid.begin_stream().finish(UTT, StubRouter("Unlock the door?"), threading.Event())
+    hybrid.begin_stream().finish(UTT, FakeRouter("Unlock the door?"), threading.Event())
     cancel = threading.Event()
     cancel.set()
-    hybrid.begin_stream().finish(UTT, StubRouter(None), cancel)
+    hybrid.begin_stream().finish(UTT, FakeRouter(None), cancel)
     dropped = hybrid.begin_stream()
     dropped.abort()
     dropped.abort()
@@ -191,5 +167,5 @@ def test_with_a_gemma_that_cannot_stream_the_hybrid_stream_defers_to_handle() ->
     phrase, gemma = RecordingBrain("phrase", False), RecordingBrain("gemma", True)
     stream = HybridBrain(phrase, gemma).begin_stream()
     stream.feed(b"\1\0" * 800)
-    assert stream.finish(UTT, StubRouter(None), threading.Event()).reply.text == "from gemma"
+    assert stream.finish(UTT, FakeRouter(None), threading.Event()).reply.text == "from gemma"
     assert gemma.calls == 1

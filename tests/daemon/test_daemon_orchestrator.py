@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from assistant.audio.frontend import Segmenter
-from assistant.config import Settings, WakeSettings, WakeWordSettings
+from assistant.config import Settings, WakeSettings
 from assistant.daemon import ERROR_MESSAGE, Orchestrator, State, ThreadedFrameSource
 from assistant.errors import AssistantError, TtsError
 from assistant.inbox import Announce, PushToTalk, SetVolume, Shutdown, Stop
@@ -26,12 +26,10 @@ from assistant.tts.espeak import EspeakSynthesizer
 from assistant.types import AudioFrame, BrainTurn, Reply, Utterance
 from assistant.wake import WakeDetector
 from tests.support.pipeline import (
-    EventLog,
     FakeRouter,
     MemorySource,
     NotifySocket,
     PacedPlayer,
-    RecordingEarcons,
     RecordingSink,
     ScriptedBrain,
     Segment,
@@ -42,41 +40,14 @@ from tests.support.pipeline import (
     tool_reply,
     until,
 )
+from tests.support.rig import Rig, rig_settings
 
-
-def make_settings(tmp_path: Path, **wake: Any) -> Settings:
-    return Settings(
-        state_dir=tmp_path,
-        wake=WakeSettings(words=(WakeWordSettings("okay_nabu"),), stop_words=("hey_mycroft",), **wake),
-    )
+make_settings = rig_settings
 
 
 def command(text: str = "turn on the kitchen light") -> bytes:
     """Wake phrase, a pause, a command, and the silence that ends it."""
     return silence(0.4) + espeak16("okay nabu") + silence(0.6) + espeak16(text) + silence(1.5)
-
-
-class Rig:
-    """An orchestrator with real wake words, segmenter and a recording sink."""
-
-    def __init__(self, tmp_path: Path, segments: list[Segment], brain: ScriptedBrain, *,
-                 tts: Any = None, paced: bool = False, hang: bool = False, settings: Settings | None = None,
-                 **kwargs: Any) -> None:
-        self.settings = settings if settings is not None else make_settings(tmp_path)
-        self.source = MemorySource(segments, paced=paced, hang=hang)
-        self.brain = brain
-        self.router = FakeRouter()
-        self.sink = tts if tts is not None else RecordingSink()
-        self.earcons = RecordingEarcons()
-        self.log = EventLog()
-        self.orch = Orchestrator(
-            self.settings, source=self.source, segmenter=Segmenter(self.settings.vad), brain=brain,
-            router=self.router, tts=self.sink, wake=WakeDetector.from_settings(self.settings.wake),
-            earcons=self.earcons, listeners=[self.log], **kwargs,
-        )
-
-    def run(self, timeout: float = 30.0) -> None:
-        asyncio.run(asyncio.wait_for(self.orch.run(), timeout))
 
 
 def test_wake_utterance_brain_reply_spoken(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ microphone so the brain's stream worker steps while the command is spoken.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 import threading
@@ -17,27 +16,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.audio.frontend import Segmenter
 from assistant.brains.base import SpeechStream, Streaming, ToolGateway
 from assistant.brains.gemma.brain import GemmaBrain, make_gemma_brain
 from assistant.brains.hybrid import HybridBrain
 from assistant.compose import make_brain
-from assistant.config import BrainSettings, Settings, VadSettings, WakeSettings, WakeWordSettings
-from assistant.daemon import Orchestrator, State, streamed_clip
+from assistant.config import BrainSettings, Settings, VadSettings
+from assistant.daemon import State, streamed_clip
 from assistant.inbox import Stop
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
 from assistant.types import BrainTurn, Reply, Utterance
-from assistant.wake import WakeDetector
 from tests.support.pipeline import (
-    EventLog,
-    MemorySource,
-    RecordingEarcons,
-    RecordingSink,
     Segment,
     espeak16,
     silence,
 )
+from tests.support.rig import Rig, rig_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "gemma"))
@@ -117,37 +111,24 @@ class OfflineBrain:
         return self.brain.handle(utterance, router, cancel)
 
 
-class Rig:
+class LightsRig(Rig):
+    """Paced audio, a real router with one light, and the no-speech timeout given."""
+
     def __init__(
         self, tmp_path: Path, segments: list[Segment], brain: Any, *, timeout_s: float = 8.0
     ) -> None:
-        self.settings = Settings(
-            state_dir=tmp_path,
-            wake=WakeSettings(words=(WakeWordSettings("okay_nabu"),), stop_words=("hey_mycroft",)),
-            vad=VadSettings(no_speech_timeout_s=timeout_s),
-        )
+        settings = dataclasses.replace(rig_settings(tmp_path), vad=VadSettings(no_speech_timeout_s=timeout_s))
         self.lights = Lights()
         registry = ToolRegistry()
         registry.add(self.lights.tool(), group="home")
-        self.router = Router(registry)
-        self.brain = brain
-        self.sink = RecordingSink()
-        self.log = EventLog()
-        self.source = MemorySource(segments, paced=True)
-        self.orch = Orchestrator(
-            self.settings, source=self.source, segmenter=Segmenter(self.settings.vad), brain=brain,
-            router=self.router, tts=self.sink, wake=WakeDetector.from_settings(self.settings.wake),
-            earcons=RecordingEarcons(), listeners=[self.log],
-        )
+        super().__init__(tmp_path, segments, brain, router=Router(registry), settings=settings, paced=True)
 
     def run(self, timeout: float = 60.0) -> None:
-        try:
-            asyncio.run(asyncio.wait_for(self.orch.run(), timeout))
-        finally:
-            self.router.close()
+        """Run to the source's end."""
+        super().run(timeout)
 
 
-def idle_after(rig: list[Rig], runs: int) -> Any:
+def idle_after(rig: list[LightsRig], runs: int) -> Any:
     def ready() -> bool:
         return bool(rig) and len(rig[0].log.of("run-end")) >= runs and rig[0].orch.state is State.IDLE
     return ready
@@ -155,11 +136,11 @@ def idle_after(rig: list[Rig], runs: int) -> Any:
 
 def test_a_streamed_daemon_turn_gives_the_offline_turn(tmp_path: Path, scripted_gemma: Path) -> None:
     gemma = make_gemma_brain(settings_for(scripted_gemma))
-    offline = Rig(tmp_path / "offline", [Segment(command())], OfflineBrain(gemma))
+    offline = LightsRig(tmp_path / "offline", [Segment(command())], OfflineBrain(gemma))
     offline.run()
     spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
     assert isinstance(spy, Streaming) and not isinstance(offline.brain, Streaming)
-    streamed = Rig(tmp_path / "streamed", [Segment(command())], spy)
+    streamed = LightsRig(tmp_path / "streamed", [Segment(command())], spy)
     streamed.run()
     assert streamed.lights.ran == offline.lights.ran == [{"name": "kitchen light"}]
     assert streamed.sink.spoken == offline.sink.spoken and streamed.sink.spoken
@@ -182,7 +163,7 @@ def test_stop_while_the_user_speaks_aborts_the_stream_and_the_next_turn_acts(
     tmp_path: Path, scripted_gemma: Path
 ) -> None:
     spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
-    rigs: list[Rig] = []
+    rigs: list[LightsRig] = []
 
     def stop_mid_speech() -> bool:
         streams = spy.streams
@@ -193,8 +174,9 @@ def test_stop_while_the_user_speaks_aborts_the_stream_and_the_next_turn_acts(
 
     first = silence(0.4) + espeak16("okay nabu") + silence(0.6)
     words = espeak16("turn on the kitchen light please")
-    rig = Rig(tmp_path, [Segment(first), Segment(words), Segment(silence(1.0), wait_for=stop_mid_speech),
-                         Segment(command(), wait_for=idle_after(rigs, 1))], spy)
+    segments = [Segment(first), Segment(words), Segment(silence(1.0), wait_for=stop_mid_speech),
+                Segment(command(), wait_for=idle_after(rigs, 1))]
+    rig = LightsRig(tmp_path, segments, spy)
     rigs.append(rig)
     prefix_before: list[np.ndarray] = []
 
@@ -234,7 +216,7 @@ def test_a_wake_word_while_the_streamed_turn_thinks_cancels_it_and_the_next_turn
 ) -> None:
     spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)), SlowFirstStream)
     second = Segment(command(), wait_for=SlowFirstStream.started.is_set)
-    rig = Rig(tmp_path, [Segment(command()), second], spy)
+    rig = LightsRig(tmp_path, [Segment(command()), second], spy)
     spy.brain.warm(rig.router)
     prefix = spy.brain.prefix_cache
     rig.run()
@@ -249,7 +231,7 @@ def test_a_wake_word_while_the_streamed_turn_thinks_cancels_it_and_the_next_turn
 def test_a_listen_timeout_aborts_the_stream(tmp_path: Path, scripted_gemma: Path) -> None:
     spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
     wake_only = silence(0.4) + espeak16("okay nabu") + silence(0.6) + b"\x10\x27" * 400 + silence(3.0)
-    rig = Rig(tmp_path, [Segment(wake_only)], spy, timeout_s=2.0)
+    rig = LightsRig(tmp_path, [Segment(wake_only)], spy, timeout_s=2.0)
     rig.run()
     assert rig.log.of("listen-timeout")
     assert spy.streams and all(s.aborted and not s.finished for s in spy.streams)
@@ -258,10 +240,10 @@ def test_a_listen_timeout_aborts_the_stream(tmp_path: Path, scripted_gemma: Path
 
 def test_many_streamed_turns_in_a_row_all_act(tmp_path: Path, scripted_gemma: Path) -> None:
     spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
-    rigs: list[Rig] = []
+    rigs: list[LightsRig] = []
     turns = 4
     segments = [Segment(command(), wait_for=idle_after(rigs, i) if i else None) for i in range(turns)]
-    rig = Rig(tmp_path, segments, spy)
+    rig = LightsRig(tmp_path, segments, spy)
     rigs.append(rig)
     rig.run(timeout=120.0)
     assert rig.lights.ran == [{"name": "kitchen light"}] * turns
@@ -310,7 +292,7 @@ def test_the_hybrid_streams_into_gemma_as_its_fallback(
 ) -> None:
     spy = SpyBrain(make_gemma_brain(settings_for(scripted_gemma)))
     phrase = FixedPhrase(understood)
-    rig = Rig(tmp_path, [Segment(command())], HybridBrain(phrase, spy))
+    rig = LightsRig(tmp_path, [Segment(command())], HybridBrain(phrase, spy))
     spy.brain.warm(rig.router)
     prefix = spy.brain.prefix_cache
     rig.run()

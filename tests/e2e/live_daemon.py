@@ -7,7 +7,7 @@
 - :class:`DaemonProcess`: ``python -m assistant -v run`` as a subprocess with its log in a
   file; /proc readings (CPU time, RSS, threads, open files) and the log tail for messages.
 
-Speech comes from ``tests.daemon.daemon_helpers`` (``piper16``, ``espeak16``).
+Speech comes from ``tests.support.pipeline`` (``piper16``, ``espeak16``).
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.daemon_helpers import espeak16, piper16
 from tests.e2e.live_daemon import DaemonProcess, Seen, Watcher, announce, write_settings
 from tests.support.alsa import LiveFeeder, PlaybackDrain, alsa_file_devices
 from tests.support.mosquitto import Broker, mosquitto_available
+from tests.support.pipeline import espeak16, piper16
 
 pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")
 

@@ -168,18 +168,20 @@ class MemorySource:
 
 
 class FakeRouter:
-    """Records calls; every call succeeds (the real router is tested in tests/tools)."""
+    """The one fake ToolGateway: records calls, every call succeeds, and a confirmation
+    question can be set as waiting (the real router is tested in tests/tools)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pending: str | None = None) -> None:
         self.calls: list[ToolCall] = []
         self.answers: list[str | None] = []
+        self.pending = pending
 
     def call(self, call: ToolCall, *, site: str) -> ToolResult:
         self.calls.append(call)
         return ToolResult(call, ResultStatus.OK, speech="Done.")
 
     def pending_confirmation(self, site: str) -> str | None:
-        return None
+        return self.pending
 
     def answer_confirmation(self, transcript: str | None, *, site: str) -> ToolResult:
         self.answers.append(transcript)
