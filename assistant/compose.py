@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from assistant.brains.base import Brain, Closable, ToolGateway, Warmable, warm_brain
+from assistant.brains.base import Brain, Closable, warm_brain
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode
 from assistant.home.client import PublishOutcome, PublishStatus
@@ -40,10 +40,9 @@ from assistant.tools.loader import LoadedSkills, install_skills, load_skills
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
 from assistant.tts.base import TtsSink
-from assistant.types import BrainTurn, Event, EventType, Utterance
+from assistant.types import Event, EventType
 
 if TYPE_CHECKING:
-    from assistant.brains.phrase.brain import PhraseBrain
     from assistant.daemon import Orchestrator
     from assistant.home.device import AssistantDevice
     from assistant.wake.detector import WakeDetector
@@ -60,35 +59,10 @@ _DROPPED = (PublishStatus.DROPPED_STALE, PublishStatus.DROPPED_FULL)
 # --------------------------------------------------------------------------- brains
 
 
-class _PhraseWarmUp:
-    """Declares ``Warmable`` for the phrase brain, whose warm-up is still called ``build``.
-
-    One-line change in assistant/brains/phrase/brain.py makes this adapter unused (and
-    then deletable): ``warm = build`` (or rename ``build`` to ``warm``).
-    """
-
-    def __init__(self, brain: PhraseBrain) -> None:
-        self._brain = brain
-        self.name: str = brain.name
-
-    def warm(self, router: ToolGateway) -> None:
-        """Build the grammar for the current tools."""
-        self._brain.build(router)
-
-    def prefetch(self, pcm: bytes, router: ToolGateway) -> None:
-        """The phrase brain's early decode."""
-        self._brain.prefetch(pcm, router)
-
-    def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
-        """Process one utterance."""
-        return self._brain.handle(utterance, router, cancel)
-
-
 def _phrase_brain(settings: Settings) -> Brain:
     from assistant.brains.phrase.brain import make_phrase_brain  # noqa: PLC0415 - slow import
 
-    brain = make_phrase_brain(settings.brain.phrase)
-    return brain if isinstance(brain, Warmable) else _PhraseWarmUp(brain)
+    return make_phrase_brain(settings.brain.phrase)
 
 
 def make_brain(settings: Settings) -> Brain:

@@ -97,7 +97,7 @@ def counts(scripted: Path) -> None:
                 brain.constrained = constrained
                 brain.warm(router)
                 turn = brain.handle(utterance, router, threading.Event())
-                t = turn.timings_ms
+                t = turn.counts
                 mode = "templated reply" if templated else "model reply"
                 mode += ", constrained" if constrained else ", plain greedy"
                 print(
@@ -196,7 +196,7 @@ def after_speech(scripted: Path) -> None:
             brain.warm(router)
             offline = brain.handle(utterance, router, threading.Event())
             rows = []
-            t = offline.timings_ms
+            t = offline.counts
             rows.append(("offline", t["audio_tokens"], t["prefill_tokens"], t["decode_steps"], 0))
             # ideal: a step every 240 ms of audio, each done before the next audio arrives
             prefix = brain.prefix_cache
@@ -225,7 +225,7 @@ def after_speech(scripted: Path) -> None:
                 stream.feed(pcm[start : start + 640])
                 time.sleep(0.02)
             live = stream.finish(utterance, router, threading.Event())
-            lt = live.timings_ms
+            lt = live.counts
             rows.append(
                 (
                     "streamed, live",

@@ -139,7 +139,7 @@ def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) ->
         utterance = Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source=clip.file,
                               ended_at=time.monotonic())
         turn = brain.handle(utterance, router, never)
-        used += turn.timings_ms.get("prefetched") == 1.0
+        used += "prefetched" in turn.flags
         if "end_of_speech_to_action" in turn.timings_ms:
             latencies.append(turn.timings_ms["end_of_speech_to_action"])
     return latencies, used

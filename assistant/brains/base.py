@@ -135,31 +135,6 @@ def warm_brain(brain: object, router: ToolGateway) -> None:
         brain.warm(router)
 
 
-LEGACY_FLAG_TIMINGS = frozenset({"prefetched", "prefix_rebuilt"})
-"""Facts some brains still write into ``timings_ms`` as 1.0/0.0 (read as flags)."""
-
-LEGACY_COUNT_TIMINGS = frozenset(
-    {"prefill_tokens", "decode_steps", "audio_tokens", "prefix_tokens", "generated_tokens", "rounds"}
-)
-"""Counts some brains still write into ``timings_ms`` (read as counts)."""
-
-
 def turn_figures(turn: BrainTurn) -> tuple[dict[str, float], dict[str, int], frozenset[str]]:
-    """A turn's (timings in ms, counts, flags), each in its own place.
-
-    Brains that still mix counts and flags into ``timings_ms`` (keys in LEGACY_*) are
-    read correctly; keys with a ``phrase_`` prefix (the hybrid brain's first try) too.
-    """
-    timings: dict[str, float] = {}
-    counts = dict(turn.counts)
-    flags = set(turn.flags)
-    for key, value in turn.timings_ms.items():
-        bare = key.removeprefix("phrase_")
-        if bare in LEGACY_FLAG_TIMINGS:
-            if value:
-                flags.add(key)
-        elif bare in LEGACY_COUNT_TIMINGS:
-            counts[key] = round(value)
-        else:
-            timings[key] = float(value)
-    return timings, counts, frozenset(flags)
+    """A turn's (timings in ms, counts, flags), as plain copies."""
+    return dict(turn.timings_ms), dict(turn.counts), frozenset(turn.flags)

@@ -67,8 +67,8 @@ class EarlyBrain(RecordingBrain):
 
     def handle(self, utterance: Utterance, router: object, cancel: threading.Event) -> BrainTurn:
         turn = super().handle(utterance, router, cancel)
-        legacy = {"decode": 1.0, "prefetched": 1.0}
-        return BrainTurn(turn.transcript, (), (), turn.reply, legacy, turn.understood)
+        return BrainTurn(turn.transcript, (), (), turn.reply, {"decode": 1.0}, turn.understood,
+                         counts={"decode_steps": 3}, flags=frozenset({"prefetched"}))
 
 
 def test_hybrid_declares_the_early_decode_and_hands_it_to_the_phrase_brain() -> None:
@@ -86,13 +86,8 @@ def test_a_rejected_early_decode_keeps_its_flag_under_the_phrase_prefix() -> Non
     phrase, gemma = EarlyBrain("phrase", False), RecordingBrain("gemma", True)
     turn = HybridBrain(phrase, gemma).handle(UTT, FakeRouter(None), threading.Event())
     assert turn.flags == {"phrase_prefetched"}
-    assert "phrase_prefetched" not in turn.timings_ms
-
-
-def test_counts_and_flags_written_as_timings_are_read_as_what_they_are() -> None:
-    turn = BrainTurn(None, (), (), Reply(""), {"total": 12.5, "prefill_tokens": 340.0, "prefix_rebuilt": 0.0,
-                                              "prefetched": 1.0})
-    assert turn_figures(turn) == ({"total": 12.5}, {"prefill_tokens": 340}, frozenset({"prefetched"}))
+    assert turn.counts == {"phrase_decode_steps": 3}
+    assert turn.timings_ms["phrase_decode"] == 1.0
 
 
 class RecordingStream:

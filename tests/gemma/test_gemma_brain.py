@@ -44,9 +44,9 @@ def test_tool_loop_call_router_response_appended_then_model_reply(
     runtime = brain.runtime
     suffix = 2 + 25 + len(runtime.encode(generation_prompt(False, runtime.files.prompt)))
     response = len(runtime.encode(render_response(turn.results[0])))
-    assert turn.timings_ms["prefill_tokens"] == suffix + response
-    assert turn.timings_ms["rounds"] == 1
-    assert turn.timings_ms["decode_steps"] > 0
+    assert turn.counts["prefill_tokens"] == suffix + response
+    assert turn.counts["rounds"] == 1
+    assert turn.counts["decode_steps"] > 0
     assert turn.timings_ms["end_of_speech_to_action"] >= 0
 
 
@@ -65,15 +65,15 @@ def test_templated_reply_skips_the_second_pass(
             '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light<|"|>}<tool_call|><|tool_response>'
         )
     )
-    assert turn.timings_ms["generated_tokens"] == call_tokens
+    assert turn.counts["generated_tokens"] == call_tokens
     if constrained:
         # One tool with one argument: '<|tool_call>call:HassTurnOn{name:<|"|>' rides on the prefill as a
         # draft (the model agrees), then one pass feeds its 'kitchen' with ' light<|"|>}<tool_call|>';
         # <|tool_response> ends the round unfed.
-        assert turn.timings_ms["decode_steps"] == 1
+        assert turn.counts["decode_steps"] == 1
         assert turn.counts["draft_accepted"] == turn.counts["draft_tokens"] > 0
     else:
-        assert turn.timings_ms["decode_steps"] == call_tokens - 1
+        assert turn.counts["decode_steps"] == call_tokens - 1
 
 
 def test_prefix_is_prefilled_once_per_tool_set(
@@ -86,14 +86,14 @@ def test_prefix_is_prefilled_once_per_tool_set(
     assert cache is not None
     snapshot = [k.copy() for k in cache.keys]
     second = brain.handle(utterance(0.5), router, threading.Event())
-    assert (first.timings_ms["prefix_rebuilt"], second.timings_ms["prefix_rebuilt"]) == (1.0, 0.0)
+    assert ("prefix_rebuilt" in first.flags, "prefix_rebuilt" in second.flags) == (True, False)
     assert brain.prefix_cache is cache
     for before, after in zip(snapshot, cache.keys, strict=True):
         np.testing.assert_array_equal(before, after)  # reused without being modified
     registry.add(dataclasses.replace(Lights().tool(), name="HassTurnOff"), group="home")
     third = brain.handle(utterance(0.5), router, threading.Event())
-    assert third.timings_ms["prefix_rebuilt"] == 1.0
-    assert third.timings_ms["prefix_tokens"] > first.timings_ms["prefix_tokens"]
+    assert "prefix_rebuilt" in third.flags
+    assert third.counts["prefix_tokens"] > first.counts["prefix_tokens"]
 
 
 def test_tool_rounds_are_bounded(
@@ -103,7 +103,7 @@ def test_tool_rounds_are_bounded(
     brain = _brain(looping_dir, templated_reply=False, max_rounds=2)
     turn = brain.handle(utterance(1.0), router, threading.Event())
     assert len(lights.ran) == 2
-    assert turn.timings_ms["rounds"] == 2
+    assert turn.counts["rounds"] == 2
     assert turn.reply.text == "Turned on the kitchen light. Turned on the kitchen light."
 
 

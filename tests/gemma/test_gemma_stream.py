@@ -211,8 +211,8 @@ def test_brain_stream_equals_the_offline_turn(router: Router, name: str) -> None
     assert turn.reply == reference.reply and turn.tool_calls == reference.tool_calls
     assert "streamed" in turn.flags and "stream_reprefilled" not in turn.flags
     assert turn.counts["stream_early_tokens"] > 0
-    assert turn.timings_ms["prefill_tokens"] < reference.timings_ms["prefill_tokens"]
-    assert turn.timings_ms["prefill_tokens"] <= 12 + 8  # 240 ms steps on a loaded CI core may lag one step
+    assert turn.counts["prefill_tokens"] < reference.counts["prefill_tokens"]
+    assert turn.counts["prefill_tokens"] <= 12 + 8  # 240 ms steps on a loaded CI core may lag one step
 
 
 def test_abort_mid_stream_leaves_the_prefix_as_a_fresh_brain_has_it(router: Router) -> None:

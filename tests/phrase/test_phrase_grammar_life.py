@@ -55,7 +55,7 @@ def test_a_new_wrapper_each_turn_keeps_the_grammar_and_the_early_decode(phrase_b
         phrase_brain.prefetch(utterance.pcm, router)  # the daemon prefetches with the plain router
         result = phrase_brain.handle(utterance, Wrapper(router), NEVER)
         assert phrase_brain.grammar is grammar, f"turn {turn + 1} rebuilt the grammar"
-        assert result.timings_ms.get("prefetched") == 1.0, f"turn {turn + 1} decoded again"
+        assert "prefetched" in result.flags, f"turn {turn + 1} decoded again"
         assert result.understood, f"turn {turn + 1}"
     assert [c.name for c in router.calls] == ["HassTurnOn", "get_time"] * 3
 
@@ -89,7 +89,7 @@ def test_a_rebuild_waits_for_the_decode_that_started_with_the_old_grammar() -> N
     assert new is not old and brain.grammar is new
     assert brain.installed_searches == 2, "the old search must stay while its decode is pending"
     turn = brain.handle(first, router, NEVER)  # the turn that started keeps the old grammar
-    assert turn.timings_ms.get("prefetched") == 1.0
+    assert "prefetched" in turn.flags
     assert [c.name for c in router.calls] == ["HassTurnOn"]
     assert brain.installed_searches == 1, "the old search is removed once no decode holds it"
     turn = brain.handle(second, router, NEVER)  # the next turn uses the new one
@@ -117,5 +117,5 @@ def test_the_hybrid_brain_passes_the_early_decode_on(phrase_brain: PhraseBrain) 
     first, _ = utterances_from_file(SAMPLE)
     hybrid.prefetch(first.pcm, router)
     turn = hybrid.handle(first, Wrapper(router), NEVER)
-    assert turn.timings_ms.get("prefetched") == 1.0
+    assert "prefetched" in turn.flags
     assert [c.name for c in router.calls] == ["HassTurnOn"]

@@ -188,8 +188,9 @@ class GemmaBrain:
             turn.add("total", started)
             timings = dict(result.timings_ms)
             timings.update(turn.timings)
-            timings["prefill_tokens"] = float(turn.prefill_tokens)
-            timings["decode_steps"] = float(turn.decode_steps)
+            counts = dict(turn.counts)
+            counts["prefill_tokens"] = turn.prefill_tokens
+            counts["decode_steps"] = turn.decode_steps
             if turn.first_action is not None:
                 timings["end_of_speech_to_action"] = max(
                     0.0, (turn.first_action - utterance.ended_at) * 1000.0
@@ -201,7 +202,7 @@ class GemmaBrain:
                 result.reply,
                 timings,
                 result.understood,
-                counts=dict(turn.counts),
+                counts=counts,
                 flags=frozenset(turn.flags),
             )
 
@@ -215,7 +216,7 @@ class GemmaBrain:
         pcm = np.frombuffer(utterance.pcm[: len(utterance.pcm) // 2 * 2], dtype="<i2")
         features = self.runtime.features(pcm)
         turn.add("features", started)
-        turn.timings["audio_tokens"] = float(features.num_tokens)
+        turn.counts["audio_tokens"] = features.num_tokens
         if features.num_tokens == 0:
             return None
         started = time.monotonic()
@@ -245,8 +246,9 @@ class GemmaBrain:
         prefix = self._prefix
         if prefix is None:  # pragma: no cover - warm() always sets it
             raise BrainError("no prefix cache")
-        turn.timings["prefix_tokens"] = float(prefix.tokens)
-        turn.timings["prefix_rebuilt"] = 1.0 if rebuilt else 0.0
+        turn.counts["prefix_tokens"] = prefix.tokens
+        if rebuilt:
+            turn.flags.add("prefix_rebuilt")
         audio = self._audio(utterance, turn)
         if audio is None:
             return self._finish(turn, Reply(SORRY, site=site), understood=False)
@@ -314,7 +316,7 @@ class GemmaBrain:
             turn.counts["draft_accepted"] = turn.counts.get("draft_accepted", 0) + decoder.accepted - accepted
         turn.add("decode", started)
         turn.decode_steps += generation.steps
-        turn.timings["generated_tokens"] = turn.timings.get("generated_tokens", 0.0) + len(generation.tokens)
+        turn.counts["generated_tokens"] = turn.counts.get("generated_tokens", 0) + len(generation.tokens)
         return generation
 
     def _tool_loop(
@@ -351,7 +353,7 @@ class GemmaBrain:
                 )
                 return self._finish(turn, Reply(self._speech(turn.results) or SORRY, site=site))
             rounds += 1
-            turn.timings["rounds"] = float(rounds)
+            turn.counts["rounds"] = rounds
             results = self._run_calls(parsed.calls, router, site, cancel, turn)
             waiting = [r for r in results if r.status is ResultStatus.NEEDS_CONFIRMATION]
             if waiting:

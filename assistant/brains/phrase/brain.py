@@ -60,6 +60,7 @@ with a small yes / no / PIN-digits grammar and handed to ``answer_confirmation``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -237,6 +238,10 @@ class PhraseBrain:
         with self._key_lock:
             self._key_cache = (tools, key)
         return key, tools
+
+    def warm(self, router: Router) -> None:
+        """Prepare the grammar for the router's current tools (``Warmable``; blocking)."""
+        self.build(router)
 
     def build(self, router: Router) -> Grammar:
         """Build and install the grammar for the router's current tools (blocking).
@@ -579,7 +584,6 @@ class PhraseBrain:
         except Exception:  # a failed guess only means decoding now
             self._unpin(grammar)
             return None
-        timings["prefetched"] = 1.0
         timings.update(heard.timings)
         return grammar, heard
 
@@ -615,10 +619,11 @@ class PhraseBrain:
                 self._unpin(grammar)
                 raise
         try:
-            return self._act(utterance, decoded, grammar, pcm=pcm, router=router, cancel=cancel,
+            turn = self._act(utterance, decoded, grammar, pcm=pcm, router=router, cancel=cancel,
                              timings=timings, started=started, t0=t0, decided=decided)
         finally:
             self._unpin(grammar)
+        return dataclasses.replace(turn, flags=turn.flags | {"prefetched"}) if guess is not None else turn
 
     def _decide(self, pcm: bytes, decoded: Decoded, grammar: Grammar,
                 timings: dict[str, float]) -> Match | None:
