@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from typing import Any
 
@@ -23,7 +22,6 @@ from assistant.audio.devices import (
     stream_closed,
     stream_opened,
 )
-from assistant.audio.wav import read_wav
 from assistant.errors import AudioError
 from assistant.types import SAMPLE_RATE
 
@@ -99,14 +97,3 @@ def play(
     if not completed:
         _LOGGER.debug("playback cancelled")
     return completed
-
-
-def play_wav(
-    path: str | os.PathLike[str],
-    *,
-    device: str | int | None = None,
-    volume: float = 1.0,
-    cancel: threading.Event | None = None,
-) -> bool:
-    """Play a WAV file (converted to 16 kHz mono); same result as play()."""
-    return play(read_wav(path), SAMPLE_RATE, device=device, volume=volume, cancel=cancel)

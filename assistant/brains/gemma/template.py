@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -311,8 +311,3 @@ def load_format(root: Path) -> tuple[PromptFormat, str]:
     fmt = read_format(ChatTemplate.load(path))
     prompt = fmt.user_to_model.replace("\n", "\\n")
     return fmt, f"chat template: native builder matches {path.name} (generation prompt {prompt!r})"
-
-
-def with_source(fmt: PromptFormat, source: str) -> PromptFormat:
-    """The same layout, labelled with another source."""
-    return replace(fmt, source=source)

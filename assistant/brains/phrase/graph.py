@@ -224,14 +224,6 @@ class GraphBuilder:
             self._pieces.add(end, self._final, _SPACE)
             self.sentences += 1
 
-    def add_phrases(self, phrases: Iterable[str]) -> None:
-        """Add literal word sequences."""
-        start = self._pieces.step(0, _SPACE)
-        end = self._trie(start, phrases)
-        if end is not None:
-            self._pieces.add(end, self._final, _SPACE)
-            self.sentences += 1
-
     # ------------------------------------------------------------------ templates -> pieces
 
     def _walk(self, expr: Expression, state: int, data: IntentData | None) -> int | None:
