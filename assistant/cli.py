@@ -14,6 +14,7 @@ from assistant import __version__
 from assistant.config import Settings, load_settings, settings_to_dict
 from assistant.errors import AssistantError, ConfigError
 from assistant.paths import shown_name
+from assistant.tts.kinds import TTS_KINDS
 
 MODEL_SIZES = ("e2b", "e4b")
 """What `models pull` fetches (assistant.brains.gemma.pull.REPOS; a test keeps them equal)."""
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     proc.add_argument(
         "--tts",
-        choices=["espeak", "piper", "mqtt", "file", "none"],
+        choices=TTS_KINDS,
         default=None,
         help="override tts.kind for this run (e.g. none: print replies only)",
     )
