@@ -31,7 +31,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_phrase_testset import Clip, load_manifest, make_testset  # noqa: E402
 
 from assistant.brains.phrase import PhraseBrain  # noqa: E402
-from assistant.brains.phrase.testkit import RecordingRouter, demo_tools, skill_tools, synthetic_entities  # noqa: E402
+from assistant.brains.phrase.testkit import (  # noqa: E402
+    DEMO_ENTITIES,
+    RecordingRouter,
+    demo_tools,
+    skill_tools,
+    synthetic_entities,
+)
 from assistant.brains.phrase.testkit import home_tools as make_home_tools  # noqa: E402
 from assistant.config import PhraseSettings  # noqa: E402
 from assistant.types import ResultStatus, ToolCall, Utterance  # noqa: E402
@@ -47,11 +53,27 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def effect(call: dict[str, object]) -> tuple[object, ...]:
+    """What a call does in the demo home: its intent, the entities it reaches (a name, or an
+    area and domain resolved against DEMO_ENTITIES) and its other arguments. Two calls of one
+    shape can act alike ("the bedroom lights" in a bedroom with one light = "the bedroom light")."""
+    args = dict(call.get("arguments") or {})  # type: ignore[call-overload]
+    name, area, domain = args.pop("name", None), args.pop("area", None), args.pop("domain", None)
+    reached = frozenset(
+        e.name for e in DEMO_ENTITIES
+        if (name is None or name in e.names) and (area is None or e.area == area)
+        and (domain is None or e.domain == domain)
+    ) if name is not None or area is not None else frozenset()
+    return call.get("name"), reached, tuple(sorted(args.items()))
+
+
 def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:
     """Every clip through the brain with a fresh recording router; returns the tallies."""
     never = threading.Event()
     ok = {"main": 0, "stress": 0, "names": 0}
     total = {"main": 0, "stress": 0, "names": 0}
+    alike = {"main": 0, "stress": 0, "names": 0}
+    wrong: list[str] = []
     false_actions = 0
     ood = 0
     sensitive_ok = 0
@@ -84,6 +106,11 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
             total[clip.group] += 1
             good = got == [clip.expected] and router.executed == router.calls
             ok[clip.group] += good
+            same = good or (router.executed == router.calls
+                            and [effect(c) for c in got] == [effect(clip.expected)])
+            alike[clip.group] += same
+            if got and not same:
+                wrong.append(f"{clip.group:6s} {label} {clip.text!r} -> calls {got}")
             if clip.group == "main":
                 synth = clip.voice.split(":")[0]
                 by_synth.setdefault(synth, [0, 0])
@@ -115,7 +142,7 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
     return {"ok": ok, "total": total, "false_actions": false_actions, "ood": ood,
             "sensitive_ok": sensitive_ok, "sensitive": sensitive, "answers_ok": answers_ok,
             "answers": answers, "latencies": latencies, "decode_ms": decode_ms, "failures": failures,
-            "by_synth": by_synth}
+            "by_synth": by_synth, "alike": alike, "wrong": wrong}
 
 
 def whisper_model() -> object | None:
@@ -296,6 +323,15 @@ def main() -> int:
         if total["names"]:
             print(f"commands, exact tool call (names as people say them, target-less forms, opposite "
                   f"twins): {ok['names']}/{total['names']} = {ok['names'] / total['names']:.1%}")
+        alike = tally["alike"]
+        assert isinstance(alike, dict)  # noqa: S101 - typing
+        print("commands acting on the right devices as asked (exact, or another form of the same call): "
+              + ", ".join(f"{g} {alike[g]}/{total[g]}" for g in ("main", "stress", "names")))
+        wrong = tally["wrong"]
+        assert isinstance(wrong, list)  # noqa: S101 - typing
+        print(f"commands that acted wrongly (another device, the opposite, another value): {len(wrong)}")
+        for line in wrong:
+            print("  WRONG " + line)
         print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
         print("sensitive commands ending in a confirmation question: "
               f"{tally['sensitive_ok']}/{tally['sensitive']}")
