@@ -186,7 +186,7 @@ class PhraseSettings:
     """Least grammar-vs-free-phone-loop score per speech frame (1e-4 nats) a command needs;
     None skips that second pass. Higher rejects more. See assistant.brains.phrase.brain."""
     twin_margin: float = 2.0
-    """How far (nats per frame of the differing word) a heard command must lead its one-word
+    """How far (1e-4 nats per frame of the differing word) a heard command must lead its one-word
     twins to act as heard. A sensitive twin ("unlock" for "lock the front door") that comes
     closer is taken instead, so the router asks first; an opposite twin ("on" / "off", "open" /
     "close") or a like-sounding number ("fifty" / "fifteen" / "sixty") that comes closer
