@@ -156,6 +156,37 @@ def whisper_model() -> object | None:
     return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
 
 
+_ONES = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+)
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+
+
+def _number_words(n: int) -> str:
+    """0..999999 as words ("3000" -> "three thousand"), the way the templates spell numbers."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = "" if n % 100 == 0 else " " + _number_words(n % 100)
+        return _ONES[n // 100] + " hundred" + rest
+    rest = "" if n % 1000 == 0 else " " + _number_words(n % 1000)
+    return _number_words(n // 1000) + " thousand" + rest
+
+
+def _spell_numbers(text: str) -> str:
+    """Whisper writes "20%" and "3000": hassil's range lists match digits, our number-word slot
+    lists do not, so the anchor gets the digits spelled (what hassil would have matched);
+    "21.5" becomes "twenty one point five"."""
+    import re
+
+    text = re.sub(r"(\d+)\s*%", r"\1 percent", text)
+    text = re.sub(r"(\d)\.(\d)", r"\1 point \2", text)
+    return re.sub(r"\d{1,6}", lambda m: " " + _number_words(int(m.group())) + " ", text)
+
+
 def run_anchor(model: object, brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:
     """The anchor: Whisper tiny.en transcribes each clip (beam 1, as wyoming-faster-whisper runs
     it), and hassil matches the transcript strictly against the same templates and names
@@ -178,7 +209,7 @@ def run_anchor(model: object, brain: PhraseBrain, clips: list[Clip], folder: Pat
         segments, _info = model.transcribe(  # type: ignore[attr-defined]
             audio, language="en", beam_size=1, condition_on_previous_text=False)
         text = " ".join(segment.text for segment in segments).strip()
-        match = brain.match(text, grammar) if text else None
+        match = brain.match(_spell_numbers(text), grammar) if text else None
         if match is not None:
             router.call(match.call, site="default")
         latencies.append((time.monotonic() - started) * 1000.0)
