@@ -99,7 +99,7 @@ class RemoteBrain:
         *,
         fallback: Brain | None = None,
         system: str = DEFAULT_SYSTEM,
-        first_tool_choice: str | Mapping[str, Any] = "auto",
+        tool_choice: Sequence[str | Mapping[str, Any]] = ("auto",),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -107,9 +107,11 @@ class RemoteBrain:
         self.fallback = fallback
         """The local brain that answers when the server cannot (None: "didn't catch that")."""
         self.system = system
-        self.first_tool_choice = first_tool_choice
-        """``tool_choice`` of each turn's first request; later rounds use "auto". A named
-        function forces a grammar-constrained call on servers that support it."""
+        self.tool_choice = tuple(tool_choice) or ("auto",)
+        """``tool_choice`` of each round (the last entry for the rounds after; the last round
+        allowed is always "none"). A named function forces a grammar-constrained call on
+        servers that support it (llama-cpp-python's chatml-function-calling streams only a
+        forced call or "none")."""
         self._clock = clock
         self._history: dict[str, deque[tuple[float, str, str]]] = {}
         self._lock = threading.Lock()
@@ -169,7 +171,7 @@ class RemoteBrain:
             last = round_no == self.settings.max_rounds - 1
             if tools:
                 payload["tools"] = tools
-                choice = self.first_tool_choice if round_no == 0 else "auto"
+                choice = self.tool_choice[min(round_no, len(self.tool_choice) - 1)]
                 payload["tool_choice"] = "none" if last else choice
             completion = self._request(payload, utterance, cancel, turn)
             calls, text = _calls_and_text(completion)
