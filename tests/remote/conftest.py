@@ -57,7 +57,8 @@ def house() -> Iterator[House]:
              confirm="unlock the front door", source="home"),
     ])
     registry.set_group("clock", [
-        Tool("get_time", "The current time.", NOTHING, get_time, reply="It is {time}.", source="skills/clock.py"),
+        Tool("get_time", "The current time.", NOTHING, get_time, reply="It is {time}.",
+             source="skills/clock.py"),
     ])
     try:
         yield home

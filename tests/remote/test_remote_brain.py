@@ -50,7 +50,8 @@ def local_answer(calls: list[int]) -> Callable[[], BrainTurn]:
 def test_a_call_split_over_deltas_runs_once_and_its_result_goes_back_as_a_tool_message(
     house: House, serve: Serve
 ) -> None:
-    server = serve(calls_then_finish(("light_on", '{"room": "kitchen"}')), sse(text_chunks("Done, it is bright.")))
+    server = serve(calls_then_finish(("light_on", '{"room": "kitchen"}')),
+                   sse(text_chunks("Done, it is bright.")))
     brain = remote(server.url, api_key=Secret("s3cret"), model="gemma-4-26b-a4b")
     turn = brain.handle_transcript("light in the kitchen please", spoken(), house.router, threading.Event())
     assert house.lights == [{"room": "kitchen"}]
@@ -59,7 +60,8 @@ def test_a_call_split_over_deltas_runs_once_and_its_result_goes_back_as_a_tool_m
     first, second = server.requests
     assert first.path == "/v1/chat/completions" and first.headers["Authorization"] == "Bearer s3cret"
     assert first.body["stream"] is True and first.body["model"] == "gemma-4-26b-a4b"
-    assert sorted(t["function"]["name"] for t in first.body["tools"]) == ["get_time", "light_on", "unlock_door"]
+    declared = sorted(t["function"]["name"] for t in first.body["tools"])
+    assert declared == ["get_time", "light_on", "unlock_door"]
     assert first.body["messages"][-1] == {"role": "user", "content": "light in the kitchen please"}
     assistant, tool = second.body["messages"][-2:]
     assert assistant["tool_calls"][0]["function"] == {"name": "light_on", "arguments": '{"room": "kitchen"}'}
@@ -156,7 +158,8 @@ def test_a_stream_dropped_after_a_complete_looking_call_acts_on_nothing(house: H
 
 
 def test_a_drop_after_an_action_says_what_was_done_and_does_not_act_again(house: House, serve: Serve) -> None:
-    server = serve(calls_then_finish(("light_on", '{"room": "hall"}')), drop_after(text_chunks("The hall")[:2]))
+    server = serve(calls_then_finish(("light_on", '{"room": "hall"}')),
+                   drop_after(text_chunks("The hall")[:2]))
     used: list[int] = []
     turn = remote(server.url).handle_transcript(
         "hall light", spoken(), house.router, threading.Event(), local_answer(used))
@@ -212,7 +215,9 @@ def test_cancel_ends_the_turn_promptly_without_action(house: House, serve: Serve
     assert not turn.understood and house.lights == []
 
 
-def test_tls_checks_the_certificate_and_trusts_the_given_ca(house: House, serve: Serve, tmp_path: Path) -> None:
+def test_tls_checks_the_certificate_and_trusts_the_given_ca(
+    house: House, serve: Serve, tmp_path: Path
+) -> None:
     import ssl
 
     cert, key = self_signed(tmp_path)
@@ -221,7 +226,8 @@ def test_tls_checks_the_certificate_and_trusts_the_given_ca(house: House, serve:
     server = serve(sse(text_chunks("Secure hello.")), tls=context)
     untrusted = remote(server.url).handle_transcript("hi", spoken(), house.router, threading.Event())
     assert untrusted.reply.text.startswith(UNAVAILABLE_NOTE) and server.requests == []
-    trusted = remote(server.url, ca_file=cert).handle_transcript("hi", spoken(), house.router, threading.Event())
+    trusted = remote(server.url, ca_file=cert).handle_transcript(
+        "hi", spoken(), house.router, threading.Event())
     assert trusted.reply.text == "Secure hello." and len(server.requests) == 1
 
 
@@ -231,7 +237,8 @@ def test_tls_checks_the_certificate_and_trusts_the_given_ca(house: House, serve:
     sse(["[1, 2, 3]"]),
     sse([{"choices": "nope"}]),
     sse([chunk({"tool_calls": [{"index": 99, "function": {"name": "light_on"}}]}, "tool_calls")]),
-    sse([chunk({"tool_calls": [{"index": 0, "function": {"name": "light_on", "arguments": "{"}}]}, "tool_calls")]),
+    sse([chunk({"tool_calls": [{"index": 0, "function": {"name": "light_on", "arguments": "{"}}]},
+               "tool_calls")]),
     status(401),
 ])
 def test_broken_answers_never_act(house: House, serve: Serve, answer: Callable[..., None]) -> None:

@@ -82,7 +82,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_owner: ScriptedServer
     protocol_version = "HTTP/1.0"  # a stream ends when the connection closes
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
