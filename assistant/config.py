@@ -207,7 +207,8 @@ class RemoteSettings:
     Certificates and host names are always checked."""
     escalate: Literal["rejected", "everything"] = "rejected"
     """What the server gets: what the phrase brain rejects, or everything except the home
-    commands the grammar handles (those never wait for the network)."""
+    commands and assistant controls (stop, volume) the grammar handles: those never wait
+    for the network."""
     connect_timeout_s: float = 2.0
     """Seconds to open the TCP (and TLS) connection."""
     first_token_timeout_s: float = 8.0

@@ -17,9 +17,10 @@ defers to ``handle``.
 
 Escalation to a brain that ``HearsText`` (the remote brain): it gets the phrase brain's
 transcript. ``escalate="rejected"`` sends it what the phrase brain rejects;
-``"everything"`` also what the phrase brain understood as anything but a home command:
-the phrase brain then runs behind a gateway that lets home tools through and holds every
-other call back unexecuted (home commands never wait for the network). When the server
+``"everything"`` also what the phrase brain understood as anything but a home command
+or an assistant control (stop, volume, mute): the phrase brain then runs behind a gateway
+that lets those through and holds every other call (clock, timers, user skills) back
+unexecuted; home commands never wait for the network. When the server
 cannot answer, a held call is made after all: the local answer.
 """
 
@@ -29,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Literal
 
 from assistant.brains.base import (
@@ -49,6 +51,13 @@ from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult
 Escalate = Literal["rejected", "everything"]
 HOME_SOURCE = "home"
 """``Tool.source`` of the home-control tools (assistant.home.control)."""
+CONTROL_SKILL = "assistant_control.py"
+"""File name of the shipped skill whose tools (stop, volume, mute) must act at once too."""
+
+
+def stays_local(tool: Tool) -> bool:
+    """Whether a call of ``tool`` the phrase brain understood never waits for the network."""
+    return tool.source == HOME_SOURCE or PurePath(tool.source).name == CONTROL_SKILL
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -173,7 +182,7 @@ class _HomeOnly:
     def call(self, call: ToolCall, *, site: str) -> ToolResult:
         """Run a home call; hold back any other."""
         tool = next((t for t in self._router.tools() if t.name == call.name), None)
-        if tool is None or tool.source == HOME_SOURCE:
+        if tool is None or stays_local(tool):
             return self._router.call(call, site=site)
         self.held.append(call)
         return ToolResult(call=call, status=ResultStatus.ERROR, error_code=ErrorCode.NOT_ALLOWED.value)

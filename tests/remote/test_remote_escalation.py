@@ -14,11 +14,12 @@ from collections.abc import Callable
 import pytest
 
 from assistant.brains.base import HearsText
-from assistant.brains.hybrid import HybridBrain
+from assistant.brains.hybrid import HybridBrain, stays_local
 from assistant.brains.remote.brain import UNAVAILABLE_NOTE
 from assistant.compose import make_brain
 from assistant.config import ConfigError, parse_settings
 from assistant.errors import BrainError
+from assistant.tools.base import Tool
 from assistant.types import BrainTurn, Reply, ToolCall, Utterance
 from tests.remote.conftest import House, remote, spoken
 from tests.support.chat_server import ScriptedServer, calls_then_finish, closed_port, sse, text_chunks
@@ -66,6 +67,14 @@ def test_under_everything_a_home_command_never_waits_for_the_network(house: Hous
     turn = HybridBrain(phrase, dead, escalate="everything").handle(spoken(), house.router, threading.Event())
     assert house.lights == [{"room": "kitchen"}] and turn.reply.text == "The kitchen light is on."
     assert "remote_fallback" not in turn.flags
+
+
+def test_home_tools_and_assistant_controls_stay_local_other_skills_do_not() -> None:
+    def tool(source: str) -> Tool:
+        return Tool("t", "", {"type": "object"}, lambda: None, source=source)
+
+    assert stays_local(tool("home")) and stays_local(tool("/opt/assistant/skills/assistant_control.py"))
+    assert not stays_local(tool("/opt/assistant/skills/timers.py")) and not stays_local(tool(""))
 
 
 def test_under_everything_a_skill_call_is_held_back_and_the_server_answers(
