@@ -97,10 +97,20 @@ def _gemma_brain(settings: Settings) -> Brain:
     return make_gemma_brain(settings.brain.gemma)
 
 
-def _remote_brain(settings: Settings, fallback: Brain | None) -> Brain:
+def _remote_brain(settings: Settings, gemma: Brain | None) -> Brain:
+    """The remote brain; Gemma (when there is one) answers when the server cannot, and with
+    ``hear: gemma`` also lends it its ears."""
     from assistant.brains.remote.brain import make_remote_brain  # noqa: PLC0415
 
-    return make_remote_brain(settings.brain.remote, fallback=fallback)
+    hearing = None
+    if settings.brain.remote.hear == "gemma":
+        from assistant.brains.gemma.brain import GemmaBrain  # noqa: PLC0415 - slow import
+
+        if not isinstance(gemma, GemmaBrain):
+            raise BrainError("brain.remote.hear is 'gemma' but no Gemma brain is configured",
+                             code=ErrorCode.BRAIN_CONFIG)
+        hearing = gemma.transcribe
+    return make_remote_brain(settings.brain.remote, fallback=gemma, hearing=hearing)
 
 
 def _hybrid_brain(settings: Settings) -> Brain:
@@ -114,13 +124,15 @@ def _hybrid_brain(settings: Settings) -> Brain:
 
 
 def _phrase_and_remote(settings: Settings) -> Brain:
-    """The phrase brain hears (and keeps the home commands), the server thinks about the rest."""
+    """The phrase brain hears (and keeps the home commands), the server thinks about the rest;
+    with ``hear: gemma``, Gemma hears for the server and answers when it cannot."""
     from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
 
     if settings.brain.remote.url is None:
         raise BrainError("brain.kind is 'remote' but brain.remote.url is not set",
                          code=ErrorCode.BRAIN_CONFIG)
-    return HybridBrain(_phrase_brain(settings), _remote_brain(settings, None),
+    gemma = _gemma_brain(settings) if settings.brain.remote.hear == "gemma" else None
+    return HybridBrain(_phrase_brain(settings), _remote_brain(settings, gemma),
                        escalate=settings.brain.remote.escalate)
 
 

@@ -205,6 +205,10 @@ class RemoteSettings:
     ca_file: Path | None = None
     """CA bundle (PEM) that signs an https server's certificate; None uses the system store.
     Certificates and host names are always checked."""
+    hear: Literal["phrase", "gemma"] = "phrase"
+    """Whose words the server reads: the phrase grammar's transcript (no download, but only
+    the grammar's words), or Gemma E2B/E4B's speech recognition (needs brain.gemma.model_dir;
+    Gemma then also answers when the server cannot)."""
     escalate: Literal["rejected", "everything"] = "rejected"
     """What the server gets: what the phrase brain rejects, or everything except the home
     commands and assistant controls (stop, volume) the grammar handles: those never wait
@@ -1017,6 +1021,8 @@ def _check(obj: Any) -> list[tuple[str, str]]:
     elif isinstance(obj, BrainSettings):
         if obj.kind == "remote" and obj.remote.url is None:
             problems.append(("kind", "is 'remote' but brain.remote.url is not set"))
+        if obj.kind in ("remote", "hybrid") and obj.remote.hear == "gemma" and obj.gemma.model_dir is None:
+            problems.append(("remote", "hear is 'gemma' but brain.gemma.model_dir is not set"))
     elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
     return problems

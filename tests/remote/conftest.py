@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from assistant.brains.base import Brain
-from assistant.brains.remote.brain import RemoteBrain, make_remote_brain
+from assistant.brains.remote.brain import Hearing, RemoteBrain, make_remote_brain
 from assistant.config import RemoteSettings
 from assistant.tools.base import Tool
 from assistant.tools.registry import ToolRegistry
@@ -80,11 +80,12 @@ def serve() -> Iterator[Callable[..., ScriptedServer]]:
         server.close()
 
 
-def remote(url: str, *, fallback: Brain | None = None, **overrides: Any) -> RemoteBrain:
+def remote(url: str, *, fallback: Brain | None = None, hearing: Hearing | None = None,
+           **overrides: Any) -> RemoteBrain:
     """The brain make_remote_brain builds for ``url``, with short timeouts unless overridden."""
     values: dict[str, Any] = {"connect_timeout_s": 1.0, "first_token_timeout_s": 0.5, "total_timeout_s": 3.0}
     values.update(overrides)
-    return make_remote_brain(RemoteSettings(url=url, **values), fallback=fallback)
+    return make_remote_brain(RemoteSettings(url=url, **values), fallback=fallback, hearing=hearing)
 
 
 def spoken(site: str = "default") -> Utterance:

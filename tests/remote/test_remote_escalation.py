@@ -122,6 +122,7 @@ def test_kind_remote_builds_phrase_first_then_the_server() -> None:
     ("brain:\n  remote:\n    url: http://server/v1\n    ca_file: /etc/ssl/x.pem\n", "not https"),
     ("brain:\n  remote:\n    url: http://server/v1\n    first_token_timeout_s: 40\n", "total_timeout_s"),
     ("brain:\n  remote:\n    url: http://server/v1\n    escalate: always\n", "escalate"),
+    ("brain:\n  kind: remote\n  remote:\n    url: http://server/v1\n    hear: gemma\n", "model_dir"),
 ])
 def test_bad_remote_settings_are_reported(text: str, complaint: str) -> None:
     with pytest.raises(ConfigError, match=complaint):

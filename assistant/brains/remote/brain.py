@@ -1,6 +1,7 @@
 """The remote brain: the device hears, a bigger model on a home server thinks.
 
-One turn gets a transcript (the phrase brain's, handed over by the hybrid brain) and
+One turn gets a transcript (the phrase brain's, handed over by the hybrid brain, or
+its own ears' when it has them: Gemma E2B/E4B's speech recognition) and
 runs at most ``max_rounds`` requests against an OpenAI-compatible server (client.py):
 the system prompt, the recent exchanges, the transcript, and the router's current tools
 as JSON-schema function declarations. The tool calls the server returns go through the
@@ -41,6 +42,9 @@ from assistant.tools.base import Tool
 from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
 
 _LOGGER = logging.getLogger(__name__)
+
+Hearing = Callable[[Utterance, threading.Event], "str | None"]
+"""Speech to text for the server: ``(utterance, cancel) -> words or None`` (GemmaBrain.transcribe)."""
 
 DEFAULT_SYSTEM = (
     "You are a voice assistant in a home. The user's words were transcribed from speech and "
@@ -98,6 +102,7 @@ class RemoteBrain:
         settings: RemoteSettings,
         *,
         fallback: Brain | None = None,
+        hearing: Hearing | None = None,
         system: str = DEFAULT_SYSTEM,
         tool_choice: Sequence[str | Mapping[str, Any]] = ("auto",),
         clock: Callable[[], float] = time.monotonic,
@@ -106,6 +111,8 @@ class RemoteBrain:
         self.settings = settings
         self.fallback = fallback
         """The local brain that answers when the server cannot (None: "didn't catch that")."""
+        self.hearing = hearing
+        """This brain's own ears (Gemma's ASR); preferred over a transcript handed over."""
         self.system = system
         self.tool_choice = tuple(tool_choice) or ("auto",)
         """``tool_choice`` of each round (the last entry for the rounds after; the last round
@@ -119,7 +126,12 @@ class RemoteBrain:
     # -- Brain ----------------------------------------------------------------------------
 
     def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
-        """Without a transcript the server has nothing to read: the fallback brain answers."""
+        """Hear the utterance (own ears) and answer it; without ears or words the fallback answers."""
+        if self.hearing is not None and router.pending_confirmation(utterance.site) is None:
+            started = time.monotonic()
+            heard = self.hearing(utterance, cancel)
+            if heard and not cancel.is_set():
+                return self.handle_transcript(heard, utterance, router, cancel, heard_ms=_ms_since(started))
         return self._local(utterance, router, cancel, None, _Turn(), note="")
 
     def handle_transcript(
@@ -129,13 +141,24 @@ class RemoteBrain:
         router: ToolGateway,
         cancel: threading.Event,
         local: Callable[[], BrainTurn] | None = None,
+        *,
+        heard_ms: float | None = None,
     ) -> BrainTurn:
-        """Answer ``transcript`` with the server's model; ``local`` answers when the server cannot."""
+        """Answer ``transcript`` with the server's model; ``local`` answers when the server cannot.
+
+        With ears of its own (``hearing``) the brain listens again and prefers its words.
+        """
         turn = _Turn()
         site = utterance.site
         if router.pending_confirmation(site) is not None:
             # a language model never gets to say "yes" for the user
             return self._local(utterance, router, cancel, local, turn, note="")
+        if heard_ms is None and self.hearing is not None:
+            started = time.monotonic()
+            transcript = self.hearing(utterance, cancel) or transcript
+            heard_ms = _ms_since(started)
+        if heard_ms is not None:
+            turn.timings["hear"] = heard_ms
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.system}]
         messages += self._recent(site)
         messages.append({"role": "user", "content": transcript})
@@ -305,6 +328,10 @@ def _calls_and_text(completion: Completion) -> tuple[list[tuple[str, ToolCall, s
     ], parsed.text
 
 
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
 def _speech(results: Sequence[ToolResult]) -> str:
     return " ".join(r.speech for r in results if r.speech).strip()
 
@@ -313,7 +340,8 @@ def _asks(results: Sequence[ToolResult]) -> bool:
     return any(r.status is ResultStatus.NEEDS_CONFIRMATION for r in results)
 
 
-def make_remote_brain(settings: RemoteSettings, *, fallback: Brain | None = None) -> RemoteBrain:
+def make_remote_brain(settings: RemoteSettings, *, fallback: Brain | None = None,
+                      hearing: Hearing | None = None) -> RemoteBrain:
     """The remote brain for ``brain.remote`` (which must have a url)."""
     if settings.url is None:
         raise ValueError("brain.remote.url is not set")
@@ -327,4 +355,4 @@ def make_remote_brain(settings: RemoteSettings, *, fallback: Brain | None = None
         max_response_bytes=settings.max_response_bytes,
         max_tool_calls=settings.max_tool_calls,
     )
-    return RemoteBrain(client, settings, fallback=fallback)
+    return RemoteBrain(client, settings, fallback=fallback, hearing=hearing)
