@@ -224,7 +224,8 @@ class RemoteSettings:
     temperature: float | None = None
     """Sampling temperature sent with each request; None leaves the server's default."""
     max_rounds: int = 3
-    """Requests per utterance: each tool-call round is one more."""
+    """Requests per utterance: each tool-call round is one; the last may only speak
+    (tool_choice none), so 3 allows two rounds of calls."""
     max_tool_calls: int = 4
     """Tool calls one response may carry; a response with more is refused whole."""
     max_response_bytes: int = 1 << 20
@@ -911,7 +912,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "total_timeout_s": _Range(0.0, 3600.0, open_low=True),
         "max_tokens": _Range(1, 32_768),
         "temperature": _Range(0.0, 5.0),
-        "max_rounds": _Range(1, 10),
+        "max_rounds": _Range(2, 10),
         "max_tool_calls": _Range(1, 32),
         "max_response_bytes": _Range(1024, 64 << 20),
         "history_turns": _Range(0, 50),
