@@ -245,3 +245,13 @@ def test_broken_answers_never_act(house: House, serve: Serve, answer: Callable[.
     server = serve(answer)
     turn = remote(server.url).handle_transcript("kitchen light", spoken(), house.router, threading.Event())
     assert house.lights == [] and turn.reply.text.startswith(UNAVAILABLE_NOTE)
+
+
+def test_a_server_that_keeps_calling_is_stopped_at_max_rounds(house: House, serve: Serve) -> None:
+    server = serve(calls_then_finish(("light_on", '{"room": "hall"}')))  # every round, the same call
+    turn = remote(server.url, max_rounds=3).handle_transcript(
+        "hall", spoken(), house.router, threading.Event())
+    assert len(server.requests) == 3
+    assert house.lights == [{"room": "hall"}] * 2  # the last round's call is not made
+    assert [r.body["tool_choice"] for r in server.requests] == ["auto", "auto", "none"]
+    assert turn.reply.text == "The hall light is on. The hall light is on."
