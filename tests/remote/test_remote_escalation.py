@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from assistant.brains.base import HearsText
+from assistant.brains.base import Closable, HearsText, Warmable
 from assistant.brains.hybrid import HybridBrain, stays_local
 from assistant.brains.remote.brain import UNAVAILABLE_NOTE
 from assistant.compose import make_brain
@@ -134,3 +134,28 @@ def test_an_unknown_kind_is_a_brain_error() -> None:
     object.__setattr__(settings.brain, "kind", "oracle")
     with pytest.raises(BrainError, match=r"unknown brain\.kind"):
         make_brain(settings)
+
+
+def test_the_remote_brain_warms_and_closes_its_fallback(house: House) -> None:
+    class Local:
+        name = "local"
+
+        def __init__(self) -> None:
+            self.warmed: list[object] = []
+            self.closed = 0
+
+        def handle(self, utterance: object, router: object, cancel: object) -> BrainTurn:
+            raise AssertionError("not asked")
+
+        def warm(self, router: object) -> None:
+            self.warmed.append(router)
+
+        def close(self) -> None:
+            self.closed += 1
+
+    local = Local()
+    brain = remote(f"http://127.0.0.1:{closed_port()}/v1", fallback=local)
+    assert isinstance(brain, Warmable) and isinstance(brain, Closable)
+    HybridBrain(StandInPhrase(None, None), brain).warm(house.router)
+    HybridBrain(StandInPhrase(None, None), brain).close()
+    assert local.warmed == [house.router] and local.closed == 1

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.brains.base import Brain, ToolGateway
+from assistant.brains.base import Brain, Closable, ToolGateway, warm_brain
 from assistant.brains.gemma.parser import parse_output, strip_control
 from assistant.brains.remote.client import ChatClient, Completion, RemoteError
 from assistant.config import RemoteSettings
@@ -122,6 +122,17 @@ class RemoteBrain:
         self._clock = clock
         self._history: dict[str, deque[tuple[float, str, str]]] = {}
         self._lock = threading.Lock()
+
+    # -- capabilities: forwarded to the fallback brain, the only part that holds anything --
+
+    def warm(self, router: ToolGateway) -> None:
+        """Warm the fallback brain (Gemma's prefix), so a fallback turn does not pay for it."""
+        warm_brain(self.fallback, router)
+
+    def close(self) -> None:
+        """Close the fallback brain when it holds anything."""
+        if isinstance(self.fallback, Closable):
+            self.fallback.close()
 
     # -- Brain ----------------------------------------------------------------------------
 
