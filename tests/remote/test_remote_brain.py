@@ -127,8 +127,8 @@ def test_a_server_that_stalls_before_the_first_token_falls_back_in_time(house: H
     elapsed = time.monotonic() - started
     assert used == [1] and turn.reply.text == f"{UNAVAILABLE_NOTE} Local answer."
     assert "remote_fallback" in turn.flags and house.lights == []
-    assert elapsed < 1.5  # two attempts of 0.4 s (a stall before any answer is tried once more)
-    assert len(server.requests) == 2
+    assert elapsed < 1.0  # one wait of 0.4 s: a timeout is not retried (that would double the wait)
+    assert len(server.requests) == 1
 
 
 def test_a_refused_connection_falls_back_to_the_fallback_brain(house: House) -> None:
@@ -200,7 +200,7 @@ def test_a_trickle_of_keepalives_is_cut_at_the_total_timeout(house: House, serve
     started = time.monotonic()
     turn = remote(server.url, total_timeout_s=1.0).handle_transcript(
         "talk", spoken(), house.router, threading.Event())
-    assert time.monotonic() - started < 2.7  # one try and one retry of 1 s each at most
+    assert time.monotonic() - started < 1.7
     assert turn.reply.text.startswith(UNAVAILABLE_NOTE)
 
 

@@ -14,6 +14,7 @@ scripts/llama_server_env caches) on the tiny random-weight GGUF of scripts/make_
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -91,7 +92,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         owner.requests.append(Request(self.path, dict(self.headers.items()), json.loads(raw)))
         index = min(len(owner.requests), len(owner.steps)) - 1
-        owner.steps[index](self)
+        with contextlib.suppress(ConnectionError):  # the client hung up on a refused answer
+            owner.steps[index](self)
 
     # -- building blocks of steps
 

@@ -14,9 +14,9 @@ Failures never act twice and never act on a broken answer:
 
 * a response is used only once it finished (client.py); a broken, hostile, oversized or
   truncated one is refused whole;
-* a round that failed before any byte of the answer arrived (connection refused, an HTTP
-  5xx before the stream, a stall before the first chunk) is tried once more; a round
-  whose answer had begun is never retried;
+* a round that failed quickly before any answer arrived (connection refused or reset,
+  an HTTP 5xx) is tried once more, unless a call was already made this turn; a timeout
+  is not retried (it would double the wait), nor is a round whose answer had begun;
 * before anything was done, a failure falls back to the local brain (``local``: the call
   the phrase brain would have made, or the fallback brain, or "didn't catch that"),
   with a short spoken note; after a call was made, the turn ends with what was done.
@@ -215,8 +215,7 @@ class RemoteBrain:
                                     [c.name for _id, c, _raw in calls])
                 text = text or _speech(turn.results) or ("OK." if turn.results else "")
                 if not text:
-                    raise RemoteError("the server said nothing", code=ErrorCode.REMOTE_PROTOCOL,
-                                      received=True)
+                    raise RemoteError("the server said nothing", code=ErrorCode.REMOTE_PROTOCOL)
                 return Reply(text, site, expects_answer=_asks(turn.results))
             messages.append({
                 "role": "assistant",
@@ -229,7 +228,7 @@ class RemoteBrain:
             })
             for call_id, call, _raw in calls:
                 if cancel.is_set():
-                    raise RemoteError("cancelled", received=True)
+                    raise RemoteError("cancelled")
                 if turn.first_action is None:
                     turn.first_action = time.monotonic()
                 result = router.call(call, site=site)
@@ -240,17 +239,17 @@ class RemoteBrain:
                 if result.status is ResultStatus.NEEDS_CONFIRMATION:
                     # the question is the reply; the model must not talk over it
                     return Reply(result.speech, site, expects_answer=True)
-        raise RemoteError("no reply within max_rounds", code=ErrorCode.REMOTE_PROTOCOL, received=True)
+        raise RemoteError("no reply within max_rounds", code=ErrorCode.REMOTE_PROTOCOL)
 
     def _request(self, payload: Mapping[str, Any], utterance: Utterance, cancel: threading.Event,
                  turn: _Turn) -> Completion:
-        """One round; tried once more when it failed before any answer (and any call) arrived."""
+        """One round; tried once more after a quick failure before any answer (and before any call)."""
         started = time.monotonic()
         try:
             try:
                 completion = self.client.complete(payload, cancel)
             except RemoteError as exc:
-                if exc.received or cancel.is_set() or turn.calls:
+                if not exc.retry or cancel.is_set() or turn.calls:
                     raise
                 _LOGGER.info("remote brain: %s; trying once more", exc.message)
                 turn.count("remote_retries")
@@ -332,8 +331,7 @@ def _calls_and_text(completion: Completion) -> tuple[list[tuple[str, ToolCall, s
         return calls, strip_control(completion.content)
     parsed = parse_output(completion.content)
     if not parsed.ok:
-        raise RemoteError(f"the reply is not usable: {parsed.error}", code=ErrorCode.REMOTE_PROTOCOL,
-                          received=True)
+        raise RemoteError(f"the reply is not usable: {parsed.error}", code=ErrorCode.REMOTE_PROTOCOL)
     return [
         (f"call_{i}", call, json.dumps(dict(call.arguments))) for i, call in enumerate(parsed.calls)
     ], parsed.text

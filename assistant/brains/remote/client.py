@@ -50,20 +50,21 @@ _WATCH_S = 0.05
 class RemoteError(BrainError):
     """The server could not be used for this round; nothing it said is acted on.
 
-    ``received`` is True once any chunk of the response arrived (the request reached a
-    working server): such a round is never retried.
+    ``retry`` is True only for a quick failure before any answer arrived (connection refused
+    or reset, an HTTP 5xx): worth one more try. A timeout is not (a second try would double
+    the wait), and neither is anything after the answer began.
     """
 
     code = ErrorCode.REMOTE_UNAVAILABLE.value
 
     def __init__(self, message: str, *, code: ErrorCode = ErrorCode.REMOTE_UNAVAILABLE,
-                 received: bool = False) -> None:
+                 retry: bool = False) -> None:
         super().__init__(message, code=code)
-        self.received = received
+        self.retry = retry
 
 
 def _broken(message: str) -> RemoteError:
-    return RemoteError(message, code=ErrorCode.REMOTE_PROTOCOL, received=True)
+    return RemoteError(message, code=ErrorCode.REMOTE_PROTOCOL)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,8 @@ class ChatClient:
             except ssl.SSLError as exc:
                 raise RemoteError(f"TLS with {self._host}:{self._port} failed: {exc}") from None
             except OSError as exc:
-                raise RemoteError(f"cannot connect to {self._host}:{self._port}: {exc}") from None
+                raise RemoteError(f"cannot connect to {self._host}:{self._port}: {exc}",
+                                  retry=not isinstance(exc, TimeoutError)) from None
             sock = conn.sock
             if not isinstance(sock, socket.socket):
                 raise RemoteError("no socket after connect")
@@ -288,19 +290,19 @@ class ChatClient:
                 response = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise self._stopped(cancel, deadline, f"no response from {self._host}:{self._port}: {exc}",
-                                    received=False) from None
+                                    retry=not isinstance(exc, TimeoutError)) from None
             return self._read(response, sock, cancel, deadline, sent_at)
         finally:
             done.set()
             conn.close()
 
     def _stopped(self, cancel: threading.Event, deadline: float, message: str, *,
-                 received: bool) -> RemoteError:
+                 retry: bool = False) -> RemoteError:
         if cancel.is_set():
-            return RemoteError("cancelled", received=received)
+            return RemoteError("cancelled")
         if time.monotonic() >= deadline:
-            return RemoteError(f"no complete answer within {self.total_timeout_s:g} s", received=received)
-        return RemoteError(message, received=received)
+            return RemoteError(f"no complete answer within {self.total_timeout_s:g} s")
+        return RemoteError(message, retry=retry)
 
     def _read(self, response: http.client.HTTPResponse, sock: socket.socket, cancel: threading.Event,
               deadline: float, sent_at: float) -> Completion:
@@ -309,7 +311,7 @@ class ChatClient:
         if status != 200:
             detail = _safe_text(response.read(2048) if status < 600 else b"")
             code = ErrorCode.REMOTE_UNAVAILABLE if status >= 500 else ErrorCode.REMOTE_PROTOCOL
-            raise RemoteError(f"HTTP {status} from the server: {detail}", code=code)
+            raise RemoteError(f"HTTP {status} from the server: {detail}", code=code, retry=status >= 500)
         assembler = _Assembler(self.max_tool_calls)
         if kind == "application/json":  # a server (or proxy) that ignored "stream": true
             raw = response.read(self.max_response_bytes + 1)
@@ -335,13 +337,11 @@ class ChatClient:
             try:
                 line = response.readline(MAX_LINE + 1)
             except (OSError, http.client.HTTPException) as exc:
-                received = first_chunk_at > 0
-                raise self._stopped(cancel, deadline, f"the stream broke: {exc}", received=received) from None
+                raise self._stopped(cancel, deadline, f"the stream broke: {exc}") from None
             if not line and assembler.finish_reason is not None and not data:
                 return assembler.finish(sent_at, first_chunk_at)  # no [DONE], but the answer was complete
             if not line:
-                raise self._stopped(cancel, deadline, "the stream ended before the answer was complete",
-                                    received=first_chunk_at > 0)
+                raise self._stopped(cancel, deadline, "the stream ended before the answer was complete")
             total += len(line)
             if total > self.max_response_bytes:
                 raise _broken("response too large")
@@ -367,7 +367,7 @@ class ChatClient:
             if assembler.finish_reason is not None:
                 return assembler.finish(sent_at, first_chunk_at)  # what follows is only usage and [DONE]
             if time.monotonic() >= deadline:
-                raise RemoteError(f"no complete answer within {self.total_timeout_s:g} s", received=True)
+                raise RemoteError(f"no complete answer within {self.total_timeout_s:g} s")
 
 
 def _watch(sock: socket.socket, cancel: threading.Event, done: threading.Event, deadline: float) -> None:
