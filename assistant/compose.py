@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -65,21 +65,67 @@ def _phrase_brain(settings: Settings) -> Brain:
     return make_phrase_brain(settings.brain.phrase)
 
 
+def _gemma_brain(settings: Settings) -> Brain:
+    from assistant.brains.gemma.brain import make_gemma_brain  # noqa: PLC0415 - slow import
+
+    return make_gemma_brain(settings.brain.gemma)
+
+
+def _remote_brain(settings: Settings, gemma: Brain | None) -> Brain:
+    """The remote brain; Gemma (when there is one) answers when the server cannot, and with
+    ``hear: gemma`` also lends it its ears."""
+    from assistant.brains.remote.brain import make_remote_brain  # noqa: PLC0415
+
+    hearing = None
+    if settings.brain.remote.hear == "gemma":
+        from assistant.brains.gemma.brain import GemmaBrain  # noqa: PLC0415 - slow import
+
+        if not isinstance(gemma, GemmaBrain):
+            raise BrainError("brain.remote.hear is 'gemma' but no Gemma brain is configured",
+                             code=ErrorCode.BRAIN_CONFIG)
+        hearing = gemma.transcribe
+    return make_remote_brain(settings.brain.remote, fallback=gemma, hearing=hearing)
+
+
+def _hybrid_brain(settings: Settings) -> Brain:
+    """Phrase first, then Gemma; with brain.remote.url set, the server first and Gemma its fallback."""
+    from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
+
+    second = _gemma_brain(settings)
+    if settings.brain.remote.url is not None:
+        second = _remote_brain(settings, second)
+    return HybridBrain(_phrase_brain(settings), second, escalate=settings.brain.remote.escalate)
+
+
+def _phrase_and_remote(settings: Settings) -> Brain:
+    """The phrase brain hears (and keeps the home commands), the server thinks about the rest;
+    with ``hear: gemma``, Gemma hears for the server and answers when it cannot."""
+    from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
+
+    if settings.brain.remote.url is None:
+        raise BrainError("brain.kind is 'remote' but brain.remote.url is not set",
+                         code=ErrorCode.BRAIN_CONFIG)
+    gemma = _gemma_brain(settings) if settings.brain.remote.hear == "gemma" else None
+    return HybridBrain(_phrase_brain(settings), _remote_brain(settings, gemma),
+                       escalate=settings.brain.remote.escalate)
+
+
+_BRAINS: dict[str, Callable[[Settings], Brain]] = {
+    "phrase": _phrase_brain,
+    "gemma": _gemma_brain,
+    "hybrid": _hybrid_brain,
+    "remote": _phrase_and_remote,
+}
+"""brain.kind -> the factory of that brain."""
+
+
 def make_brain(settings: Settings) -> Brain:
     """The brain named by ``brain.kind``; raises a BrainError with a clear reason."""
     kind = settings.brain.kind
-    if kind == "phrase":
-        return _phrase_brain(settings)
-    if kind in ("gemma", "hybrid"):
-        from assistant.brains.gemma.brain import make_gemma_brain  # noqa: PLC0415 - slow import
-
-        gemma = make_gemma_brain(settings.brain.gemma)
-        if kind == "gemma":
-            return gemma
-        from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
-
-        return HybridBrain(_phrase_brain(settings), gemma)
-    raise BrainError(f"unknown brain.kind {kind!r}", code=ErrorCode.BRAIN_CONFIG)
+    factory = _BRAINS.get(kind)
+    if factory is None:
+        raise BrainError(f"unknown brain.kind {kind!r}", code=ErrorCode.BRAIN_CONFIG)
+    return factory(settings)
 
 
 # --------------------------------------------------------------------------- what skills and HA may ask

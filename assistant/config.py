@@ -21,6 +21,7 @@ import os
 import stat
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,38 @@ class RemoteSettings:
     """Model name sent with each request."""
     api_key: Secret | None = None
     """Bearer token: inline, {env: NAME}, {file: PATH}, or $ASSISTANT_BRAIN_REMOTE_API_KEY."""
+    ca_file: Path | None = None
+    """CA bundle (PEM) that signs an https server's certificate; None uses the system store.
+    Certificates and host names are always checked."""
+    hear: Literal["phrase", "gemma"] = "phrase"
+    """Whose words the server reads: the phrase grammar's transcript (no download, but only
+    the grammar's words), or Gemma E2B/E4B's speech recognition (needs brain.gemma.model_dir;
+    Gemma then also answers when the server cannot)."""
+    escalate: Literal["rejected", "everything"] = "rejected"
+    """What the server gets: what the phrase brain rejects, or everything except the home
+    commands and assistant controls (stop, volume) the grammar handles: those never wait
+    for the network."""
+    connect_timeout_s: float = 2.0
+    """Seconds to open the TCP (and TLS) connection."""
+    first_token_timeout_s: float = 8.0
+    """Seconds to wait for the response's first streamed chunk, and at most between two chunks."""
+    total_timeout_s: float = 30.0
+    """Seconds one request may take from connect to the last chunk."""
+    max_tokens: int = 256
+    """Generation bound per request (sent as max_tokens)."""
+    temperature: float | None = None
+    """Sampling temperature sent with each request; None leaves the server's default."""
+    max_rounds: int = 3
+    """Requests per utterance: each tool-call round is one; the last may only speak
+    (tool_choice none), so 3 allows two rounds of calls."""
+    max_tool_calls: int = 4
+    """Tool calls one response may carry; a response with more is refused whole."""
+    max_response_bytes: int = 1 << 20
+    """Bytes one response may carry; a longer one is refused whole."""
+    history_turns: int = 3
+    """Earlier exchanges (what was said, what was answered) sent along; 0 = none."""
+    history_s: float = 300.0
+    """Exchanges older than this many seconds are not sent."""
 
 
 @dataclass(frozen=True)
@@ -875,6 +908,18 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
     },
     TtsSettings: {"speed": _Range(80, 500)},
     WyomingServerSettings: {"port": _Range(1, 65535)},
+    RemoteSettings: {
+        "connect_timeout_s": _Range(0.0, 120.0, open_low=True),
+        "first_token_timeout_s": _Range(0.0, 600.0, open_low=True),
+        "total_timeout_s": _Range(0.0, 3600.0, open_low=True),
+        "max_tokens": _Range(1, 32_768),
+        "temperature": _Range(0.0, 5.0),
+        "max_rounds": _Range(2, 10),
+        "max_tool_calls": _Range(1, 32),
+        "max_response_bytes": _Range(1024, 64 << 20),
+        "history_turns": _Range(0, 50),
+        "history_s": _Range(0.0, 86_400.0),
+    },
     RouterSettings: {
         "confirmation_window_s": _Range(0.0, 3600.0, open_low=True),
         "call_timeout_s": _Range(0.0, 3600.0, open_low=True),
@@ -974,8 +1019,33 @@ def _check(obj: Any) -> list[tuple[str, str]]:
                 problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
         if obj.area is not None and not obj.area.strip():
             problems.append(("area", "must name an area, or be left out"))
+    elif isinstance(obj, RemoteSettings):
+        problems.extend(_remote_problems(obj))
+    elif isinstance(obj, BrainSettings):
+        if obj.kind == "remote" and obj.remote.url is None:
+            problems.append(("kind", "is 'remote' but brain.remote.url is not set"))
+        if obj.kind in ("remote", "hybrid") and obj.remote.hear == "gemma" and obj.gemma.model_dir is None:
+            problems.append(("remote", "hear is 'gemma' but brain.gemma.model_dir is not set"))
     elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
+    return problems
+
+
+def _remote_problems(obj: RemoteSettings) -> list[tuple[str, str]]:
+    """The server URL is http(s) with a host; the timeouts nest."""
+    problems: list[tuple[str, str]] = []
+    if obj.url is not None:
+        parts = urllib.parse.urlsplit(obj.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(("url", f"must be an http:// or https:// URL with a host, got {obj.url!r}"))
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            problems.append(("url", "must not carry a query, a fragment or credentials (use api_key)"))
+        elif obj.ca_file is not None and parts.scheme != "https":
+            problems.append(("ca_file", "is set but url is not https"))
+    if obj.first_token_timeout_s > obj.total_timeout_s:
+        problems.append(("first_token_timeout_s", "must not exceed total_timeout_s"))
+    if not obj.model.strip():
+        problems.append(("model", "must name the served model"))
     return problems
 
 

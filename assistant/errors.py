@@ -57,6 +57,10 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     CHAT_TEMPLATE_INVALID = "chat_template_invalid"
     CHAT_TEMPLATE_MISMATCH = "chat_template_mismatch"
+    REMOTE_UNAVAILABLE = "remote_unavailable"
+    """The remote brain's server could not be reached, or was too slow."""
+    REMOTE_PROTOCOL = "remote_protocol"
+    """The remote brain's server answered with something that is not a valid completion."""
     # tools: schema validation, router, confirmation
     INVALID_ARGUMENTS = "invalid_arguments"
     MISSING_ARGUMENT = "missing_argument"

@@ -9,7 +9,8 @@ implementing one of the small runtime-checkable protocols below, and the daemon 
   closes it (the early decode);
 - ``Streaming``: ``begin_stream(site, router)`` takes an utterance while it is spoken
   (a ``SpeechStream``: ``feed`` while the user speaks, then ``finish`` or ``abort``);
-- ``Closable``: ``close()`` releases models and threads at shutdown.
+- ``Closable``: ``close()`` releases models and threads at shutdown;
+- ``HearsText``: ``handle_transcript(...)`` answers a transcript another brain heard.
 
 A wrapper (the hybrid brain) declares what it forwards, so a capability cannot be lost
 silently on the way.
@@ -18,7 +19,7 @@ silently on the way.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from assistant.capabilities import Closable
@@ -57,8 +58,8 @@ class ToolGateway(Protocol):
 
 
 __all__ = [
-    "Brain", "Closable", "Prefetching", "Router", "SpeechStream", "Streaming", "ToolGateway", "Warmable",
-    "turn_figures", "warm_brain",
+    "Brain", "Closable", "HearsText", "Prefetching", "Router", "SpeechStream", "Streaming", "ToolGateway",
+    "Warmable", "turn_figures", "warm_brain",
 ]
 
 Router = ToolGateway
@@ -126,6 +127,22 @@ class Streaming(Protocol):
 
     def begin_stream(self, site: str = "default", router: ToolGateway | None = None) -> SpeechStream:
         """Open a stream for one utterance from ``site`` (cheap: work happens off the caller's thread)."""
+        ...
+
+
+@runtime_checkable
+class HearsText(Protocol):
+    """A brain that can answer what another brain heard (the remote brain: its server has no ears)."""
+
+    def handle_transcript(
+        self,
+        transcript: str,
+        utterance: Utterance,
+        router: ToolGateway,
+        cancel: threading.Event,
+        local: Callable[[], BrainTurn] | None = None,
+    ) -> BrainTurn:
+        """Answer ``transcript`` (heard in ``utterance``); ``local`` answers when this brain cannot."""
         ...
 
 

@@ -14,6 +14,14 @@ brain on the whole utterance; a hit (or a confirmation answer, or a cancel) abor
 Gemma stream (its partial state is thrown away, Gemma's prefix cache untouched), a
 rejection finishes it. With a Gemma brain that cannot stream, the hybrid stream only
 defers to ``handle``.
+
+Escalation to a brain that ``HearsText`` (the remote brain): it gets the phrase brain's
+transcript. ``escalate="rejected"`` sends it what the phrase brain rejects;
+``"everything"`` also what the phrase brain understood as anything but a home command
+or an assistant control (stop, volume, mute): the phrase brain then runs behind a gateway
+that lets those through and holds every other call (clock, timers, user skills) back
+unexecuted; home commands never wait for the network. When the server
+cannot answer, a held call is made after all: the local answer.
 """
 
 from __future__ import annotations
@@ -21,10 +29,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import PurePath
+from typing import Literal
 
 from assistant.brains.base import (
     Brain,
     Closable,
+    HearsText,
     Prefetching,
     SpeechStream,
     Streaming,
@@ -32,7 +44,20 @@ from assistant.brains.base import (
     turn_figures,
     warm_brain,
 )
-from assistant.types import BrainTurn, Utterance
+from assistant.errors import ErrorCode
+from assistant.tools.base import Tool
+from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
+
+Escalate = Literal["rejected", "everything"]
+HOME_SOURCE = "home"
+"""``Tool.source`` of the home-control tools (assistant.home.control)."""
+CONTROL_SKILL = "assistant_control.py"
+"""File name of the shipped skill whose tools (stop, volume, mute) must act at once too."""
+
+
+def stays_local(tool: Tool) -> bool:
+    """Whether a call of ``tool`` the phrase brain understood never waits for the network."""
+    return tool.source == HOME_SOURCE or PurePath(tool.source).name == CONTROL_SKILL
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,9 +67,10 @@ class HybridBrain:
 
     name = "hybrid"
 
-    def __init__(self, phrase: Brain, gemma: Brain) -> None:
+    def __init__(self, phrase: Brain, gemma: Brain, *, escalate: Escalate = "rejected") -> None:
         self._phrase = phrase
         self._gemma = gemma
+        self._escalate = escalate
 
     def warm(self, router: ToolGateway) -> None:
         """Prepare both brains for the current tools (blocking)."""
@@ -75,20 +101,29 @@ class HybridBrain:
         self, utterance: Utterance, router: ToolGateway, cancel: threading.Event, stream: SpeechStream | None
     ) -> BrainTurn:
         confirming = router.pending_confirmation(utterance.site) is not None
+        hears_text = isinstance(self._gemma, HearsText)
+        gate = _HomeOnly(router) if hears_text and self._escalate == "everything" and not confirming else None
         started = time.monotonic()
         try:
-            first = self._phrase.handle(utterance, router, cancel)
+            first = self._phrase.handle(utterance, gate or router, cancel)
         except BaseException:
             if stream is not None:
                 stream.abort()
             raise
-        if first.understood or confirming or cancel.is_set():
+        held = gate.held if gate is not None else ()
+        if (first.understood and not held) or confirming or cancel.is_set():
             if stream is not None:
                 stream.abort()
             return first
         phrase_ms = (time.monotonic() - started) * 1000.0
-        _LOGGER.info("phrase brain rejected the utterance (%.0f ms); asking Gemma", phrase_ms)
-        if stream is not None:
+        _LOGGER.info("phrase brain %s the utterance (%.0f ms); asking the %s brain",
+                     "held back" if held else "rejected", phrase_ms, self._gemma.name)
+        if isinstance(self._gemma, HearsText) and first.transcript:
+            if stream is not None:
+                stream.abort()
+            local = (lambda: _make_held(held, first, utterance, router)) if held else None
+            second = self._gemma.handle_transcript(first.transcript, utterance, router, cancel, local)
+        elif stream is not None:
             second = stream.finish(utterance, router, cancel)
         else:
             second = self._gemma.handle(utterance, router, cancel)
@@ -134,3 +169,50 @@ class _HybridStream:
         gemma, self._gemma = self._gemma, None
         if gemma is not None:
             gemma.abort()
+
+
+class _HomeOnly:
+    """A ToolGateway for the phrase brain under ``escalate="everything"``: home tools pass, other
+    calls are held back unexecuted (the hybrid brain escalates them)."""
+
+    def __init__(self, router: ToolGateway) -> None:
+        self._router = router
+        self.held: list[ToolCall] = []
+
+    def call(self, call: ToolCall, *, site: str) -> ToolResult:
+        """Run a home call; hold back any other."""
+        tool = next((t for t in self._router.tools() if t.name == call.name), None)
+        if tool is None or stays_local(tool):
+            return self._router.call(call, site=site)
+        self.held.append(call)
+        return ToolResult(call=call, status=ResultStatus.ERROR, error_code=ErrorCode.NOT_ALLOWED.value)
+
+    def pending_confirmation(self, site: str) -> str | None:
+        """As the router says."""
+        return self._router.pending_confirmation(site)
+
+    def answer_confirmation(self, transcript: str | None, *, site: str) -> ToolResult:
+        """As the router does."""
+        return self._router.answer_confirmation(transcript, site=site)
+
+    def tools(self) -> Sequence[Tool]:
+        """The router's tools."""
+        return self._router.tools()
+
+    @property
+    def tools_version(self) -> int:
+        """The router's tools version."""
+        return self._router.tools_version
+
+
+def _make_held(held: Sequence[ToolCall], first: BrainTurn, utterance: Utterance,
+               router: ToolGateway) -> BrainTurn:
+    """The local answer after all: the calls the phrase brain made, now through the real router."""
+    results = tuple(router.call(call, site=utterance.site) for call in held)
+    failed = any(r.status is ResultStatus.ERROR for r in results)
+    text = " ".join(r.speech for r in results if r.speech)
+    text = text or ("Sorry, that didn't work." if failed else "OK.")
+    asks = any(r.status is ResultStatus.NEEDS_CONFIRMATION for r in results)
+    return BrainTurn(first.transcript, tuple(held), results, Reply(text, utterance.site, is_error=failed,
+                                                                    expects_answer=asks),
+                     timings_ms=first.timings_ms, understood=True, counts=first.counts, flags=first.flags)

@@ -401,29 +401,47 @@ class GemmaBrain:
     ) -> BrainTurn:
         """A sensitive call waits for a yes: transcribe this utterance and let the router decide."""
         site = utterance.site
-        transcript: str | None = None
-        audio = self._audio(utterance, turn)
-        if audio is not None:
-            fmt = self.runtime.files.prompt
-            ids = [
-                *self.runtime.encode(fmt.user_only_open),
-                *self._audio_ids(audio.shape[0]),
-                *self.runtime.encode(ASR_INSTRUCTION + generation_prompt(False, fmt)),
-            ]
-            started = time.monotonic()
-            logits, cache = self.runtime.prefill(
-                self.runtime.empty_cache(), ids, audio=audio, chunk=self.prefill_chunk, cancel=cancel
-            )
-            turn.add("prefill", started)
-            turn.prefill_tokens += len(ids)
-            generation = self._decode(cache, logits, cancel, turn, tools=False)
-            transcript = self.runtime.decode(generation.tokens, skip_special=True).strip() or None
+        transcript = self._transcribe(utterance, cancel, turn)
         turn.first_action = time.monotonic()
         result = router.answer_confirmation(transcript, site=site)
         turn.results.append(result)
         turn.calls.append(result.call)
         reply = Reply(result.speech or ("OK." if result.ok else "Cancelled."), site=site)
         return self._finish(turn, reply, transcript=transcript)
+
+    def _transcribe(self, utterance: Utterance, cancel: threading.Event, turn: _Turn) -> str | None:
+        """The words of ``utterance`` (Gemma's ASR prompt, no tools); None for no speech."""
+        audio = self._audio(utterance, turn)
+        if audio is None:
+            return None
+        fmt = self.runtime.files.prompt
+        ids = [
+            *self.runtime.encode(fmt.user_only_open),
+            *self._audio_ids(audio.shape[0]),
+            *self.runtime.encode(ASR_INSTRUCTION + generation_prompt(False, fmt)),
+        ]
+        started = time.monotonic()
+        logits, cache = self.runtime.prefill(
+            self.runtime.empty_cache(), ids, audio=audio, chunk=self.prefill_chunk, cancel=cancel
+        )
+        turn.add("prefill", started)
+        turn.prefill_tokens += len(ids)
+        generation = self._decode(cache, logits, cancel, turn, tools=False)
+        return self.runtime.decode(generation.tokens, skip_special=True).strip() or None
+
+    def transcribe(self, utterance: Utterance, cancel: threading.Event) -> str | None:
+        """Speech to text only (the ASR prompt): the ears of a brain that has none (the remote one).
+
+        None for no speech, a cancel, or a failure (logged); never acts.
+        """
+        with self._lock:
+            try:
+                return self._transcribe(utterance, cancel, _Turn())
+            except Cancelled:
+                return None
+            except Exception:  # onnxruntime/tokenizers failures: no words, not a dead daemon
+                _LOGGER.exception("gemma transcription failed")
+                return None
 
 
 STREAM_STEP_MS = 240
