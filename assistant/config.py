@@ -346,7 +346,10 @@ class WyomingServerSettings:
     port: int = 10800
     """TCP port."""
     serve: tuple[Literal["asr", "handle", "satellite"], ...] = ("asr", "handle")
-    """What it offers: asr (transcripts), handle (a conversation agent), satellite (this mic)."""
+    """What it offers: asr (transcripts), handle (a conversation agent), satellite (this mic;
+    not offered yet: logged and left out)."""
+    site: str = "home-assistant"
+    """The site the router sees for Home Assistant's requests (its confirmations stay with it)."""
 
 
 @dataclass(frozen=True)
@@ -972,7 +975,7 @@ def _check(obj: Any) -> list[tuple[str, str]]:
                 problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
         if obj.area is not None and not obj.area.strip():
             problems.append(("area", "must name an area, or be left out"))
-    elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
+    elif isinstance(obj, (Settings, WyomingServerSettings)) and (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
     return problems
 

@@ -1,0 +1,269 @@
+"""A Wyoming server that Home Assistant's wyoming integration can add: our brains for HA.
+
+Serves (``wyoming.server.serve``):
+
+- ``asr``: ``transcribe`` / ``audio-start`` / ``audio-chunk``... / ``audio-stop`` ->
+  ``transcript``; the phrase brain's decoder on the current tool grammar; a rejected
+  utterance gives an empty transcript (``server_brains.PhraseTranscriber``).
+- ``handle``: ``transcript`` -> ``handled`` (the router acted; the spoken answer) or
+  ``not-handled`` (nothing placed, nothing done) (``server_brains.RouterConversation``).
+- ``describe`` -> ``info`` naming both, with our version; ``ping`` -> ``pong``.
+
+``satellite`` (this assistant's microphone and speaker for HA's pipelines) is not offered
+yet: HA's integration treats an ``info`` with a satellite as a satellite only (no stt, no
+conversation), so it would need a server of its own; it is logged and left out.
+
+Untrusted peers: every event is read within ``WireLimits`` (``server_wire``), every
+connection waits at most ``idle_timeout_s`` for its next event, a request's work at most
+``work_timeout_s``, at most ``max_connections`` at once. A peer that breaks the protocol
+gets an ``error`` event (code and reason) and is disconnected; nothing it sent is acted on.
+
+``start_wyoming_server`` is what the daemon calls: ``await start_wyoming_server(...)`` on
+its loop, ``await server.stop()`` when the lifetime ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from wyoming.asr import Transcript
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
+from wyoming.handle import Handled, NotHandled
+from wyoming.info import (
+    AsrModel,
+    AsrProgram,
+    Attribution,
+    HandleModel,
+    HandleProgram,
+    Info,
+)
+
+from assistant.brains.base import ToolGateway
+from assistant.config import WyomingServerSettings
+from assistant.errors import ErrorCode
+from assistant.wyoming.server_brains import Answer, PhraseLike, PhraseTranscriber, RouterConversation
+from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Transcribe
+from assistant.wyoming.server_wire import WireError, WireLimits, read_event
+
+_LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+OURS = Attribution(name="assistant (offline voice assistant)", url="https://github.com/home-assistant/intents")
+"""Shown by HA beside each program; the templates we match with are Home Assistant's intents."""
+SPHINX = Attribution(name="CMU Sphinx (pocketsphinx)", url="https://github.com/cmusphinx/pocketsphinx")
+HASSIL = Attribution(name="Home Assistant intents (hassil)", url="https://github.com/home-assistant/intents")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much any peer may ask of the server."""
+
+    wire: WireLimits = field(default_factory=WireLimits)
+    max_connections: int = 8
+    idle_timeout_s: float = 30.0
+    """Longest wait for a connection's next event."""
+    work_timeout_s: float = 20.0
+    """Longest a transcription or a handled turn may take before the peer gets an error."""
+    max_audio_s: float = 30.0
+    """Most audio in one request."""
+
+
+def describe(serve: frozenset[str], version: str) -> Info:
+    """The ``info`` we answer ``describe`` with: one program per service served, language en."""
+    asr = [AsrProgram(
+        name="assistant-phrase",
+        description="Speech to text on the assistant's phrase grammar (the commands its tools accept); "
+                    "rejects rather than guesses",
+        attribution=OURS, installed=True, version=version,
+        models=[AsrModel(name="phrase-grammar-en",
+                         description="pocketsphinx en-us, grammar of the current tools",
+                         attribution=SPHINX, installed=True, version=version, languages=["en"])],
+    )] if "asr" in serve else []
+    handle = [HandleProgram(
+        name="assistant-router",
+        description="The assistant's tool router: validates, confirms sensitive actions, acts, answers",
+        attribution=OURS, installed=True, version=version,
+        models=[HandleModel(name="phrase-intents-en", description="Home Assistant sentence templates over "
+                            "the current tools", attribution=HASSIL, installed=True, version=version,
+                            languages=["en"])],
+    )] if "handle" in serve else []
+    return Info(asr=asr, handle=handle)
+
+
+class WyomingServer:
+    """The TCP server; one ``Session`` per connection; brain work in worker threads."""
+
+    def __init__(self, settings: WyomingServerSettings, *, transcriber: PhraseTranscriber | None,
+                 conversation: RouterConversation | None, version: str,
+                 limits: ServerLimits = ServerLimits()) -> None:
+        self._settings = settings
+        self._transcriber = transcriber
+        self._conversation = conversation
+        self.serve = frozenset(
+            name for name, part in (("asr", transcriber), ("handle", conversation)) if part is not None)
+        self._info = describe(self.serve, version).event()
+        self._limits = limits
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._work = asyncio.Semaphore(1)  # one decode at a time: the daemon's own turns share the cores
+        self.refused = 0
+        """Connections ended with an ``error`` event (for logs and tests)."""
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the bound one, when settings say 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._settings.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Listen on ``settings.host:port``; raises OSError when the address is taken."""
+        self._server = await asyncio.start_server(
+            self._accept, self._settings.host, self._settings.port, limit=self._limits.wire.header_bytes)
+        _LOGGER.info("Wyoming server on tcp://%s:%d serving %s", self._settings.host, self.port,
+                     ", ".join(sorted(self.serve)) or "nothing")
+
+    async def stop(self) -> None:
+        """Stop listening and end every connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is None:  # start_server always runs the callback in a task
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            if len(self._connections) > self._limits.max_connections:
+                await self._refuse(writer, Refuse(ErrorCode.WYOMING_BUSY, "too many connections"))
+                return
+            await self._serve_connection(reader, writer)
+        except (ConnectionError, OSError) as err:
+            _LOGGER.debug("Wyoming peer went away: %s", err)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        limits = self._limits
+        session = Session(info=self._info, serve=self.serve, max_audio_s=limits.max_audio_s)
+        peer = writer.get_extra_info("peername")
+        while True:
+            try:
+                event = await asyncio.wait_for(read_event(reader, limits.wire), limits.idle_timeout_s)
+            except WireError as err:
+                await self._refuse(writer, Refuse(err.code, err.message), peer)
+                return
+            except TimeoutError:
+                await self._refuse(writer, Refuse(ErrorCode.WYOMING_TIMEOUT,
+                                                  f"no event for {limits.idle_timeout_s:g} s"), peer)
+                return
+            if event is None:
+                return
+            step = session.receive(event)
+            if isinstance(step, Send):
+                for reply in step.events:
+                    await async_write_event(reply, writer)
+            elif isinstance(step, Refuse):
+                await self._refuse(writer, step, peer)
+                return
+            elif isinstance(step, Transcribe):
+                reply_event = await self._transcribe(step, writer, peer)
+                if reply_event is None:
+                    return
+                await async_write_event(reply_event, writer)
+            elif isinstance(step, Handle):
+                reply_event = await self._handle(step, writer, peer)
+                if reply_event is None:
+                    return
+                await async_write_event(reply_event, writer)
+
+    async def _transcribe(self, step: Transcribe, writer: asyncio.StreamWriter, peer: object) -> Event | None:
+        transcriber = self._transcriber
+        if transcriber is None:  # Session refuses audio unless asr is served
+            return None
+        cancel = threading.Event()
+        text = await self._in_worker(lambda: transcriber.transcribe(step.pcm, cancel), cancel, writer, peer)
+        if text is None:
+            return None
+        _LOGGER.info("Wyoming asr: %.1f s of audio -> %r", len(step.pcm) / 32_000, text)
+        return Transcript(text=text).event()
+
+    async def _handle(self, step: Handle, writer: asyncio.StreamWriter, peer: object) -> Event | None:
+        conversation = self._conversation
+        if conversation is None:  # Session refuses transcripts unless handle is served
+            return None
+        answer: Answer | None = await self._in_worker(
+            lambda: conversation.handle(step.text), threading.Event(), writer, peer)
+        if answer is None:
+            return None
+        _LOGGER.info("Wyoming handle: %r -> %s %r", step.text, "handled" if answer.handled else "not handled",
+                     answer.text)
+        if answer.handled:
+            return Handled(text=answer.text, context=step.context).event()
+        return NotHandled(text=answer.text, context=step.context).event()
+
+    async def _in_worker(self, work: Callable[[], _T], cancel: threading.Event, writer: asyncio.StreamWriter,
+                         peer: object) -> _T | None:
+        """``work()`` in a thread, one at a time, within the work timeout; None (peer told) when it failed."""
+        limit = self._limits.work_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                async with self._work:
+                    return await asyncio.to_thread(work)
+        except TimeoutError:
+            cancel.set()  # the thread checks it between steps and ends soon
+            await self._refuse(
+                writer, Refuse(ErrorCode.WYOMING_TIMEOUT, f"no answer within {limit:g} s"), peer)
+        except Exception as err:  # a failing brain or router must not end the server
+            _LOGGER.exception("Wyoming request failed")
+            await self._refuse(writer, Refuse(ErrorCode.BRAIN_FAILED, f"{type(err).__name__}: {err}"), peer)
+        return None
+
+    async def _refuse(self, writer: asyncio.StreamWriter, refusal: Refuse, peer: object = None) -> None:
+        self.refused += 1
+        _LOGGER.warning("Wyoming peer %s refused: %s [%s]", peer, refusal.text, refusal.code)
+        with contextlib.suppress(ConnectionError, OSError):
+            await async_write_event(Error(text=refusal.text, code=str(refusal.code)).event(), writer)
+
+
+async def start_wyoming_server(settings: WyomingServerSettings, *, phrase: PhraseLike,
+                               router: ToolGateway) -> WyomingServer:
+    """Build and start the server for ``settings`` on the running loop, over ``phrase`` and ``router``.
+
+    ``phrase`` is the phrase brain (the daemon's own, when ``brain.kind`` is phrase, or one
+    built for the server); ``router`` the daemon's router. Raises OSError when the address is
+    taken. Stop it with ``await server.stop()``.
+    """
+    from assistant import __version__  # noqa: PLC0415 - the package imports its parts, not the reverse
+
+    if "satellite" in settings.serve:
+        _LOGGER.warning("wyoming.server.serve: 'satellite' is not offered yet; serving the rest")
+    site, serve = settings.site, settings.serve
+    server = WyomingServer(
+        settings,
+        transcriber=PhraseTranscriber(phrase, router, site=site) if "asr" in serve else None,
+        conversation=RouterConversation(phrase, router, site=site) if "handle" in serve else None,
+        version=__version__,
+    )
+    await server.start()
+    return server

@@ -1,0 +1,331 @@
+"""Our Wyoming server on loopback, driven by the real ``wyoming`` client library.
+
+The parts are the real ones: the phrase brain (pocketsphinx, hassil), the router, the
+demo house's entities with a real mosquitto (the router's commands are MQTT publishes a
+watcher sees), speech synthesized by piper's joe voice. The server runs on its own event
+loop in a thread, as it does beside the daemon; each test talks to it as HA does, one
+connection per request (and several requests on one connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+from wyoming.event import Event, async_read_event
+from wyoming.handle import Handled, NotHandled
+from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
+
+from assistant import __version__
+from assistant.brains.phrase import PhraseBrain
+from assistant.compose import Assistant, build_assistant, demo_entities
+from assistant.config import HomeSettings, MqttSettings, PhraseSettings, Settings, WyomingServerSettings
+from assistant.wyoming.server import ServerLimits, WyomingServer, start_wyoming_server
+from tests.e2e.live_daemon import Watcher
+from tests.support.mosquitto import Broker, free_port, mosquitto_available
+from tests.support.pipeline import piper16
+
+pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")
+
+KITCHEN = "demo/kitchen/light/set"
+FRONT_DOOR = "demo/hallway/lock/set"
+CHUNK = 2048  # bytes per audio-chunk: 64 ms, what wyoming-satellite sends
+
+
+@dataclass
+class Running:
+    server: WyomingServer
+    loop: asyncio.AbstractEventLoop
+    watcher: Watcher
+    assistant: Assistant
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def demo_commands(self, since: int) -> list[tuple[str, bytes]]:
+        return [(m.topic, m.payload) for m in self.watcher.since(since) if m.topic.startswith("demo/")]
+
+
+class LoopThread:
+    """An event loop in a thread: the server's home, apart from the tests' own ``asyncio.run``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="wyoming-server", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    tmp = tmp_path_factory.mktemp("wyoming-server")
+    with Broker(tmp) as broker:
+        settings = Settings(site="kitchen", state_dir=tmp / "state",
+                            mqtt=MqttSettings(host=broker.host, port=broker.port),
+                            home=HomeSettings(entities=demo_entities()))
+        assistant = build_assistant(settings, with_brain=False, with_tts=False)
+        assistant.start()
+        assistant.wait_for_home()
+        phrase = PhraseBrain(PhraseSettings())
+        phrase.build(assistant.router)  # the daemon's warm-up does this before the first request
+        watcher = Watcher(broker, topics=("demo/#",), client_id="wyoming-server-test")
+        loop = LoopThread()
+        server_settings = WyomingServerSettings(host="127.0.0.1", port=free_port(), serve=("asr", "handle"))
+        server = loop.run(start_wyoming_server(server_settings, phrase=phrase, router=assistant.router))
+        try:
+            yield Running(server, loop.loop, watcher, assistant)
+        finally:
+            loop.run(server.stop())
+            loop.close()
+            watcher.close()
+            assistant.close()
+
+
+def speech(text: str) -> bytes:
+    quiet = np.zeros(8000, dtype=np.int16).tobytes()  # 0.5 s either side, as HA's VAD leaves it
+    return quiet + piper16(text) + quiet
+
+
+async def _transcribe(client: AsyncTcpClient, pcm: bytes) -> Event | None:
+    await client.write_event(Transcribe(language="en").event())
+    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+    for i in range(0, len(pcm), CHUNK):
+        await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=pcm[i:i + CHUNK]).event())
+    await client.write_event(AudioStop().event())
+    return await asyncio.wait_for(client.read_event(), 20)
+
+
+def transcribe(port: int, *clips: bytes) -> list[str]:
+    """Each clip through asr, all on one connection (as a client that keeps it open would)."""
+
+    async def go() -> list[str]:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            texts = []
+            for pcm in clips:
+                event = await _transcribe(client, pcm)
+                assert event is not None and Transcript.is_type(event.type), event
+                texts.append(Transcript.from_event(event).text)
+            return texts
+
+    return asyncio.run(go())
+
+
+def handle(port: int, text: str) -> Event:
+    """One transcript through handle on a connection of its own (what HA's conversation agent does)."""
+
+    async def go() -> Event:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Transcript(text=text).event())
+            event = await asyncio.wait_for(client.read_event(), 20)
+            assert event is not None
+            return event
+
+    return asyncio.run(go())
+
+
+def raw(port: int, data: bytes) -> list[Event]:
+    """Send raw bytes, then read events until the server closes the connection."""
+
+    async def go() -> list[Event]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        await writer.drain()
+        events = []
+        while (event := await asyncio.wait_for(async_read_event(reader), 10)) is not None:
+            events.append(event)
+        writer.close()
+        return events
+
+    return asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- describe
+
+
+def test_describe_names_our_asr_and_handle_programs_in_english(running: Running) -> None:
+    async def go() -> tuple[Event | None, Event | None]:
+        async with AsyncTcpClient("127.0.0.1", running.port) as client:
+            await client.write_event(Describe().event())
+            info = await client.read_event()
+            await client.write_event(Ping(text="hi").event())
+            return info, await client.read_event()
+
+    event, pong = asyncio.run(go())
+    assert event is not None and Info.is_type(event.type)
+    info = Info.from_event(event)
+    assert [p.name for p in info.asr] == ["assistant-phrase"]
+    assert [p.name for p in info.handle] == ["assistant-router"]
+    for program in (*info.asr, *info.handle):
+        assert program.installed and program.version == __version__ and program.attribution.name
+        assert [m.languages for m in program.models] == [["en"]] and program.models[0].installed
+    assert info.satellite is None and info.tts == [] and info.wake == []
+    assert pong is not None and Pong.is_type(pong.type) and Pong.from_event(pong).text == "hi"
+
+
+# --------------------------------------------------------------------------- asr
+
+
+def test_asr_transcribes_commands_of_the_current_grammar_and_acts_on_nothing(running: Running) -> None:
+    mark = running.watcher.mark()
+    texts = transcribe(running.port, speech("Turn on the kitchen light."),
+                       speech("Turn off the bedroom light."), speech("Unlock the front door."))
+    assert texts == ["turn on the kitchen light", "turn off the bedroom light", "unlock the front door"]
+    time.sleep(0.3)
+    assert running.demo_commands(mark) == []  # asr only listens: the router acted on none of them
+
+
+def test_asr_gives_an_empty_transcript_for_speech_it_would_not_act_on(running: Running) -> None:
+    texts = transcribe(running.port, speech("My grandmother grew tomatoes in the garden every summer."),
+                       np.zeros(16000, dtype=np.int16).tobytes(), speech("Turn on the kitchen light."))
+    assert texts == ["", "", "turn on the kitchen light"]  # refused, silence, then the next one works
+
+
+# --------------------------------------------------------------------------- handle
+
+
+def test_handle_acts_through_the_router_and_answers(running: Running) -> None:
+    watcher = running.watcher
+    mark = watcher.mark()
+    on = handle(running.port, "Turn on the kitchen light.")
+    assert Handled.is_type(on.type), on
+    assert watcher.wait(lambda m: m.topic == KITCHEN and m.payload == b"ON", since=mark, timeout=10)
+    off = handle(running.port, "turn off the kitchen light")
+    assert Handled.is_type(off.type), off
+    assert watcher.wait(lambda m: m.topic == KITCHEN and m.payload == b"OFF", since=mark, timeout=10)
+    assert Handled.from_event(on).text and Handled.from_event(off).text  # a spoken answer each time
+
+
+def test_handle_refuses_what_it_cannot_place_and_calls_nothing(running: Running) -> None:
+    mark = running.watcher.mark()
+    for text in ("what is the meaning of life", "", "turn on the", "x" * 900):
+        event = handle(running.port, text)
+        assert NotHandled.is_type(event.type), (text, event)
+        assert NotHandled.from_event(event).text == "Sorry, I didn't catch that."
+    time.sleep(0.3)
+    assert running.demo_commands(mark) == []
+
+
+def test_handle_asks_before_a_sensitive_action_and_a_yes_runs_it(running: Running) -> None:
+    watcher = running.watcher
+    mark = watcher.mark()
+    asked = handle(running.port, "unlock the front door")
+    assert Handled.is_type(asked.type) and "front door" in (Handled.from_event(asked).text or "").lower()
+    time.sleep(0.3)
+    assert running.demo_commands(mark) == []  # asked, not done
+    declined = handle(running.port, "no")
+    assert Handled.is_type(declined.type)
+    assert handle(running.port, "unlock the front door").type == "handled"
+    done = handle(running.port, "yes")
+    assert Handled.is_type(done.type), done
+    assert watcher.wait(lambda m: m.topic == FRONT_DOOR, since=mark, timeout=10)
+    assert [t for t, _ in running.demo_commands(mark)] == [FRONT_DOOR]  # once: after the yes only
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _header(event_type: str, **fields: Any) -> bytes:
+    return json.dumps({"type": event_type, **fields}).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"this is not json\n", "wyoming_bad_event"),
+        (b"[1, 2, 3]\n", "wyoming_bad_event"),
+        (_header("audio-chunk", payload_length=10**12), "wyoming_too_large"),
+        (_header("transcript", data_length=10**9), "wyoming_too_large"),
+        (b"{" + b" " * 100_000, "wyoming_too_large"),  # a header line that never ends
+        (_header("audio-chunk", data={"rate": 16000, "width": 2, "channels": 1}, payload_length=4)
+         + b"\0\0\0\0", "wyoming_out_of_order"),
+        (_header("audio-stop"), "wyoming_out_of_order"),
+        (_header("audio-start", data={"rate": 44100, "width": 2, "channels": 2}), "wyoming_bad_event"),
+        (_header("run-pipeline", data={"start_stage": "asr"}), "wyoming_bad_event"),
+        (_header("transcript", data={"text": 42}), "wyoming_bad_event"),
+        (_header("transcript", data_length=5) + b"{bad}", "wyoming_bad_event"),
+        (_header("transcribe", data={"language": "de"}), "wyoming_not_served"),
+    ],
+    ids=["garbage", "not-an-object", "huge-payload", "huge-data", "endless-header", "chunk-first",
+         "stop-first", "wrong-format", "unknown-event", "text-not-text", "data-not-json", "language"],
+)
+def test_bad_input_gets_a_clear_error_and_the_connection_is_closed(running: Running, data: bytes,
+                                                                   code: str) -> None:
+    refused = running.server.refused
+    events = raw(running.port, data)
+    assert [e.type for e in events] == ["error"], events
+    error = Error.from_event(events[0])
+    assert error.code == code and error.text, error
+    assert running.server.refused == refused + 1
+
+
+def test_a_command_inside_a_broken_stream_is_not_acted_on(running: Running) -> None:
+    mark = running.watcher.mark()
+    start = AudioStart(rate=16000, width=2, channels=1).event()
+    data = (_header("audio-start", data=start.data)
+            + _header("transcript", data={"text": "turn on the kitchen light"}))
+    events = raw(running.port, data)
+    assert [Error.from_event(e).code for e in events] == ["wyoming_out_of_order"]
+    # audio then garbage before audio-stop: the audio is dropped, nothing transcribed or done
+    pcm = speech("Turn on the kitchen light.")[:CHUNK * 4]
+    chunk = AudioChunk(rate=16000, width=2, channels=1, audio=pcm).event()
+    data = (_header("audio-start", data=start.data)
+            + _header("audio-chunk", data=chunk.data, payload_length=len(pcm)) + pcm + b"\x00garbage\n")
+    assert [e.type for e in raw(running.port, data)] == ["error"]
+    time.sleep(0.3)
+    assert running.demo_commands(mark) == []
+    assert handle(running.port, "what is the meaning of life").type == "not-handled"  # still serving
+
+
+def test_too_much_audio_is_refused(running: Running) -> None:
+    async def go() -> Event | None:
+        async with AsyncTcpClient("127.0.0.1", running.port) as client:
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            chunk = AudioChunk(rate=16000, width=2, channels=1, audio=bytes(60_000)).event()
+            with contextlib.suppress(ConnectionError):  # the server may hang up while we still write
+                for _ in range(20):  # 37.5 s of audio against the 30 s limit
+                    await client.write_event(chunk)
+            return await asyncio.wait_for(client.read_event(), 10)
+
+    event = asyncio.run(go())
+    assert event is not None and Error.from_event(event).code == "wyoming_too_large"
+
+
+def test_a_silent_peer_is_disconnected_and_the_port_serves_again(tmp_path: Path, running: Running) -> None:
+    loop = LoopThread()
+    try:
+        quick = WyomingServer(WyomingServerSettings(port=0), transcriber=None, conversation=None,
+                              version=__version__, limits=ServerLimits(idle_timeout_s=0.3, max_connections=1))
+        loop.run(quick.start())
+        started = time.monotonic()
+        events = raw(quick.port, b"")
+        assert time.monotonic() - started < 5
+        assert [Error.from_event(e).code for e in events] == ["wyoming_timeout"]
+        # nothing served: describe still answers, audio is refused as not served
+        events = raw(quick.port, _header("describe") + _header("audio-stop"))
+        assert [e.type for e in events] == ["info", "error"]
+        assert Error.from_event(events[1]).code == "wyoming_not_served"
+        loop.run(quick.stop())
+    finally:
+        loop.close()
