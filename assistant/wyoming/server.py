@@ -48,7 +48,7 @@ from wyoming.info import (
 from assistant.brains.base import ToolGateway
 from assistant.config import WyomingServerSettings
 from assistant.errors import ErrorCode
-from assistant.wyoming.server_brains import Answer, PhraseLike, PhraseTranscriber, RouterConversation
+from assistant.wyoming.server_brains import PhraseLike, PhraseTranscriber, RouterConversation
 from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Transcribe
 from assistant.wyoming.server_wire import WireError, WireLimits, read_event
 
@@ -60,6 +60,11 @@ OURS = Attribution(name="assistant (offline voice assistant)", url="https://gith
 """Shown by HA beside each program; the templates we match with are Home Assistant's intents."""
 SPHINX = Attribution(name="CMU Sphinx (pocketsphinx)", url="https://github.com/cmusphinx/pocketsphinx")
 HASSIL = Attribution(name="Home Assistant intents (hassil)", url="https://github.com/home-assistant/intents")
+
+
+LINGER_S = 0.5
+LINGER_BYTES = 4 << 20
+"""After a refusal, how long and how much of a peer's remaining input is read and dropped."""
 
 
 @dataclass(frozen=True)
@@ -150,81 +155,76 @@ class WyomingServer:
             writer.close()
             return
         self._connections.add(task)
+        peer = writer.get_extra_info("peername")
         try:
             if len(self._connections) > self._limits.max_connections:
-                await self._refuse(writer, Refuse(ErrorCode.WYOMING_BUSY, "too many connections"))
-                return
-            await self._serve_connection(reader, writer)
+                refusal: Refuse | None = Refuse(ErrorCode.WYOMING_BUSY, "too many connections")
+            else:
+                refusal = await self._serve_connection(reader, writer)
+            if refusal is not None:
+                await self._refuse(reader, writer, refusal, peer)
         except (ConnectionError, OSError) as err:
-            _LOGGER.debug("Wyoming peer went away: %s", err)
+            _LOGGER.debug("Wyoming peer %s went away: %s", peer, err)
         finally:
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_connection(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> Refuse | None:
+        """Serve requests until the peer hangs up (None) or breaks the protocol (why)."""
         limits = self._limits
         session = Session(info=self._info, serve=self.serve, max_audio_s=limits.max_audio_s)
-        peer = writer.get_extra_info("peername")
         while True:
             try:
                 event = await asyncio.wait_for(read_event(reader, limits.wire), limits.idle_timeout_s)
             except WireError as err:
-                await self._refuse(writer, Refuse(err.code, err.message), peer)
-                return
+                return Refuse(err.code, err.message)
             except TimeoutError:
-                await self._refuse(writer, Refuse(ErrorCode.WYOMING_TIMEOUT,
-                                                  f"no event for {limits.idle_timeout_s:g} s"), peer)
-                return
+                return Refuse(ErrorCode.WYOMING_TIMEOUT, f"no event for {limits.idle_timeout_s:g} s")
             if event is None:
-                return
+                return None
             step = session.receive(event)
+            if isinstance(step, Refuse):
+                return step
             if isinstance(step, Send):
-                for reply in step.events:
-                    await async_write_event(reply, writer)
-            elif isinstance(step, Refuse):
-                await self._refuse(writer, step, peer)
-                return
-            elif isinstance(step, Transcribe):
-                reply_event = await self._transcribe(step, writer, peer)
-                if reply_event is None:
-                    return
-                await async_write_event(reply_event, writer)
-            elif isinstance(step, Handle):
-                reply_event = await self._handle(step, writer, peer)
-                if reply_event is None:
-                    return
-                await async_write_event(reply_event, writer)
+                replies: tuple[Event, ...] = step.events
+            else:
+                work = self._transcribe(step) if isinstance(step, Transcribe) else self._handle(step)
+                answer = await work
+                if isinstance(answer, Refuse):
+                    return answer
+                replies = (answer,)
+            for reply in replies:
+                await async_write_event(reply, writer)
 
-    async def _transcribe(self, step: Transcribe, writer: asyncio.StreamWriter, peer: object) -> Event | None:
+    async def _transcribe(self, step: Transcribe) -> Event | Refuse:
         transcriber = self._transcriber
         if transcriber is None:  # Session refuses audio unless asr is served
-            return None
+            return Refuse(ErrorCode.WYOMING_NOT_SERVED, "speech to text (asr) is not served here")
         cancel = threading.Event()
-        text = await self._in_worker(lambda: transcriber.transcribe(step.pcm, cancel), cancel, writer, peer)
-        if text is None:
-            return None
+        text = await self._in_worker(lambda: transcriber.transcribe(step.pcm, cancel), cancel)
+        if isinstance(text, Refuse):
+            return text
         _LOGGER.info("Wyoming asr: %.1f s of audio -> %r", len(step.pcm) / 32_000, text)
         return Transcript(text=text).event()
 
-    async def _handle(self, step: Handle, writer: asyncio.StreamWriter, peer: object) -> Event | None:
+    async def _handle(self, step: Handle) -> Event | Refuse:
         conversation = self._conversation
         if conversation is None:  # Session refuses transcripts unless handle is served
-            return None
-        answer: Answer | None = await self._in_worker(
-            lambda: conversation.handle(step.text), threading.Event(), writer, peer)
-        if answer is None:
-            return None
+            return Refuse(ErrorCode.WYOMING_NOT_SERVED, "intent handling (handle) is not served here")
+        answer = await self._in_worker(lambda: conversation.handle(step.text), threading.Event())
+        if isinstance(answer, Refuse):
+            return answer
         _LOGGER.info("Wyoming handle: %r -> %s %r", step.text, "handled" if answer.handled else "not handled",
                      answer.text)
         if answer.handled:
             return Handled(text=answer.text, context=step.context).event()
         return NotHandled(text=answer.text, context=step.context).event()
 
-    async def _in_worker(self, work: Callable[[], _T], cancel: threading.Event, writer: asyncio.StreamWriter,
-                         peer: object) -> _T | None:
-        """``work()`` in a thread, one at a time, within the work timeout; None (peer told) when it failed."""
+    async def _in_worker(self, work: Callable[[], _T], cancel: threading.Event) -> _T | Refuse:
+        """``work()`` in a thread, one at a time, within the work timeout; why not, when it failed."""
         limit = self._limits.work_timeout_s
         try:
             async with asyncio.timeout(limit):
@@ -232,18 +232,30 @@ class WyomingServer:
                     return await asyncio.to_thread(work)
         except TimeoutError:
             cancel.set()  # the thread checks it between steps and ends soon
-            await self._refuse(
-                writer, Refuse(ErrorCode.WYOMING_TIMEOUT, f"no answer within {limit:g} s"), peer)
+            return Refuse(ErrorCode.WYOMING_TIMEOUT, f"no answer within {limit:g} s")
         except Exception as err:  # a failing brain or router must not end the server
             _LOGGER.exception("Wyoming request failed")
-            await self._refuse(writer, Refuse(ErrorCode.BRAIN_FAILED, f"{type(err).__name__}: {err}"), peer)
-        return None
+            return Refuse(ErrorCode.BRAIN_FAILED, f"{type(err).__name__}: {err}")
 
-    async def _refuse(self, writer: asyncio.StreamWriter, refusal: Refuse, peer: object = None) -> None:
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, refusal: Refuse,
+                      peer: object) -> None:
+        """Tell the peer why, then read (and drop) what it still sends for a moment, within limits.
+
+        Closing a socket with unread input makes the kernel reset the connection, and a
+        peer still writing (a long audio stream) would lose the error event; lingering
+        ``LINGER_S`` or ``LINGER_BYTES`` lets it arrive first.
+        """
         self.refused += 1
         _LOGGER.warning("Wyoming peer %s refused: %s [%s]", peer, refusal.text, refusal.code)
         with contextlib.suppress(ConnectionError, OSError):
             await async_write_event(Error(text=refusal.text, code=str(refusal.code)).event(), writer)
+            if writer.can_write_eof():
+                writer.write_eof()
+            dropped = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LINGER_S):
+                    while dropped < LINGER_BYTES and (chunk := await reader.read(64 << 10)):
+                        dropped += len(chunk)
 
 
 async def start_wyoming_server(settings: WyomingServerSettings, *, phrase: PhraseLike,
