@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,18 +114,7 @@ def handle(port: int, text: str) -> Event:
 
 def raw(port: int, data: bytes) -> list[Event]:
     """Send raw bytes, then read events until the server closes the connection."""
-
-    async def go() -> list[Event]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(data)
-        await writer.drain()
-        events = []
-        while (event := await asyncio.wait_for(async_read_event(reader), 10)) is not None:
-            events.append(event)
-        writer.close()
-        return events
-
-    return asyncio.run(go())
+    return asyncio.run(raw_async(port, data))
 
 
 # --------------------------------------------------------------------------- describe
@@ -284,7 +272,7 @@ def test_too_much_audio_is_refused_and_the_peer_still_reads_why(running: Running
     assert event is not None and Error.from_event(event).code == "wyoming_too_large"
 
 
-def test_a_silent_peer_is_disconnected_and_the_port_serves_again(tmp_path: Path, running: Running) -> None:
+def test_a_silent_peer_is_disconnected_and_the_port_serves_again() -> None:
     loop = LoopThread()
     try:
         quick = WyomingServer(WyomingServerSettings(port=0), transcriber=None, conversation=None,
@@ -301,3 +289,47 @@ def test_a_silent_peer_is_disconnected_and_the_port_serves_again(tmp_path: Path,
         loop.run(quick.stop())
     finally:
         loop.close()
+
+
+def test_a_spoken_yes_is_heard_by_asr_while_handle_waits_for_it(running: Running) -> None:
+    """HA's next turn after our question: asr decodes the answer grammar, handle then acts on it."""
+    watcher, mark = running.watcher, running.watcher.mark()
+    assert handle(running.port, "unlock the front door").type == "handled"
+    # the command grammar has no "yes": only the answer grammar, used while a question waits, hears it
+    assert transcribe(running.port, speech("Yes.")) == ["yes"]
+    time.sleep(0.3)
+    assert running.demo_commands(mark) == []  # hearing the yes is not acting on it
+    assert handle(running.port, "yes").type == "handled"
+    assert watcher.wait(lambda m: m.topic == FRONT_DOOR, since=mark, timeout=10)
+    assert transcribe(running.port, speech("Yes.")) == [""]  # nothing waits any more: no guess
+
+
+def test_one_connection_too_many_is_told_the_server_is_busy(running: Running) -> None:
+    loop = LoopThread()
+    try:
+        small = WyomingServer(WyomingServerSettings(port=0), transcriber=None, conversation=None,
+                              version=__version__, limits=ServerLimits(max_connections=1))
+        loop.run(small.start())
+
+        async def go() -> list[Event]:
+            async with AsyncTcpClient("127.0.0.1", small.port) as first:
+                await first.write_event(Describe().event())
+                assert (await first.read_event()) is not None  # the first is being served
+                return await raw_async(small.port, b"")
+
+        events = asyncio.run(go())
+        assert [Error.from_event(e).code for e in events] == ["wyoming_busy"]
+        loop.run(small.stop())
+    finally:
+        loop.close()
+
+
+async def raw_async(port: int, data: bytes) -> list[Event]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    events = []
+    while (event := await asyncio.wait_for(async_read_event(reader), 10)) is not None:
+        events.append(event)
+    writer.close()
+    return events
