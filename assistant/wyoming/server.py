@@ -14,7 +14,8 @@ yet: HA's integration treats an ``info`` with a satellite as a satellite only (n
 conversation), so it would need a server of its own; it is logged and left out.
 
 Untrusted peers: every event is read within ``WireLimits`` (``server_wire``), every
-connection waits at most ``idle_timeout_s`` for its next event, a request's work at most
+connection waits at most ``idle_timeout_s`` for its next event (and for the peer to take
+an answer), a request's work at most
 ``work_timeout_s``, at most ``max_connections`` at once. A peer that breaks the protocol
 gets an ``error`` event (code and reason) and is disconnected; nothing it sent is acted on.
 
@@ -56,8 +57,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-OURS = Attribution(name="assistant (offline voice assistant)", url="https://github.com/home-assistant/intents")
-"""Shown by HA beside each program; the templates we match with are Home Assistant's intents."""
+OURS = Attribution(name="assistant (offline voice assistant)", url="")
+"""Shown by HA beside each program (the project has no public address yet: no link)."""
 SPHINX = Attribution(name="CMU Sphinx (pocketsphinx)", url="https://github.com/cmusphinx/pocketsphinx")
 HASSIL = Attribution(name="Home Assistant intents (hassil)", url="https://github.com/home-assistant/intents")
 
@@ -121,6 +122,11 @@ class WyomingServer:
         self._work = asyncio.Semaphore(1)  # one decode at a time: the daemon's own turns share the cores
         self.refused = 0
         """Connections ended with an ``error`` event (for logs and tests)."""
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now."""
+        return len(self._connections)
 
     @property
     def port(self) -> int:
@@ -197,7 +203,13 @@ class WyomingServer:
                     return answer
                 replies = (answer,)
             for reply in replies:
-                await async_write_event(reply, writer)
+                try:
+                    await asyncio.wait_for(async_write_event(reply, writer), limits.idle_timeout_s)
+                except TimeoutError:  # a peer that never reads would hold its connection forever
+                    _LOGGER.warning("Wyoming peer %s takes no answers; disconnected",
+                                    writer.get_extra_info("peername"))
+                    writer.transport.abort()  # its unsent answers are dropped, not flushed
+                    return None
 
     async def _transcribe(self, step: Transcribe) -> Event | Refuse:
         transcriber = self._transcriber
@@ -247,8 +259,9 @@ class WyomingServer:
         """
         self.refused += 1
         _LOGGER.warning("Wyoming peer %s refused: %s [%s]", peer, refusal.text, refusal.code)
-        with contextlib.suppress(ConnectionError, OSError):
-            await async_write_event(Error(text=refusal.text, code=str(refusal.code)).event(), writer)
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            await asyncio.wait_for(
+                async_write_event(Error(text=refusal.text, code=str(refusal.code)).event(), writer), LINGER_S)
             if writer.can_write_eof():
                 writer.write_eof()
             dropped = 0

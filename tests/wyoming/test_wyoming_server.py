@@ -10,6 +10,7 @@ connection per request (and several requests on one connection).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -333,3 +334,31 @@ async def raw_async(port: int, data: bytes) -> list[Event]:
         events.append(event)
     writer.close()
     return events
+
+
+def test_a_peer_that_never_reads_its_answers_is_disconnected() -> None:
+    loop = LoopThread()
+    try:
+        quick = WyomingServer(WyomingServerSettings(port=0), transcriber=None, conversation=None,
+                              version=__version__, limits=ServerLimits(idle_timeout_s=0.5))
+        loop.run(quick.start())
+
+        async def flood() -> bool:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", quick.port)
+            # 40 000 describes, never reading: far more info than the socket buffers hold
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                for _ in range(40):
+                    writer.write(_header("describe") * 1000)
+                    await asyncio.wait_for(writer.drain(), 2)
+            deadline = time.monotonic() + 5  # the connection stays open from this side
+            # the server runs on another loop: polling its count is all there is
+            while quick.open_connections and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            dropped = quick.open_connections == 0
+            writer.close()
+            return dropped
+
+        assert asyncio.run(flood())
+        loop.run(quick.stop())
+    finally:
+        loop.close()
