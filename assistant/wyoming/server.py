@@ -118,7 +118,7 @@ class WyomingServer:
         self._info = describe(self.serve, version).event()
         self._limits = limits
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._work = asyncio.Semaphore(1)  # one decode at a time: the daemon's own turns share the cores
         self.refused = 0
         """Connections ended with an ``error`` event (for logs and tests)."""
@@ -146,8 +146,13 @@ class WyomingServer:
         """Stop listening and end every connection."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
+        # Cancel each connection and cut its socket. asyncio.wait_for (Python 3.11) loses a
+        # cancel that lands as the awaited operation completes (seen: stop() hung on a
+        # connection that had just written its answer); reads and writes use asyncio.timeout
+        # instead, and the cut ends a connection whatever it awaits.
+        for task, writer in list(self._connections.items()):
             task.cancel()
+            writer.transport.abort()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
@@ -160,7 +165,7 @@ class WyomingServer:
         if task is None:  # start_server always runs the callback in a task
             writer.close()
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         peer = writer.get_extra_info("peername")
         try:
             if len(self._connections) > self._limits.max_connections:
@@ -172,7 +177,7 @@ class WyomingServer:
         except (ConnectionError, OSError) as err:
             _LOGGER.debug("Wyoming peer %s went away: %s", peer, err)
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -184,7 +189,8 @@ class WyomingServer:
         session = Session(info=self._info, serve=self.serve, max_audio_s=limits.max_audio_s)
         while True:
             try:
-                event = await asyncio.wait_for(read_event(reader, limits.wire), limits.idle_timeout_s)
+                async with asyncio.timeout(limits.idle_timeout_s):
+                    event = await read_event(reader, limits.wire)
             except WireError as err:
                 return Refuse(err.code, err.message)
             except TimeoutError:
@@ -204,7 +210,8 @@ class WyomingServer:
                 replies = (answer,)
             for reply in replies:
                 try:
-                    await asyncio.wait_for(async_write_event(reply, writer), limits.idle_timeout_s)
+                    async with asyncio.timeout(limits.idle_timeout_s):
+                        await async_write_event(reply, writer)
                 except TimeoutError:  # a peer that never reads would hold its connection forever
                     _LOGGER.warning("Wyoming peer %s takes no answers; disconnected",
                                     writer.get_extra_info("peername"))
@@ -260,8 +267,8 @@ class WyomingServer:
         self.refused += 1
         _LOGGER.warning("Wyoming peer %s refused: %s [%s]", peer, refusal.text, refusal.code)
         with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            await asyncio.wait_for(
-                async_write_event(Error(text=refusal.text, code=str(refusal.code)).event(), writer), LINGER_S)
+            async with asyncio.timeout(LINGER_S):
+                await async_write_event(Error(text=refusal.text, code=str(refusal.code)).event(), writer)
             if writer.can_write_eof():
                 writer.write_eof()
             dropped = 0

@@ -362,3 +362,33 @@ def test_a_peer_that_never_reads_its_answers_is_disconnected() -> None:
         loop.run(quick.stop())
     finally:
         loop.close()
+
+
+def test_stop_ends_open_connections_and_a_new_server_binds_the_same_port_at_once() -> None:
+    """A settings reload: the lifetime's server stops, the next one starts on the same port."""
+    loop = LoopThread()
+    try:
+        settings = WyomingServerSettings(port=0)
+        first = WyomingServer(settings, transcriber=None, conversation=None, version=__version__)
+        loop.run(first.start())
+        port = first.port
+
+        async def held_then_stopped() -> Event | None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await async_write_event(Describe().event(), writer)
+            assert await async_read_event(reader) is not None
+            asyncio.run_coroutine_threadsafe(first.stop(), loop.loop).result(5)
+            ended = await asyncio.wait_for(async_read_event(reader), 5)  # the server hung up
+            writer.close()
+            return ended
+
+        assert asyncio.run(held_then_stopped()) is None
+        second = WyomingServer(WyomingServerSettings(port=port), transcriber=None, conversation=None,
+                               version="2")
+        loop.run(second.start())
+        events = raw(port, _header("describe") + b"oops\n")
+        assert [e.type for e in events] == ["info", "error"]
+        assert Info.from_event(events[0]).asr == []
+        loop.run(second.stop())
+    finally:
+        loop.close()
