@@ -15,9 +15,14 @@ conversation), so it would need a server of its own; it is logged and left out.
 
 Untrusted peers: every event is read within ``WireLimits`` (``server_wire``), every
 connection waits at most ``idle_timeout_s`` for its next event (and for the peer to take
-an answer), a request's work at most
-``work_timeout_s``, at most ``max_connections`` at once. A peer that breaks the protocol
-gets an ``error`` event (code and reason) and is disconnected; nothing it sent is acted on.
+an answer), a request's work at most ``work_timeout_s``, at most ``max_connections`` at
+once. A peer that breaks the protocol gets an ``error`` event (code and reason) and is
+disconnected; nothing it sent is acted on.
+
+Every request is the router's site ``settings.site``: HA's conversation id does not reach
+us (wyoming 1.5.4's ``Transcript.event()`` drops the context HA gives it), so all of HA's
+pipelines share one site, and a question asked through one is answered by the next turn
+of any.
 
 ``start_wyoming_server`` is what the daemon calls: ``await start_wyoming_server(...)`` on
 its loop, ``await server.stop()`` when the lifetime ends.

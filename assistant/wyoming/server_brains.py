@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from assistant.brains.base import ToolGateway
+from assistant.brains.phrase.brain import NOT_UNDERSTOOD
 from assistant.tools.base import Tool
 from assistant.types import BrainTurn, ResultStatus, ToolCall, ToolResult, Utterance
 
 if TYPE_CHECKING:
     from assistant.brains.phrase.brain import Grammar, Match
 
-NOT_UNDERSTOOD = "Sorry, I didn't catch that."
 FAILED = "Sorry, that didn't work."
 
 
