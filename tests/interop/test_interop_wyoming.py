@@ -59,7 +59,7 @@ class Socket:
         return ident
 
     def recv(self, timeout: float = 30.0) -> dict[str, Any]:
-        return json.loads(self.ws.recv(timeout))  # type: ignore[no-any-return]
+        return json.loads(self.ws.recv(timeout))
 
     def command(self, message: dict[str, Any]) -> Any:
         ident = self.send(message)
@@ -132,7 +132,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             ha.onboard()
             entry = add_wyoming(ha, parts.port)
             socket = Socket(ha)
-            entities = _wait(lambda: _our_entities(socket), 30)  # type: ignore[arg-type]
+            entities = _wait(lambda: _our_entities(socket), 30)
             assert entities, socket.command({"type": "config/entity_registry/list"})
             stt, conversation = entities
             pipeline = socket.command({
@@ -159,7 +159,7 @@ def add_wyoming(ha: HomeAssistant, port: int) -> dict[str, Any]:
     flow = ha.request("POST", f"/api/config/config_entries/flow/{flow['flow_id']}",
                       {"host": "127.0.0.1", "port": port})
     assert flow["type"] == "create_entry", flow
-    return flow  # type: ignore[no-any-return]
+    return flow
 
 
 def _our_entities(socket: Socket) -> tuple[str, str] | None:
