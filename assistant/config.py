@@ -381,7 +381,10 @@ class WyomingServerSettings:
     port: int = 10800
     """TCP port."""
     serve: tuple[Literal["asr", "handle", "satellite"], ...] = ("asr", "handle")
-    """What it offers: asr (transcripts), handle (a conversation agent), satellite (this mic)."""
+    """What it offers: asr (transcripts), handle (a conversation agent), satellite (this mic;
+    not offered yet: logged and left out)."""
+    site: str = "home-assistant"
+    """The site the router sees for Home Assistant's requests (its confirmations stay with it)."""
 
 
 @dataclass(frozen=True)
@@ -1026,7 +1029,7 @@ def _check(obj: Any) -> list[tuple[str, str]]:
             problems.append(("kind", "is 'remote' but brain.remote.url is not set"))
         if obj.kind in ("remote", "hybrid") and obj.remote.hear == "gemma" and obj.gemma.model_dir is None:
             problems.append(("remote", "hear is 'gemma' but brain.gemma.model_dir is not set"))
-    elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
+    elif isinstance(obj, (Settings, WyomingServerSettings)) and (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
     return problems
 

@@ -99,6 +99,13 @@ class ErrorCode(StrEnum):
     TTS_PUBLISH_FAILED = "tts_publish_failed"
     TTS_SYNTHESIS_FAILED = "tts_synthesis_failed"
     TTS_UNAVAILABLE = "tts_unavailable"
+    # the Wyoming server (sent to the peer in an `error` event before it is disconnected)
+    WYOMING_BAD_EVENT = "wyoming_bad_event"
+    WYOMING_TOO_LARGE = "wyoming_too_large"
+    WYOMING_OUT_OF_ORDER = "wyoming_out_of_order"
+    WYOMING_NOT_SERVED = "wyoming_not_served"
+    WYOMING_BUSY = "wyoming_busy"
+    WYOMING_TIMEOUT = "wyoming_timeout"
 
 
 class AssistantError(Exception):
