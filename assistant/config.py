@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -334,7 +335,15 @@ class SatelliteSettings:
     site: str = ""
     """Its site name (room): confirmations and timers stay with it."""
     area: str | None = None
-    """Its area, for commands that name none (default: the site name)."""
+    """Its area, shown in status and logs (commands that name no area: see home.area)."""
+    name: str | None = None
+    """Display name in logs and status (default: the satellite's own, from its info event)."""
+    reconnect_initial_s: float = 0.5
+    """First wait before connecting again after the satellite dropped or refused."""
+    reconnect_max_s: float = 10.0
+    """Longest wait between connection attempts (the wait doubles up to this)."""
+    freshness_s: float = 10.0
+    """A command whose speech ended longer ago than this is dropped, never acted on late."""
 
 
 @dataclass(frozen=True)
@@ -873,6 +882,11 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
     },
     TtsSettings: {"speed": _Range(80, 500)},
     WyomingServerSettings: {"port": _Range(1, 65535)},
+    SatelliteSettings: {
+        "reconnect_initial_s": _Range(0.0, 600.0, open_low=True),
+        "reconnect_max_s": _Range(0.0, 3600.0, open_low=True),
+        "freshness_s": _Range(0.0, 3600.0, open_low=True),
+    },
     RouterSettings: {
         "confirmation_window_s": _Range(0.0, 3600.0, open_low=True),
         "call_timeout_s": _Range(0.0, 3600.0, open_low=True),
@@ -972,9 +986,54 @@ def _check(obj: Any) -> list[tuple[str, str]]:
                 problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
         if obj.area is not None and not obj.area.strip():
             problems.append(("area", "must name an area, or be left out"))
-    elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
-        problems.append(("site", why))
+    elif isinstance(obj, SatelliteSettings):
+        problems.extend(_satellite_problems(obj))
+    elif isinstance(obj, WyomingSettings):
+        problems.extend(_twice(obj.satellites))
+    elif isinstance(obj, Settings):
+        if (why := _site_problem(obj.site)) is not None:
+            problems.append(("site", why))
+        if any(s.site == obj.site for s in obj.wyoming.satellites):
+            problems.append(("site", f"{obj.site!r} is also a satellite's site: each site is one room"))
     return problems
+
+
+def _twice(satellites: tuple[SatelliteSettings, ...]) -> list[tuple[str, str]]:
+    """Two satellites with one site or one uri."""
+    problems: list[tuple[str, str]] = []
+    sites = [s.site for s in satellites]
+    uris = [s.uri for s in satellites]
+    for i, satellite in enumerate(satellites):
+        if satellite.site and sites.index(satellite.site) != i:
+            problems.append(("satellites", f"[{i}].site {satellite.site!r} is used twice"))
+        if satellite.uri and uris.index(satellite.uri) != i:
+            problems.append(("satellites", f"[{i}].uri {satellite.uri!r} is used twice"))
+    return problems
+
+
+def _satellite_problems(obj: SatelliteSettings) -> list[tuple[str, str]]:
+    """A satellite's uri is tcp://host:port; its site a valid site name."""
+    problems: list[tuple[str, str]] = []
+    if (why := satellite_uri_problem(obj.uri)) is not None:
+        problems.append(("uri", why))
+    if (why := _site_problem(obj.site)) is not None:
+        problems.append(("site", why))
+    if obj.reconnect_max_s < obj.reconnect_initial_s:
+        problems.append(("reconnect_max_s",
+                         f"must be at least reconnect_initial_s ({obj.reconnect_initial_s:g})"))
+    return problems
+
+
+def satellite_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not tcp://host:port (wyoming-satellite's --uri), or None."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as err:
+        return f"must be tcp://host:port, got {uri!r} ({err})"
+    if parts.scheme != "tcp" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        return f"must be tcp://host:port (as wyoming-satellite --uri), got {uri!r}"
+    return None
 
 
 def _entity_topic_problems(entities: tuple[Mapping[str, Any], ...]) -> list[tuple[str, str]]:
