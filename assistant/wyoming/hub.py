@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
 import socket
 import threading
@@ -73,6 +72,7 @@ from assistant.types import (
     Utterance,
 )
 from assistant.wyoming.hub_announce import SatelliteAnnouncer
+from assistant.wyoming.hub_state import write_states
 from assistant.wyoming.hub_wire import MAX_HEADER_BYTES, WireError, read_event, write_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ STABLE_S = 5.0
 """A connection that lasted this long resets the backoff (a flapping one keeps backing off)."""
 REPLY_CHUNK_SAMPLES = 1024
 """Samples per audio-chunk of a reply (wyoming-satellite's own chunk size)."""
-PLAYED_MARGIN_S = 1.0
+PLAYED_MARGIN_S = 0.5
 """Without a played event, the reply counts as heard this long after its audio's duration."""
 ANNOUNCE_LIMIT = 5
 """Announcements kept per satellite while it is offline or busy; older ones are dropped."""
@@ -269,7 +269,7 @@ class SatelliteLink:
             began = time.monotonic()
             error: str | None = None
             try:
-                await self._session()
+                await self._session_until(stopping)
                 error = "the satellite closed the connection"
             except (OSError, TimeoutError, WireError) as err:
                 error = f"{type(err).__name__}: {err}"[:200]
@@ -288,6 +288,19 @@ class SatelliteLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _session_until(self, stopping: asyncio.Event) -> None:
+        """One connection, cut short by ``stopping``."""
+        session = asyncio.ensure_future(self._session())
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not session.done():
+                session.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await session
 
     async def _session(self) -> None:
         reader, writer = await asyncio.wait_for(
@@ -404,12 +417,17 @@ class SatelliteLink:
             if turn.outcome is TurnOutcome.STALE:
                 await self.send(Error(text=STALE_SPEECH, code="stale_command").event())
             sent = await self.send(Transcript(text=turn.transcript or "").event())
+            heard_at: float | None = None
             if turn.reply and (sent or await self._back_in_time(utterance)):
-                sent = await self._speak(turn.reply) and sent
+                heard_at = await self._speak(turn.reply)
+                sent = heard_at is not None
+            stale = turn.outcome is TurnOutcome.STALE
+            self._set(turns=self.status.turns + 1, stale=self.status.stale + stale)
             self._hub.report(replace(turn, reply_sent=sent))
-            self._set(state=LinkState.WAITING if self._writer is not None else self.status.state,
-                      turns=self.status.turns + 1,
-                      stale=self.status.stale + (turn.outcome is TurnOutcome.STALE))
+            if heard_at is not None:
+                await self._heard(heard_at)
+            if self._writer is not None:
+                self._set(state=LinkState.WAITING)
         self._flush_announcements()
 
     async def _think(self, utterance: Utterance) -> HubTurn:
@@ -442,12 +460,13 @@ class SatelliteLink:
             return True
         return False
 
-    async def _speak(self, text: str) -> bool:
-        """Synthesize ``text`` and send it as audio; waits until it has been heard. False if not sent."""
+    async def _speak(self, text: str) -> float | None:
+        """Synthesize ``text`` and send it as audio: when it will have been heard (monotonic),
+        or None when it could not be sent."""
         self._set(state=LinkState.SPEAKING)
         self._played.clear()
         if not await self.send(Synthesize(text=text).event()):
-            return False
+            return None
         began: float | None = None
         seconds = 0.0
         for sentence in split_sentences(text):
@@ -460,21 +479,23 @@ class SatelliteLink:
             if began is None:
                 began = time.monotonic()
                 if not await self.send(AudioStart(rate=rate, width=2, channels=1).event()):
-                    return False
+                    return None
             step = REPLY_CHUNK_SAMPLES * 2
             for at in range(0, len(samples), step):
                 chunk = AudioChunk(rate=rate, width=2, channels=1, audio=samples[at : at + step])
                 if not await self.send(chunk.event()):
-                    return False
+                    return None
             seconds += len(samples) / 2 / rate
         if began is None:
-            return True
+            return time.monotonic()
         if not await self.send(AudioStop().event()):
-            return False
-        left = began + seconds + PLAYED_MARGIN_S - time.monotonic()
+            return None
+        return began + seconds + PLAYED_MARGIN_S
+
+    async def _heard(self, until: float) -> None:
+        """Wait for the satellite's played event, or until the reply's audio has run out."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._played.wait(), max(0.0, left))
-        return True
+            await asyncio.wait_for(self._played.wait(), max(0.0, until - time.monotonic()))
 
     # ------------------------------------------------------------------ announcements
 
@@ -493,7 +514,9 @@ class SatelliteLink:
     async def _announce(self, text: str) -> None:
         async with self._turn_lock:
             _LOGGER.info("satellite %s: announcing %r", self.site, text)
-            await self._speak(text)
+            heard_at = await self._speak(text)
+            if heard_at is not None:
+                await self._heard(heard_at)
             if self._writer is not None:
                 self._set(state=LinkState.WAITING)
         self._flush_announcements()
@@ -592,14 +615,8 @@ class Hub:
         if self.state_file is None:
             return
         stopped = self._stopping is not None and self._stopping.is_set()
-        rows = [{**asdict(s), "state": str(LinkState.OFFLINE if stopped else s.state)} for s in self.status()]
-        try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"satellites": rows}, indent=1), encoding="utf-8")
-            tmp.replace(self.state_file)
-        except OSError as err:
-            _LOGGER.debug("satellite state not written: %s", err)
+        write_states(self.state_file, [{**asdict(s), "state": str(LinkState.OFFLINE if stopped else s.state)}
+                                       for s in self.status()])
 
     def _announce_threadsafe(self, text: str, site: str) -> None:
         loop, link = self._loop, self.links.get(site)
@@ -608,12 +625,3 @@ class Hub:
         with contextlib.suppress(RuntimeError):  # the loop has closed: shutting down
             loop.call_soon_threadsafe(link.announce, text)
 
-
-def read_satellite_states(state_file: Path) -> list[dict[str, Any]]:
-    """The rows ``Hub`` wrote (empty when there is no file or it is unreadable)."""
-    try:
-        data = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    rows = data.get("satellites") if isinstance(data, dict) else None
-    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
