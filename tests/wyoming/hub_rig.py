@@ -73,6 +73,8 @@ class HubRig:
         self._lock = threading.Lock()
         self.hub: Hub = build_hub(self.settings, self.assistant, self.announcer)
         self.hub.on_turn = self._on_turn
+        self.threads_before_hub = threading.active_count()
+        """Python threads of the assistant alone (MQTT, skills, router) before the hub runs."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self.hub.run(),),
                                         name="hub-loop", daemon=True)

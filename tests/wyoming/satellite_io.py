@@ -46,6 +46,8 @@ def mic(say_dir: Path) -> None:
                 clip = path.read_bytes()
                 path.unlink()
                 pending = MARKER + b"".join(noise[:7]) + clip
+                with (say_dir / "spoken.log").open("a") as log:  # for the bench: when it began
+                    log.write(f"{path.stem} {time.monotonic():.6f} {len(MARKER) + 7 * BLOCK * 2}\n")
                 break
         if pending:
             block, pending = pending[: BLOCK * 2], pending[BLOCK * 2 :]

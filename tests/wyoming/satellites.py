@@ -105,6 +105,22 @@ class RealSatellite:
         tmp.write_bytes(pcm)
         tmp.rename(self.say_dir / f"{self._clips:04d}.raw")
 
+    def spoken_at(self, clip: int) -> tuple[float, int] | None:
+        """(monotonic time the mic began clip number ``clip``, bytes before the clip's own audio)."""
+        log = self.say_dir / "spoken.log"
+        if not log.exists():
+            return None
+        for line in log.read_text(encoding="utf-8").splitlines():
+            stem, at, lead = line.split()
+            if int(stem) == clip:
+                return float(at), int(lead)
+        return None
+
+    @property
+    def clips(self) -> int:
+        """Clips handed to ``say`` so far (the last one's number)."""
+        return self._clips
+
     def reply_files(self) -> list[Path]:
         return sorted(self.replies.glob("reply-*.raw"))
 
