@@ -5,7 +5,7 @@ satellite venv's Python and the standard library only:
 
 - ``mic <say_dir>``: raw 16 kHz mono int16 on stdout in real time (64 ms blocks of
   low room noise). A ``*.raw`` file dropped into ``say_dir`` (renamed in atomically) is
-  "spoken": a 0.1 s wake marker, 0.4 s of room noise, the file's audio, then noise again.
+  "spoken": a 0.1 s wake marker, 0.77 s of room noise, the file's audio, then noise again.
 - ``wake``: reads the audio the satellite forwards while it waits for its wake word and
   prints ``okay_nabu`` on a line each time the marker passes (wyoming-satellite's
   wake-command protocol: audio on stdin, one detected name per stdout line).
@@ -27,6 +27,9 @@ RATE = 16_000
 BLOCK = 1024  # samples: wyoming-satellite's own mic chunk
 PATTERN = struct.pack("<2h", 20000, -20000) * 64  # 512 bytes
 MARKER = PATTERN * 7  # 0.112 s; holds whole copies of PATTERN at any alignment
+GAP_BLOCKS = 12  # 0.77 s of room noise between the marker and the words: the wake detection's
+# round trip (satellite -> wake program -> satellite) must end before the words start, also
+# on a loaded machine
 
 
 def _noise(samples: int, rng: random.Random) -> bytes:
@@ -45,9 +48,9 @@ def mic(say_dir: Path) -> None:
             for path in sorted(say_dir.glob("*.raw")):
                 clip = path.read_bytes()
                 path.unlink()
-                pending = MARKER + b"".join(noise[:7]) + clip
+                pending = MARKER + b"".join(noise[:GAP_BLOCKS]) + clip
                 with (say_dir / "spoken.log").open("a") as log:  # for the bench: when it began
-                    log.write(f"{path.stem} {time.monotonic():.6f} {len(MARKER) + 7 * BLOCK * 2}\n")
+                    log.write(f"{path.stem} {time.monotonic():.6f} {len(MARKER) + GAP_BLOCKS * BLOCK * 2}\n")
                 break
         if pending:
             block, pending = pending[: BLOCK * 2], pending[BLOCK * 2 :]
