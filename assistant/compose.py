@@ -518,13 +518,21 @@ def build_daemon(settings: Settings) -> Daemon:
 
 def build_hub(settings: Settings, assistant: Assistant, announcer: SatelliteAnnouncer | None) -> Hub:
     """The Wyoming hub for ``wyoming.satellites``: the assistant's brain and router, replies
-    rendered by the synthesizer ``tts.kind``/``tts.voice`` name (espeak-ng unless piper)."""
+    rendered by the synthesizer ``tts.kind``/``tts.voice`` name (espeak-ng unless piper), and
+    ``wake.words`` for satellites that stream all the time."""
     from assistant.tts import make_synthesizer  # noqa: PLC0415 - TTS only when satellites are set
     from assistant.wyoming.hub import Hub  # noqa: PLC0415
     from assistant.wyoming.hub_state import state_path  # noqa: PLC0415
 
     if assistant.brain is None:
         raise AssistantError("the hub needs a brain", code=ErrorCode.INTERNAL_ERROR)
+    wake = settings.wake
+
+    def wake_words() -> WakeDetector:
+        from assistant.wake.detector import WakeDetector  # noqa: PLC0415 - TFLite only when needed
+
+        return WakeDetector.from_settings(wake)
+
     return Hub(settings.wyoming.satellites, brain=assistant.brain, router=assistant.router,
                synthesizer=make_synthesizer(settings), vad=settings.vad, announcer=announcer,
-               state_file=state_path(settings))
+               state_file=state_path(settings), wake_factory=wake_words if wake.enabled else None)

@@ -18,7 +18,11 @@ connects to the satellite (``tcp://host:10700``, where wyoming-satellite listens
     played (newer satellites)        ──►   the reply is over (else: after its duration)
 
 A satellite configured to stream all the time (no local wake word: ``run-pipeline`` with
-``start_stage: wake``) is refused with a clear log line: the hub does not wake itself.
+``start_stage: wake``) is woken by the hub itself, with this assistant's wake words
+(``wake.words``, one detector per such satellite): on a detection the hub sends
+``detection`` and captures the command as above. While a turn of that satellite is being
+answered its audio is not searched for the wake word (it is hearing our reply).
+Without wake words (``wake.enabled: false``) such a satellite is refused with a log line.
 
 Guarantees: a capture cut by a drop is discarded (half a command never acts); a command
 whose speech ended more than ``freshness_s`` ago is never acted on (checked before the
@@ -42,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -54,6 +58,7 @@ from wyoming.info import Describe
 from wyoming.satellite import RunSatellite
 from wyoming.tts import Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
+from wyoming.wake import Detection
 
 from assistant.audio.endpointer import EndpointEventType
 from assistant.audio.frontend import Segmenter
@@ -85,14 +90,42 @@ REPLY_CHUNK_SAMPLES = 1024
 """Samples per audio-chunk of a reply (wyoming-satellite's own chunk size)."""
 PLAYED_MARGIN_S = 0.5
 """Without a played event, the reply counts as heard this long after its audio's duration."""
+WAKE_FRAME_BYTES = 480 * SAMPLE_WIDTH
+"""30 ms of 16 kHz audio: what the wake-word detector is fed at a time."""
 ANNOUNCE_LIMIT = 5
 """Announcements kept per satellite while it is offline or busy; older ones are dropped."""
 STALE_SPEECH = "That came too late, so I did nothing."
+BRAIN_FAILED_SPEECH = "Sorry, something went wrong."
 """The reply to a command that was no longer fresh."""
 NO_WAKE_MODE = (
-    "satellite %s streams for the server's wake word (no --wake-uri / --wake-command): "
-    "not supported by the hub; start wyoming-satellite with a local wake word"
+    "satellite %s streams for the server's wake word (no --wake-uri / --wake-command) but "
+    "wake.enabled is false here: give it a local wake word, or enable wake words"
 )
+
+
+class WakeWords(Protocol):
+    """The wake-word detector the hub runs for a satellite that streams all the time."""
+
+    def process(self, pcm: bytes, timestamp: float) -> WakeDetection | None:
+        """Feed 16 kHz mono int16 at stream time ``timestamp``; a detection or None."""
+        ...
+
+    def reset(self) -> None:
+        """Forget buffered audio and model state."""
+        ...
+
+    def close(self) -> None:
+        """Free the models."""
+        ...
+
+
+class WakeDetection(Protocol):
+    """What a detector reports (assistant.wake.detector.Detection has these)."""
+
+    @property
+    def word(self) -> str:
+        """The wake word's model id (okay_nabu)."""
+        ...
 
 
 class LinkState(StrEnum):
@@ -227,7 +260,7 @@ class _Capture:
     def __init__(self, vad: VadSettings, site: str) -> None:
         self.segmenter = Segmenter(vad, source=f"wyoming:{site}", site=site)
         self.segmenter.arm(vad.no_speech_timeout_s)
-        self.converter = AudioChunkConverter(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=1)
+        self.converter = Hub.converter()
         self.samples = 0
         self.voiced = False
 
@@ -257,6 +290,11 @@ class SatelliteLink:
         self._announcements: deque[str] = deque(maxlen=ANNOUNCE_LIMIT)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refused_wake_mode = False
+        self._wake: WakeWords | None = None
+        """The hub's own detector, once the satellite asked for server-side wake words."""
+        self._wake_samples = 0
+        self._wake_converter = Hub.converter()
+        self._wake_rest = b""
         self.status = SatelliteStatus(self.site, settings.uri, LinkState.CONNECTING,
                                       name=settings.name, area=settings.area)
 
@@ -288,6 +326,9 @@ class SatelliteLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
 
     async def _session_until(self, stopping: asyncio.Event) -> None:
         """One connection, cut short by ``stopping``."""
@@ -352,8 +393,7 @@ class SatelliteLink:
         if kind == "run-pipeline":
             self._on_run_pipeline(event.data)
         elif kind == "audio-chunk":
-            if self._capture is not None:
-                await self._on_audio(event)
+            await self._on_audio(event)
         elif kind == "audio-stop":
             if self._capture is not None:
                 await self._end_capture(self._capture.segmenter.flush())
@@ -373,17 +413,57 @@ class SatelliteLink:
 
     def _on_run_pipeline(self, data: dict[str, Any]) -> None:
         if data.get("start_stage") == "wake":
-            if not self._refused_wake_mode:
-                _LOGGER.error(NO_WAKE_MODE, self.site)
-                self._refused_wake_mode = True
+            if self._hub.wake_factory is None:
+                if not self._refused_wake_mode:
+                    _LOGGER.error(NO_WAKE_MODE, self.site)
+                    self._refused_wake_mode = True
+                return
+            if self._wake is None:
+                self._wake = self._hub.wake_factory()
+                _LOGGER.info("satellite %s streams all the time: the hub listens for the wake word",
+                             self.site)
             return
+        self._begin_capture()
+
+    def _begin_capture(self) -> None:
         self._capture = _Capture(self._hub.vad, self.site)
         self._set(state=LinkState.STREAMING)
         _LOGGER.debug("satellite %s: woke, capturing", self.site)
 
+    async def _listen_for_wake(self, event: WireEvent) -> None:
+        """A satellite that streams all the time: search its audio for the wake word."""
+        wake = self._wake
+        if wake is None:
+            return
+        if self._turn_lock.locked():  # it is hearing our reply: never wake on our own voice
+            self._wake_samples = 0
+            return
+        try:
+            chunk = self._wake_converter.convert(AudioChunk.from_event(event))
+        except (KeyError, TypeError, ValueError) as err:
+            _LOGGER.warning("satellite %s: bad audio-chunk ignored: %s", self.site, err)
+            return
+        if self._wake_samples == 0:
+            wake.reset()
+            self._wake_rest = b""
+        # The detector's features want whole 30 ms frames (the daemon's frame size).
+        pcm = self._wake_rest + bytes(chunk.audio)
+        whole = len(pcm) - len(pcm) % WAKE_FRAME_BYTES
+        self._wake_rest = pcm[whole:]
+        for at in range(0, whole, WAKE_FRAME_BYTES):
+            found = wake.process(pcm[at : at + WAKE_FRAME_BYTES], self._wake_samples / SAMPLE_RATE)
+            self._wake_samples += WAKE_FRAME_BYTES // SAMPLE_WIDTH
+            if found is not None:
+                _LOGGER.info("satellite %s: wake word %s", self.site, found.word)
+                self._wake_samples = 0
+                await self.send(Detection(name=found.word).event())
+                self._begin_capture()
+                return
+
     async def _on_audio(self, event: WireEvent) -> None:
         capture = self._capture
         if capture is None:
+            await self._listen_for_wake(event)
             return
         try:
             chunk = capture.converter.convert(AudioChunk.from_event(event))
@@ -404,6 +484,7 @@ class SatelliteLink:
             await self.send(Transcript(text="").event())  # ends the satellite's streaming
             self._set(state=LinkState.WAITING)
             self._hub.report(HubTurn(self.site, TurnOutcome.NO_SPEECH))
+            self._flush_announcements()
             return
         await self.send(VoiceStopped().event())
         self._set(state=LinkState.THINKING)
@@ -441,10 +522,10 @@ class SatelliteLink:
             return HubTurn(self.site, TurnOutcome.STALE, reply=STALE_SPEECH, ended_at=utterance.ended_at)
         try:
             result = await self._hub.in_worker(self._hub.brain.handle, utterance, gateway, threading.Event())
-        except Exception as err:  # a failed brain call must not end the link
+        except Exception:  # a failed brain call must not end the link
             _LOGGER.exception("satellite %s: brain failed", self.site)
-            return HubTurn(self.site, TurnOutcome.ERROR, reply="Sorry, something went wrong.",
-                           ended_at=utterance.ended_at, transcript=None, tools=(type(err).__name__,))
+            return HubTurn(self.site, TurnOutcome.ERROR, reply=BRAIN_FAILED_SPEECH,
+                           ended_at=utterance.ended_at)
         outcome = TurnOutcome.STALE if gateway.refused else TurnOutcome.OK
         return HubTurn(self.site, outcome, transcript=result.transcript, reply=result.reply.text,
                        tools=tuple(c.name for c in result.tool_calls), ended_at=utterance.ended_at,
@@ -559,9 +640,13 @@ class Hub:
         announcer: SatelliteAnnouncer | None = None,
         on_turn: Callable[[HubTurn], None] | None = None,
         state_file: Path | None = None,
+        wake_factory: Callable[[], WakeWords] | None = None,
         workers: int = 2,
     ) -> None:
+        """``wake_factory`` makes the detector for a satellite that streams all the time
+        (None: such satellites are refused)."""
         self.brain = brain
+        self.wake_factory = wake_factory
         self.router = router
         self.synthesizer = synthesizer
         self.vad = vad
@@ -595,6 +680,11 @@ class Hub:
     def status(self) -> list[SatelliteStatus]:
         """Each satellite's state."""
         return [link.status for link in self.links.values()]
+
+    @staticmethod
+    def converter() -> Any:
+        """A converter of a satellite's audio chunks to 16 kHz mono int16 (wyoming's)."""
+        return AudioChunkConverter(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=1)
 
     async def in_worker(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run blocking work (brain, synthesis) in the hub's worker threads."""

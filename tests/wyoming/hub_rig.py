@@ -19,7 +19,7 @@ from typing import Any
 from assistant.brains.base import warm_brain
 from assistant.compose import Assistant, build_assistant, build_hub, demo_entities
 from assistant.config import Settings, parse_settings
-from assistant.wyoming.hub import Hub, HubTurn, LinkState
+from assistant.wyoming.hub import Hub, HubTurn, LinkState, TurnOutcome
 from assistant.wyoming.hub_announce import SatelliteAnnouncer
 from tests.e2e.live_daemon import Seen, Watcher
 from tests.support.mosquitto import Broker
@@ -58,9 +58,11 @@ class HubRig:
     """Satellites + broker + assistant + hub; ``close`` stops all of it."""
 
     def __init__(self, folder: Path, broker: Broker, sites: Sequence[str],
-                 extra: dict[str, dict[str, Any]] | None = None) -> None:
+                 extra: dict[str, dict[str, Any]] | None = None, streaming: Sequence[str] = ()) -> None:
+        """``streaming``: sites whose satellite has no local wake word (the hub wakes them)."""
         self.broker = broker
-        self.satellites = {site: RealSatellite(folder, site).start() for site in sites}
+        self.satellites = {site: RealSatellite(folder, site, local_wake=site not in streaming).start()
+                           for site in sites}
         self.settings = rig_settings(folder, broker, list(self.satellites.values()), extra)
         self.watcher = Watcher(broker, ["demo/#"], client_id=f"hub-watch-{folder.name}")
         self.announcer = SatelliteAnnouncer(sites)
@@ -89,6 +91,18 @@ class HubRig:
     def turns_of(self, site: str) -> list[HubTurn]:
         with self._lock:
             return [t for t in self.turns if t.site == site]
+
+    def say(self, site: str, pcm: bytes) -> None:
+        """Speak at ``site`` once its satellite has taken the last transcript (it listens again).
+
+        wyoming-satellite stops streaming when the transcript arrives; words spoken before
+        that would go to the previous turn, as they would for a person who talks on.
+        """
+        sat = self.satellites[site]
+        answered = sum(t.outcome is not TurnOutcome.DROPPED for t in self.turns_of(site))
+        self.wait(lambda: sum(line.startswith("transcript:") for line in sat.said()) >= answered, 5.0,
+                  f"{site} listening again")
+        sat.say(pcm)
 
     def wait(self, condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,7 @@ satellite venv's Python and the standard library only:
 
 - ``mic <say_dir>``: raw 16 kHz mono int16 on stdout in real time (64 ms blocks of
   low room noise). A ``*.raw`` file dropped into ``say_dir`` (renamed in atomically) is
-  "spoken": a 0.1 s wake marker, 0.77 s of room noise, the file's audio, then noise again.
+  "spoken": a 0.1 s wake marker, 0.5 s of room noise, the file's audio, then noise again.
 - ``wake``: reads the audio the satellite forwards while it waits for its wake word and
   prints ``okay_nabu`` on a line each time the marker passes (wyoming-satellite's
   wake-command protocol: audio on stdin, one detected name per stdout line).
@@ -27,7 +27,7 @@ RATE = 16_000
 BLOCK = 1024  # samples: wyoming-satellite's own mic chunk
 PATTERN = struct.pack("<2h", 20000, -20000) * 64  # 512 bytes
 MARKER = PATTERN * 7  # 0.112 s; holds whole copies of PATTERN at any alignment
-GAP_BLOCKS = 12  # 0.77 s of room noise between the marker and the words: the wake detection's
+GAP_BLOCKS = 8  # 0.51 s of room noise between the marker and the words: the wake detection's
 # round trip (satellite -> wake program -> satellite) must end before the words start, also
 # on a loaded machine
 

@@ -5,7 +5,8 @@ scripts/wyoming_satellite_env makes, listening on its own port, with the microph
 wake word of ``satellite_io.py`` (a real-time PCM stream; ``say`` speaks a clip) and its
 speaker as ``--snd-command``: every reply the hub sends is one raw file in ``replies/``
 (22 050 Hz mono int16, as wyoming-satellite writes it). ``--synthesize-command`` and
-``--transcript-command`` log the texts the hub sent.
+``--transcript-command`` log the texts the hub sent, ``--detection-command`` the wake
+words the hub detected for a satellite without a local wake word.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def free_port() -> int:
 class RealSatellite:
     """One wyoming-satellite process; ``stop`` + ``start`` again is a satellite that dropped."""
 
-    def __init__(self, folder: Path, site: str, *, port: int | None = None) -> None:
+    def __init__(self, folder: Path, site: str, *, port: int | None = None, local_wake: bool = True) -> None:
         self.folder = folder / site
         self.site = site
+        self.local_wake = local_wake
+        """False: no wake command, so the satellite streams all the time (the hub wakes it)."""
         self.port = port or free_port()
         self.say_dir = self.folder / "say"
         self.replies = self.folder / "replies"
@@ -69,11 +72,12 @@ class RealSatellite:
             "--uri", f"tcp://127.0.0.1:{self.port}",
             "--name", f"{self.site} satellite", "--area", self.site, "--no-zeroconf",
             "--mic-command", f"{io} mic {shlex.quote(str(self.say_dir))}",
-            "--wake-command", f"{io} wake", "--wake-word-name", "okay_nabu",
+            *(["--wake-command", f"{io} wake", "--wake-word-name", "okay_nabu"] if self.local_wake else []),
             "--snd-command", f"sh -c 'cat > {replies}/reply-$(date +%s%N).raw'",
             "--snd-command-rate", str(SND_RATE),
             "--synthesize-command", f"sh -c '{{ printf \"synthesize:\"; cat; echo; }} >> {texts}'",
             "--transcript-command", f"sh -c '{{ printf \"transcript:\"; cat; echo; }} >> {texts}'",
+            "--detection-command", f"sh -c '{{ printf \"detection:\"; cat; echo; }} >> {texts}'",
         ]
 
     def start(self, timeout: float = 10.0) -> RealSatellite:
@@ -125,7 +129,7 @@ class RealSatellite:
         return sorted(self.replies.glob("reply-*.raw"))
 
     def said(self) -> list[str]:
-        """Lines the satellite logged: ``synthesize:<text>`` and ``transcript:<text>``."""
+        """Lines the satellite logged: ``synthesize:<text>``, ``transcript:<text>``, ``detection:<name>``."""
         if not self.texts.exists():
             return []
         return [line for line in self.texts.read_text(encoding="utf-8").splitlines() if line]

@@ -6,7 +6,9 @@ real-time microphone command and a local wake-word command (tests/wyoming/satell
 its speaker a ``--snd-command`` that writes each reply to a file. The hub connects to
 each, runs the phrase brain and the router on what they stream, and sends the replies
 back; actions are real MQTT publishes (the demo house, declared by hand, on mosquitto).
-A fourth satellite (garage) has a freshness of 10 ms, so every command it hears is stale.
+A fourth satellite (garage) has a freshness of 10 ms, so every command it hears is stale;
+a fifth (porch) has no local wake word: it streams all the time and the hub wakes it, with
+the assistant's own okay_nabu model on a real recording of "okay nabu".
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ pytestmark = [
                        reason="no wyoming-satellite venv (scripts/wyoming_satellite_env makes it)"),
 ]
 
-SITES = ("kitchen", "office", "bedroom", "garage")
+SITES = ("kitchen", "office", "bedroom", "garage", "porch")
+OKAY_NABU = Path(__file__).resolve().parents[1] / "data" / "recordings" / "oww-okay_nabu.wav"
+"""A real "okay nabu" (wyoming-openwakeword's test recording, Apache-2.0; tests/data/recordings)."""
 KITCHEN_LIGHT, BEDROOM_LIGHT = "demo/kitchen/light/set", "demo/bedroom/light/set"
 COFFEE, FAN = "demo/kitchen/coffee/set", "demo/bedroom/fan/set"
 BLINDS, LOCK = "demo/living/blinds/set", "demo/hallway/lock/set"
@@ -40,7 +44,7 @@ BLINDS, LOCK = "demo/living/blinds/set", "demo/hallway/lock/set"
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubRig]:
     folder = tmp_path_factory.mktemp("hub")
     broker = Broker(folder).start()
-    rig = HubRig(folder, broker, SITES, extra={"garage": {"freshness_s": 0.01}})
+    rig = HubRig(folder, broker, SITES, extra={"garage": {"freshness_s": 0.01}}, streaming=("porch",))
     try:
         yield rig
     finally:
@@ -73,7 +77,7 @@ def test_three_satellites_at_once_each_act_once_and_hear_their_own_reply(rig: Hu
         before = {site: len(rig.turns_of(site)) for site in commands}
         replies = {site: len(rig.satellites[site].reply_files()) for site in commands}
         for site, (text, _act) in commands.items():
-            rig.satellites[site].say(spoken(text))
+            rig.say(site, spoken(text))
         for site in commands:
             turn = rig.wait_turns(site, before[site] + 1)[-1]
             assert turn.outcome is TurnOutcome.OK, (number, site, turn)
@@ -90,7 +94,7 @@ def test_three_satellites_at_once_each_act_once_and_hear_their_own_reply(rig: Hu
 def test_reply_audio_is_the_synthesized_reply(rig: HubRig) -> None:
     sat = rig.satellites["kitchen"]
     before = len(rig.turns_of("kitchen"))
-    sat.say(piper16("What time is it?") + silence(1.0))
+    rig.say("kitchen", piper16("What time is it?") + silence(1.0))
     turn = rig.wait_turns("kitchen", before + 1)[-1]
     assert turn.tools == ("get_time",) and turn.reply, turn
     rig.wait(lambda: f"synthesize:{turn.reply}" in sat.said(), 5.0, "synthesize at the satellite")
@@ -103,16 +107,15 @@ def test_reply_audio_is_the_synthesized_reply(rig: HubRig) -> None:
 
 
 def test_confirmation_stays_with_the_site_that_asked(rig: HubRig) -> None:
-    kitchen, office = rig.satellites["kitchen"], rig.satellites["office"]
     mark = rig.watcher.mark()
     k0, o0 = len(rig.turns_of("kitchen")), len(rig.turns_of("office"))
-    kitchen.say(piper16("Unlock the front door.") + silence(1.0))
+    rig.say("kitchen", piper16("Unlock the front door.") + silence(1.0))
     asked = rig.wait_turns("kitchen", k0 + 1)[-1]
     assert "unlock" in asked.reply.lower() and "?" in asked.reply, asked
-    office.say(spoken("Yes."))  # another room's yes answers nothing
+    rig.say("office", spoken("Yes."))  # another room's yes answers nothing
     rig.wait_turns("office", o0 + 1)
     assert _published(rig, mark) == []
-    kitchen.say(spoken("Yes."))
+    rig.say("kitchen", spoken("Yes."))
     rig.wait_turns("kitchen", k0 + 2)
     rig.watcher.wait(lambda m: m.topic == LOCK, since=mark, timeout=5.0)
     assert _published(rig, mark) == [(LOCK, "UNLOCK")]
@@ -122,7 +125,7 @@ def test_a_timer_announces_on_the_satellite_that_set_it(rig: HubRig) -> None:
     bedroom, others = rig.satellites["bedroom"], [rig.satellites[s] for s in ("kitchen", "office")]
     before = len(rig.turns_of("bedroom"))
     said_elsewhere = [len(s.said()) for s in others]
-    bedroom.say(spoken("Set a timer for two seconds."))
+    rig.say("bedroom", spoken("Set a timer for two seconds."))
     turn = rig.wait_turns("bedroom", before + 1)[-1]
     assert turn.tools == ("start_timer",), turn
     heard = len(bedroom.said())
@@ -134,7 +137,7 @@ def test_a_timer_announces_on_the_satellite_that_set_it(rig: HubRig) -> None:
 def test_a_stale_command_does_nothing_and_says_so(rig: HubRig) -> None:
     garage = rig.satellites["garage"]
     mark = rig.watcher.mark()
-    garage.say(spoken("Turn on the kitchen light."))
+    rig.say("garage", spoken("Turn on the kitchen light."))
     turn = rig.wait_turns("garage", 1)[-1]
     assert turn.outcome is TurnOutcome.STALE, turn
     rig.wait(lambda: f"synthesize:{STALE_SPEECH}" in garage.said(), 5.0, "the stale reply")
@@ -148,7 +151,7 @@ def test_a_satellite_that_drops_mid_command_reconnects_and_acts_on_the_next(rig:
     connects = link.status.connects
     mark = rig.watcher.mark()
     before = len(rig.turns_of("office"))
-    office.say(spoken("Turn on the kitchen light."))
+    rig.say("office", spoken("Turn on the kitchen light."))
     rig.wait_state("office", LinkState.STREAMING)
     office.stop()  # power cut in the middle of the command
     dropped = rig.wait_turns("office", before + 1)[-1]
@@ -158,8 +161,21 @@ def test_a_satellite_that_drops_mid_command_reconnects_and_acts_on_the_next(rig:
     rig.wait(lambda: link.status.connects == connects + 1 and link.status.state is LinkState.WAITING, 10.0,
              "the office reconnected")
     assert _published(rig, mark) == []  # half a command never acts
-    office.say(spoken("Turn off the kitchen light."))
+    rig.say("office", spoken("Turn off the kitchen light."))
     turn = rig.wait_turns("office", before + 2)[-1]
     assert turn.outcome is TurnOutcome.OK
     assert _published(rig, mark) == [(KITCHEN_LIGHT, "OFF")]
     assert math.isfinite(link.status.since)
+
+
+def test_a_satellite_without_a_wake_word_is_woken_by_the_hub(rig: HubRig) -> None:
+    from assistant.audio.wav import read_wav
+
+    porch = rig.satellites["porch"]
+    mark = rig.watcher.mark()
+    porch.say(spoken("Turn on the coffee maker."))  # no wake word: nothing happens
+    porch.say(read_wav(OKAY_NABU).tobytes() + silence(0.3) + spoken("Turn on the bedroom light."))
+    turn = rig.wait_turns("porch", 1, timeout=20.0)[-1]
+    assert turn.outcome is TurnOutcome.OK and turn.tools == ("HassTurnOn",), turn
+    assert _published(rig, mark) == [(BEDROOM_LIGHT, "ON")]
+    assert "detection:okay_nabu" in porch.said()
