@@ -13,9 +13,11 @@ In one run, with one assistant (phrase brain, the demo house on a real mosquitto
              satellite -> the same MQTT command at the watcher.
   ratio      median satellite / median local (goal <= 1.2x: the protocol's cost).
   idle       with --satellites connected and silent: this process's CPU (% of one core) and
-             threads, per satellite (the hub's side; the satellites' own processes excluded).
+             threads, per satellite (the hub's side; the satellites' own processes excluded);
+             with --streaming more that have no local wake word, so they stream all the time
+             and the hub runs its wake word on each.
 
-    .venv/bin/python bench/bench_wyoming.py [--turns 5] [--satellites 3] [--idle-s 10]
+    .venv/bin/python bench/bench_wyoming.py [--turns 6] [--satellites 3] [--streaming 1] [--idle-s 10]
 
 Needs mosquitto and the satellite venv (scripts/wyoming_satellite_env).
 """
@@ -102,10 +104,18 @@ def cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def idle_share(seconds: float) -> float:
+    """This process's CPU over ``seconds`` of idling, as a share of one core."""
+    began, wall = cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds() - began) / (time.monotonic() - wall)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=6, help="commands per path")
     parser.add_argument("--satellites", type=int, default=3, help="satellites connected")
+    parser.add_argument("--streaming", type=int, default=1, help="satellites streaming all the time")
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle measurement (s)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -113,16 +123,19 @@ def main() -> int:
         print("needs mosquitto and scripts/wyoming_satellite_env", file=sys.stderr)
         return 2
     sites = [f"room{i}" for i in range(args.satellites)]
+    streaming = [f"open{i}" for i in range(args.streaming)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         broker = Broker(folder).start()
-        rig = HubRig(folder, broker, sites)
+        rig = HubRig(folder, broker, sites + streaming, streaming=streaming)
         try:
             threads_before = rig.threads_before_hub
             threads_connected = threading.active_count()
-            idle_from, idle_wall = cpu_seconds(), time.monotonic()
-            time.sleep(args.idle_s)
-            idle_cpu = (cpu_seconds() - idle_from) / (time.monotonic() - idle_wall)
+            idle_cpu = idle_share(args.idle_s)
+            for site in streaming:
+                rig.satellites[site].stop()
+            rig.wait(lambda: all(rig.hub.links[s].status.state.value == "offline" for s in streaming), 10.0)
+            quiet_cpu = idle_share(args.idle_s)
             local, remote = [], []
             for turn in range(args.turns):
                 text, topic = COMMANDS[turn % len(COMMANDS)]
@@ -140,11 +153,15 @@ def main() -> int:
     print(f"satellite end of speech -> action: median {1000 * statistics.median(remote):.0f} ms  {ms}")
     ratio = statistics.median(remote) / statistics.median(local)
     print(f"ratio satellite / local: {ratio:.2f}x (goal <= 1.2x)")
-    print(f"idle with {args.satellites} satellites connected: {100 * idle_cpu:.2f}% of one core for the "
-          f"whole process ({100 * idle_cpu / args.satellites:.2f}% per satellite); Python threads "
-          f"{threads_before} before the hub (the assistant's MQTT, skills, router), {threads_connected} with "
-          f"the hub and its satellites ({(threads_connected - threads_before) / args.satellites:.2f} per "
-          "satellite)")
+    per = 100 * quiet_cpu / max(1, args.satellites)
+    print(f"idle, {args.satellites} satellites with their own wake word connected: {100 * quiet_cpu:.2f}% "
+          f"of one core for the whole process ({per:.2f}% per satellite)")
+    if streaming:
+        extra = 100 * (idle_cpu - quiet_cpu) / len(streaming)
+        print(f"idle, plus {len(streaming)} streaming all the time (the hub's wake word on each): "
+              f"{100 * idle_cpu:.2f}% ({extra:.2f}% more per streaming satellite)")
+    print(f"Python threads: {threads_before} before the hub (the assistant's MQTT, skills, router), "
+          f"{threads_connected} with the hub and {args.satellites + args.streaming} satellites connected")
     return 0
 
 
