@@ -507,9 +507,13 @@ class SatelliteLink:
             self._hub.report(replace(turn, reply_sent=sent))
             if heard_at is not None:
                 await self._heard(heard_at)
-            if self._writer is not None:
-                self._set(state=LinkState.WAITING)
+            self._settle()
         self._flush_announcements()
+
+    def _settle(self) -> None:
+        """Back to waiting for the wake word, unless the satellite woke again meanwhile."""
+        if self._writer is not None and self._capture is None:
+            self._set(state=LinkState.WAITING)
 
     async def _think(self, utterance: Utterance) -> HubTurn:
         freshness = self.settings.freshness_s
@@ -598,8 +602,7 @@ class SatelliteLink:
             heard_at = await self._speak(text)
             if heard_at is not None:
                 await self._heard(heard_at)
-            if self._writer is not None:
-                self._set(state=LinkState.WAITING)
+            self._settle()
         self._flush_announcements()
 
     # ------------------------------------------------------------------ bookkeeping
