@@ -27,7 +27,8 @@ Without wake words (``wake.enabled: false``) such a satellite is refused with a 
 Guarantees: a capture cut by a drop is discarded (half a command never acts); a command
 whose speech ended more than ``freshness_s`` ago is never acted on (checked before the
 brain and again at every tool call); the action of a fresh command whose satellite
-dropped afterwards still happens, and its reply is sent if the satellite is back in time.
+dropped afterwards still happens (once), and its reply is sent again when the satellite is
+back while the command is fresh.
 Confirmations stay with the satellite's site (the router scopes them by site); timers
 set there announce there (assistant.wyoming.hub_announce).
 """
@@ -88,6 +89,8 @@ STABLE_S = 5.0
 """A connection that lasted this long resets the backoff (a flapping one keeps backing off)."""
 REPLY_CHUNK_SAMPLES = 1024
 """Samples per audio-chunk of a reply (wyoming-satellite's own chunk size)."""
+REPLY_ATTEMPTS = 3
+"""A reply whose sending failed (the satellite dropped) is tried again this often in all."""
 PLAYED_MARGIN_S = 0.5
 """Without a played event, the reply counts as heard this long after its audio's duration."""
 WAKE_FRAME_BYTES = 480 * SAMPLE_WIDTH
@@ -375,7 +378,7 @@ class SatelliteLink:
             writer.close()
 
     async def send(self, event: WireEvent) -> bool:
-        """Send one event; False when not connected (or the write failed: the reader ends the session)."""
+        """Send one event; False when not connected or the write failed."""
         writer = self._writer
         if writer is None:
             return False
@@ -383,6 +386,12 @@ class SatelliteLink:
             await write_event(event, writer)
         except (OSError, RuntimeError) as err:
             _LOGGER.warning("satellite %s: send failed: %s", self.site, err)
+            # The connection is gone: nothing more is sent on it, and closing it ends the
+            # session's reader, so the link reconnects.
+            if self._writer is writer:
+                self._writer = None
+                self._connected.clear()
+            writer.close()
             return False
         return True
 
@@ -499,9 +508,15 @@ class SatelliteLink:
                 await self.send(Error(text=STALE_SPEECH, code="stale_command").event())
             sent = await self.send(Transcript(text=turn.transcript or "").event())
             heard_at: float | None = None
-            if turn.reply and (sent or await self._back_in_time(utterance)):
+            for _attempt in range(REPLY_ATTEMPTS if turn.reply else 0):
+                # A drop during the turn: the reply goes out again once the satellite is back,
+                # while the command is still fresh (the action itself has happened once).
+                if not await self._back_in_time(utterance):
+                    break
                 heard_at = await self._speak(turn.reply)
-                sent = heard_at is not None
+                if heard_at is not None:
+                    break
+            sent = heard_at is not None if turn.reply else sent
             stale = turn.outcome is TurnOutcome.STALE
             self._set(turns=self.status.turns + 1, stale=self.status.stale + stale)
             self._hub.report(replace(turn, reply_sent=sent))
@@ -536,7 +551,9 @@ class SatelliteLink:
                        acted_at=acted[0] if acted else None)
 
     async def _back_in_time(self, utterance: Utterance) -> bool:
-        """The satellite dropped after the command: wait for it while the reply is still fresh."""
+        """True when connected; after a drop, waits for the satellite while the reply is still fresh."""
+        if self._connected.is_set():
+            return True
         left = self.settings.freshness_s - (time.monotonic() - utterance.ended_at)
         if left <= 0:
             return False

@@ -179,3 +179,17 @@ def test_a_satellite_without_a_wake_word_is_woken_by_the_hub(rig: HubRig) -> Non
     assert turn.outcome is TurnOutcome.OK and turn.tools == ("HassTurnOn",), turn
     assert _published(rig, mark) == [(BEDROOM_LIGHT, "ON")]
     assert "detection:okay_nabu" in porch.said()
+
+
+def test_a_drop_after_the_command_still_acts_once_and_the_reply_follows_the_reconnect(rig: HubRig) -> None:
+    bedroom = rig.satellites["bedroom"]
+    mark = rig.watcher.mark()
+    before = len(rig.turns_of("bedroom"))
+    rig.say("bedroom", spoken("Turn off the bedroom light."))
+    rig.wait_state("bedroom", LinkState.THINKING)
+    bedroom.stop()  # the speech has ended: the command is fresh and complete
+    bedroom.start()
+    turn = rig.wait_turns("bedroom", before + 1)[-1]
+    assert turn.outcome is TurnOutcome.OK and turn.reply_sent, turn
+    rig.wait(lambda: f"synthesize:{turn.reply}" in bedroom.said(), 5.0, "the reply after the reconnect")
+    assert _published(rig, mark) == [(BEDROOM_LIGHT, "OFF")]
