@@ -41,11 +41,13 @@ from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
 from assistant.tts.base import TtsSink
 from assistant.types import Event, EventType
+from assistant.wyoming.hub_announce import SatelliteAnnouncer
 
 if TYPE_CHECKING:
     from assistant.daemon import Orchestrator
     from assistant.home.device import AssistantDevice
     from assistant.wake.detector import WakeDetector
+    from assistant.wyoming.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -132,15 +134,20 @@ def make_brain(settings: Settings) -> Brain:
 
 
 class InboxNotifier:
-    """Skills' announcements go to the orchestrator's inbox; their events to the HA device."""
+    """Skills' announcements go to the orchestrator's inbox (or to the Wyoming satellite whose
+    site asked, through ``satellites``); their events to the HA device."""
 
-    def __init__(self, inbox: Inbox | None, device: AssistantDevice | None) -> None:
+    def __init__(self, inbox: Inbox | None, device: AssistantDevice | None,
+                 satellites: SatelliteAnnouncer | None = None) -> None:
         self._inbox = inbox
         self._device = device
+        self._satellites = satellites
 
     def announce(self, text: str, site: str | None = None) -> None:
-        """Speak ``text`` (this satellite's own site: there is only one)."""
-        _LOGGER.info("announcement: %s", text)
+        """Speak ``text`` at ``site``: a hub satellite's, else this assistant's own speaker."""
+        _LOGGER.info("announcement (site %s): %s", site or "-", text)
+        if self._satellites is not None and self._satellites.announce(text, site):
+            return
         if self._inbox is not None:
             self._inbox.post(Announce(text))
 
@@ -316,11 +323,13 @@ def build_assistant(
     inbox: Inbox | None = None,
     with_brain: bool = True,
     with_tts: bool = True,
+    satellites: SatelliteAnnouncer | None = None,
 ) -> Assistant:
     """Build (but do not start) registry, router, home stack, skills, brain and TTS sink.
 
     With an ``inbox`` (the daemon), HA's listen button, say entity, mute switch and volume,
     the skills' announcements and controls, and dropped home commands all post into it.
+    ``satellites`` takes the announcements for Wyoming satellite sites (timers set there).
     """
     from assistant import __version__  # noqa: PLC0415
 
@@ -340,7 +349,7 @@ def build_assistant(
         home.client.add_outcome_listener(lambda outcome: _tell_dropped(inbox, outcome))
     ctx = SkillContext.from_settings(
         settings,
-        notifier=InboxNotifier(inbox, home.device if enabled else None),
+        notifier=InboxNotifier(inbox, home.device if enabled else None, satellites),
         publish=home.client.publish_simple if enabled else SkillContext().publish,
         controller=controller,
     )
@@ -475,6 +484,8 @@ class Daemon:
     inbox: Inbox
     warmer: BrainWarmer
     wake: WakeDetector | None
+    hub: Hub | None = None
+    """The Wyoming hub when satellites are configured (run on the daemon's loop by the supervisor)."""
 
     def start(self) -> None:
         """Start services, MQTT and the brain warm-up (the orchestrator runs with ``run``)."""
@@ -500,7 +511,9 @@ def build_daemon(settings: Settings) -> Daemon:
     from assistant.wake.detector import WakeDetector  # noqa: PLC0415
 
     inbox = Inbox()
-    assistant = build_assistant(settings, inbox=inbox)
+    satellites = settings.wyoming.satellites
+    announcer = SatelliteAnnouncer(s.site for s in satellites) if satellites else None
+    assistant = build_assistant(settings, inbox=inbox, satellites=announcer)
     if assistant.brain is None or assistant.tts is None:  # built unless told not to
         raise AssistantError("brain or TTS sink missing", code=ErrorCode.INTERNAL_ERROR)
     wake = WakeDetector.from_settings(settings.wake) if settings.wake.enabled else None
@@ -519,4 +532,27 @@ def build_daemon(settings: Settings) -> Daemon:
         inbox=inbox,
         status=SystemdStatus(),
     )
-    return Daemon(assistant, orchestrator, inbox, BrainWarmer(assistant), wake)
+    return Daemon(assistant, orchestrator, inbox, BrainWarmer(assistant), wake,
+                  build_hub(settings, assistant, announcer) if announcer is not None else None)
+
+
+def build_hub(settings: Settings, assistant: Assistant, announcer: SatelliteAnnouncer | None) -> Hub:
+    """The Wyoming hub for ``wyoming.satellites``: the assistant's brain and router, replies
+    rendered by the synthesizer ``tts.kind``/``tts.voice`` name (espeak-ng unless piper), and
+    ``wake.words`` for satellites that stream all the time."""
+    from assistant.tts import make_synthesizer  # noqa: PLC0415 - TTS only when satellites are set
+    from assistant.wyoming.hub import Hub  # noqa: PLC0415
+    from assistant.wyoming.hub_state import state_path  # noqa: PLC0415
+
+    if assistant.brain is None:
+        raise AssistantError("the hub needs a brain", code=ErrorCode.INTERNAL_ERROR)
+    wake = settings.wake
+
+    def wake_words() -> WakeDetector:
+        from assistant.wake.detector import WakeDetector  # noqa: PLC0415 - TFLite only when needed
+
+        return WakeDetector.from_settings(wake)
+
+    return Hub(settings.wyoming.satellites, brain=assistant.brain, router=assistant.router,
+               synthesizer=make_synthesizer(settings), vad=settings.vad, announcer=announcer,
+               state_file=state_path(settings), wake_factory=wake_words if wake.enabled else None)

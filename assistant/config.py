@@ -22,10 +22,11 @@ import stat
 import types
 import typing
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -369,7 +370,15 @@ class SatelliteSettings:
     site: str = ""
     """Its site name (room): confirmations and timers stay with it."""
     area: str | None = None
-    """Its area, for commands that name none (default: the site name)."""
+    """Its area, shown in status and logs (commands that name no area: see home.area)."""
+    name: str | None = None
+    """Display name in logs and status (default: the satellite's own, from its info event)."""
+    reconnect_initial_s: float = 0.5
+    """First wait before connecting again after the satellite dropped or refused."""
+    reconnect_max_s: float = 10.0
+    """Longest wait between connection attempts (the wait doubles up to this)."""
+    freshness_s: float = 10.0
+    """A command whose speech ended longer ago than this is dropped, never acted on late."""
 
 
 @dataclass(frozen=True)
@@ -923,6 +932,11 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "history_turns": _Range(0, 50),
         "history_s": _Range(0.0, 86_400.0),
     },
+    SatelliteSettings: {
+        "reconnect_initial_s": _Range(0.0, 600.0, open_low=True),
+        "reconnect_max_s": _Range(0.0, 3600.0, open_low=True),
+        "freshness_s": _Range(0.0, 3600.0, open_low=True),
+    },
     RouterSettings: {
         "confirmation_window_s": _Range(0.0, 3600.0, open_low=True),
         "call_timeout_s": _Range(0.0, 3600.0, open_low=True),
@@ -981,57 +995,142 @@ def _check(obj: Any) -> list[tuple[str, str]]:
         value = getattr(obj, name)
         if value is not None and (why := _topic_problem(value)) is not None:
             problems.append((name, why))
-    if isinstance(obj, AudioSettings):
-        if obj.block_ms not in (10, 20, 30):
-            problems.append(("block_ms", f"must be 10, 20 or 30, got {obj.block_ms}"))
-        if obj.source == "command" and not obj.command:
-            problems.append(("command", "source is 'command' but no command is set"))
-        for name in ("device", "output_device"):
-            value = getattr(obj, name)
-            if isinstance(value, int) and value < 0:
-                problems.append((name, f"a device index must be 0 or more, got {value}"))
-    elif isinstance(obj, VadSettings):
-        if obj.frame_ms not in (10, 20, 30):
-            problems.append(("frame_ms", f"must be 10, 20 or 30, got {obj.frame_ms}"))
-        if obj.min_utterance_ms > obj.max_utterance_s * 1000:
-            problems.append((
-                "min_utterance_ms",
-                f"must not exceed max_utterance_s ({obj.max_utterance_s:g} s), got {obj.min_utterance_ms}",
-            ))
-    elif isinstance(obj, WakeSettings):
-        if obj.enabled and not obj.words:
-            problems.append(("words", "wake is enabled but no wake words are listed"))
-        if any(not word.strip() for word in obj.stop_words):
-            problems.append(("stop_words", "must not contain empty words"))
-    elif isinstance(obj, WakeWordSettings):
-        if not obj.model.strip():
-            problems.append(("model", "must name a wake word model"))
-    elif isinstance(obj, MqttSettings):
-        if obj.password is not None and obj.username is None:
-            problems.append(("password", "password is set but username is not"))
-        if obj.client_id is not None and (
-            not obj.client_id or any(not c.isprintable() for c in obj.client_id)
-        ):
-            problems.append(("client_id", f"must be non-empty printable text, got {obj.client_id!r}"))
-    elif isinstance(obj, HomeSettings):
-        problems.extend(_entity_topic_problems(obj.entities))
-        for alias, target in obj.aliases.items():
-            if not isinstance(alias, str) or not alias.strip():
-                problems.append(("aliases", f"an alias must be non-empty text, got {alias!r}"))
-            elif not isinstance(target, str) or not target.strip():
-                problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
-        if obj.area is not None and not obj.area.strip():
-            problems.append(("area", "must name an area, or be left out"))
-    elif isinstance(obj, RemoteSettings):
-        problems.extend(_remote_problems(obj))
-    elif isinstance(obj, BrainSettings):
-        if obj.kind == "remote" and obj.remote.url is None:
-            problems.append(("kind", "is 'remote' but brain.remote.url is not set"))
-        if obj.kind in ("remote", "hybrid") and obj.remote.hear == "gemma" and obj.gemma.model_dir is None:
-            problems.append(("remote", "hear is 'gemma' but brain.gemma.model_dir is not set"))
-    elif isinstance(obj, (Settings, WyomingServerSettings)) and (why := _site_problem(obj.site)) is not None:
+    check = _CHECKS.get(type(obj))
+    if check is not None:
+        problems.extend(check(obj))
+    return problems
+
+
+def _audio_problems(obj: AudioSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if obj.block_ms not in (10, 20, 30):
+        problems.append(("block_ms", f"must be 10, 20 or 30, got {obj.block_ms}"))
+    if obj.source == "command" and not obj.command:
+        problems.append(("command", "source is 'command' but no command is set"))
+    for name in ("device", "output_device"):
+        value = getattr(obj, name)
+        if isinstance(value, int) and value < 0:
+            problems.append((name, f"a device index must be 0 or more, got {value}"))
+    return problems
+
+
+def _vad_problems(obj: VadSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if obj.frame_ms not in (10, 20, 30):
+        problems.append(("frame_ms", f"must be 10, 20 or 30, got {obj.frame_ms}"))
+    if obj.min_utterance_ms > obj.max_utterance_s * 1000:
+        problems.append((
+            "min_utterance_ms",
+            f"must not exceed max_utterance_s ({obj.max_utterance_s:g} s), got {obj.min_utterance_ms}",
+        ))
+    return problems
+
+
+def _wake_problems(obj: WakeSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if obj.enabled and not obj.words:
+        problems.append(("words", "wake is enabled but no wake words are listed"))
+    if any(not word.strip() for word in obj.stop_words):
+        problems.append(("stop_words", "must not contain empty words"))
+    return problems
+
+
+def _wake_word_problems(obj: WakeWordSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if not obj.model.strip():
+        problems.append(("model", "must name a wake word model"))
+    return problems
+
+
+def _mqtt_problems(obj: MqttSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if obj.password is not None and obj.username is None:
+        problems.append(("password", "password is set but username is not"))
+    if obj.client_id is not None and (
+        not obj.client_id or any(not c.isprintable() for c in obj.client_id)
+    ):
+        problems.append(("client_id", f"must be non-empty printable text, got {obj.client_id!r}"))
+    return problems
+
+
+def _home_problems(obj: HomeSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    problems.extend(_entity_topic_problems(obj.entities))
+    for alias, target in obj.aliases.items():
+        if not isinstance(alias, str) or not alias.strip():
+            problems.append(("aliases", f"an alias must be non-empty text, got {alias!r}"))
+        elif not isinstance(target, str) or not target.strip():
+            problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
+    if obj.area is not None and not obj.area.strip():
+        problems.append(("area", "must name an area, or be left out"))
+    return problems
+
+
+def _brain_problems(obj: BrainSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if obj.kind == "remote" and obj.remote.url is None:
+        problems.append(("kind", "is 'remote' but brain.remote.url is not set"))
+    if obj.kind in ("remote", "hybrid") and obj.remote.hear == "gemma" and obj.gemma.model_dir is None:
+        problems.append(("remote", "hear is 'gemma' but brain.gemma.model_dir is not set"))
+    return problems
+
+
+def _wyoming_problems(obj: WyomingSettings) -> list[tuple[str, str]]:
+    return _twice(obj.satellites)
+
+
+def _wyoming_server_problems(obj: WyomingServerSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
     return problems
+
+
+def _settings_problems(obj: Settings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if (why := _site_problem(obj.site)) is not None:
+        problems.append(("site", why))
+    if any(s.site == obj.site for s in obj.wyoming.satellites):
+        problems.append(("site", f"{obj.site!r} is also a satellite's site: each site is one room"))
+    return problems
+
+
+def _twice(satellites: tuple[SatelliteSettings, ...]) -> list[tuple[str, str]]:
+    """Two satellites with one site or one uri."""
+    problems: list[tuple[str, str]] = []
+    sites = [s.site for s in satellites]
+    uris = [s.uri for s in satellites]
+    for i, satellite in enumerate(satellites):
+        if satellite.site and sites.index(satellite.site) != i:
+            problems.append(("satellites", f"[{i}].site {satellite.site!r} is used twice"))
+        if satellite.uri and uris.index(satellite.uri) != i:
+            problems.append(("satellites", f"[{i}].uri {satellite.uri!r} is used twice"))
+    return problems
+
+
+def _satellite_problems(obj: SatelliteSettings) -> list[tuple[str, str]]:
+    """A satellite's uri is tcp://host:port; its site a valid site name."""
+    problems: list[tuple[str, str]] = []
+    if (why := satellite_uri_problem(obj.uri)) is not None:
+        problems.append(("uri", why))
+    if (why := _site_problem(obj.site)) is not None:
+        problems.append(("site", why))
+    if obj.reconnect_max_s < obj.reconnect_initial_s:
+        problems.append(("reconnect_max_s",
+                         f"must be at least reconnect_initial_s ({obj.reconnect_initial_s:g})"))
+    return problems
+
+
+def satellite_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not tcp://host:port (wyoming-satellite's --uri), or None."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as err:
+        return f"must be tcp://host:port, got {uri!r} ({err})"
+    if parts.scheme != "tcp" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        return f"must be tcp://host:port (as wyoming-satellite --uri), got {uri!r}"
+    return None
 
 
 def _remote_problems(obj: RemoteSettings) -> list[tuple[str, str]]:
@@ -1070,6 +1169,23 @@ def _entity_topic_problems(entities: tuple[Mapping[str, Any], ...]) -> list[tupl
                 continue
             problems.append(("entities", f"[{i}].{key} {why}"))
     return problems
+
+
+_CHECKS: dict[type[Any], Callable[[Any], list[tuple[str, str]]]] = {
+    AudioSettings: _audio_problems,
+    VadSettings: _vad_problems,
+    WakeSettings: _wake_problems,
+    WakeWordSettings: _wake_word_problems,
+    MqttSettings: _mqtt_problems,
+    HomeSettings: _home_problems,
+    RemoteSettings: _remote_problems,
+    BrainSettings: _brain_problems,
+    SatelliteSettings: _satellite_problems,
+    WyomingSettings: _wyoming_problems,
+    WyomingServerSettings: _wyoming_server_problems,
+    Settings: _settings_problems,
+}
+"""Per settings class, its cross-field checks (run after the type and range checks)."""
 
 
 # --------------------------------------------------------------------------- showing

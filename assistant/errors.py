@@ -106,6 +106,8 @@ class ErrorCode(StrEnum):
     WYOMING_NOT_SERVED = "wyoming_not_served"
     WYOMING_BUSY = "wyoming_busy"
     WYOMING_TIMEOUT = "wyoming_timeout"
+    STALE_COMMAND = "stale_command"
+    """A satellite's command was heard longer ago than its freshness: not acted on."""
 
 
 class AssistantError(Exception):

@@ -15,10 +15,14 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from assistant.config import Settings
 from assistant.inbox import PushToTalk, Shutdown
 from assistant.lifecycle import ReloadCheck, SignalRelay, Watchdog, process_relay
+
+if TYPE_CHECKING:
+    from assistant.wyoming.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,8 +76,11 @@ async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | N
         signal.SIGUSR1: lambda: inbox.post(PushToTalk()),
     })
     watchdog = asyncio.ensure_future(Watchdog(orch.health_problem).run())
+    hub_task: asyncio.Future[None] | None = None
     try:
         daemon.start()
+        if daemon.hub is not None:
+            hub_task = asyncio.ensure_future(daemon.hub.run())
         _LOGGER.info(
             "assistant running: site=%s brain=%s tts=%s wake=%s mqtt=%s",
             settings.site,
@@ -88,9 +95,22 @@ async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | N
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watchdog
+        if daemon.hub is not None and hub_task is not None:
+            await _stop_hub(daemon.hub, hub_task)
         daemon.close()
     if orch.failure is not None:
         return _Ended(failed=True)
     if reload.accepted is not None and not relay.stop_requested:
         return _Ended(reload_with=reload.accepted)
     return _Ended()
+
+
+async def _stop_hub(hub: Hub, task: asyncio.Future[None]) -> None:
+    """Stop the Wyoming hub before the router it calls closes (bounded: 2 s)."""
+    hub.stop()
+    try:
+        await asyncio.wait_for(task, 2.0)
+    except (TimeoutError, asyncio.CancelledError):
+        _LOGGER.warning("the Wyoming hub did not stop within 2 s")
+    except Exception:  # a hub failure must not block the rest of the shutdown
+        _LOGGER.exception("the Wyoming hub failed")

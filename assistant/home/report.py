@@ -22,6 +22,7 @@ from assistant.home.control import TOOL_DOMAINS, HomeControl
 from assistant.home.domains import REGISTRY
 from assistant.home.inventory import Inventory
 from assistant.home.service import build_home
+from assistant.wyoming.hub_state import satellite_report
 
 
 @dataclass
@@ -33,6 +34,8 @@ class HomeReport:
     entities: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
     waited_s: float = 0.0
+    satellites: list[dict[str, Any]] = field(default_factory=list)
+    """wyoming.satellites with the state the running hub last wrote (assistant.wyoming.hub_state)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -42,6 +45,7 @@ class HomeReport:
             "waited_s": round(self.waited_s, 1),
             "entities": self.entities,
             "refused": self.refused,
+            "satellites": self.satellites,
         }
 
 
@@ -160,6 +164,14 @@ def render_text(report: HomeReport) -> str:
     if report.refused:
         lines.append("Refused:")
         lines.extend(f"  {r['topic']}: {r['reason']}" for r in report.refused)
+    if report.satellites:
+        lines.append("Wyoming satellites:")
+        lines.extend(
+            f"  {s.get('site')} ({s.get('uri')}, area {s.get('area') or '-'}): {s.get('state')}"
+            f"{'; ' + str(s['turns']) + ' turns' if s.get('turns') else ''}"
+            f"{'; last error: ' + str(s['last_error']) if s.get('last_error') else ''}"
+            for s in report.satellites
+        )
     return "\n".join(lines)
 
 
@@ -174,6 +186,7 @@ def main(
     """``assistant home``: 0 when the report was made (connected, or no broker configured)."""
     stdout, stderr = out or sys.stdout, err or sys.stderr
     report = collect(settings, wait_s=wait_s, progress=lambda text: print(text, file=stderr, flush=True))
+    report.satellites = satellite_report(settings)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True), file=stdout)
     else:

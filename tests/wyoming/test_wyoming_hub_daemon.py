@@ -1,0 +1,85 @@
+"""`assistant run` with a satellite configured: the real daemon serves a real wyoming-satellite.
+
+The daemon is ``python -m assistant -v run`` as a subprocess (its own microphone is a
+command printing room noise, wake word off), the satellite a real wyoming-satellite 1.0.0
+process, the broker a real mosquitto. A command spoken at the satellite acts once on the
+broker and its reply reaches the satellite; ``assistant home`` shows the satellite's
+state while the daemon runs; SIGTERM ends the daemon cleanly and the state says offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assistant.compose import demo_entities
+from tests.e2e.live_daemon import DaemonProcess, Watcher
+from tests.support.mosquitto import Broker, mosquitto_available
+from tests.wyoming.hub_rig import spoken
+from tests.wyoming.satellites import IO_SCRIPT, RealSatellite, satellite_python
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed"),
+    pytest.mark.skipif(satellite_python() is None,
+                       reason="no wyoming-satellite venv (scripts/wyoming_satellite_env makes it)"),
+]
+
+
+def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_path: Path) -> None:
+    broker = Broker(tmp_path).start()
+    satellite = RealSatellite(tmp_path, "kitchen").start()
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    state_dir = tmp_path / "state"
+    config = tmp_path / "config.yaml"
+    settings = {
+        "site": "hubbox",
+        "state_dir": str(state_dir),
+        "audio": {"source": "command", "command": f"{shlex.quote(sys.executable)} {IO_SCRIPT} mic {quiet}"},
+        "wake": {"enabled": False},
+        "brain": {"kind": "phrase"},
+        "tts": {"kind": "none"},
+        "mqtt": {"host": broker.host, "port": broker.port},
+        "home": {"entities": [dict(e) for e in demo_entities()]},
+        "wyoming": {"satellites": [{"uri": satellite.uri, "site": "kitchen", "area": "Kitchen"}]},
+    }
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    offline_view = tmp_path / "home.yaml"  # assistant home reads the satellites' states from state_dir
+    without_broker = {k: v for k, v in settings.items() if k != "mqtt"}
+    offline_view.write_text(yaml.safe_dump(without_broker), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    watcher = Watcher(broker, ["demo/#"], client_id="hub-daemon-watch")
+    daemon = DaemonProcess(config, env, tmp_path / "daemon.log")
+    try:
+        assert daemon.wait_for_log("satellite kitchen connected", 30.0), daemon.tail()
+        assert daemon.wait_for_log("Phrase grammar", 30.0), daemon.tail()
+        mark = watcher.mark()
+        satellite.say(spoken("Turn on the coffee maker."))
+        seen = watcher.wait(lambda m: m.topic == "demo/kitchen/coffee/set", since=mark, timeout=15.0)
+        assert seen is not None and seen.text() == "ON", daemon.tail()
+        assert daemon.wait_for_log("satellite kitchen turn: ok", 10.0), daemon.tail()
+        home = subprocess.run(
+            [sys.executable, "-m", "assistant", "--config", str(offline_view), "home", "--json"],
+            env=env, capture_output=True, text=True, timeout=30, check=False)
+        rows = json.loads(home.stdout)["satellites"]
+        assert [(r["site"], r["area"], r["turns"]) for r in rows] == [("kitchen", "Kitchen", 1)], home.stdout
+        assert rows[0]["state"] in ("speaking", "waiting"), rows  # the reply may still be playing
+        assert len(satellite.reply_files()) == 1
+        assert watcher.since(mark) == [seen]  # acted once
+        assert daemon.stop() == 0, daemon.tail()
+        states = json.loads((state_dir / "satellites.json").read_text(encoding="utf-8"))["satellites"]
+        assert [s["state"] for s in states] == ["offline"]
+    finally:
+        daemon.stop()
+        watcher.close()
+        satellite.stop()
+        broker.stop()
