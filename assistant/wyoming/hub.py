@@ -80,7 +80,7 @@ from assistant.types import (
 )
 from assistant.wyoming.hub_announce import SatelliteAnnouncer
 from assistant.wyoming.hub_state import write_states
-from assistant.wyoming.hub_wire import MAX_HEADER_BYTES, WireError, read_event, write_event
+from assistant.wyoming.wire import SATELLITE_LIMITS, WireError, read_event, write_event
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -349,7 +349,8 @@ class SatelliteLink:
 
     async def _session(self) -> None:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=MAX_HEADER_BYTES + 1), CONNECT_TIMEOUT_S)
+            asyncio.open_connection(self.host, self.port, limit=SATELLITE_LIMITS.header_bytes + 1),
+            CONNECT_TIMEOUT_S)
         sock = writer.get_extra_info("socket")
         if sock is not None:  # a satellite that lost power is noticed by TCP keepalive
             with contextlib.suppress(OSError):
@@ -362,7 +363,7 @@ class SatelliteLink:
         self._connected.set()
         self._flush_announcements()
         while True:
-            event = await read_event(reader)
+            event = await read_event(reader, SATELLITE_LIMITS)
             if event is None:
                 return
             await self._on_event(event)

@@ -13,7 +13,7 @@ Serves (``wyoming.server.serve``):
 yet: HA's integration treats an ``info`` with a satellite as a satellite only (no stt, no
 conversation), so it would need a server of its own; it is logged and left out.
 
-Untrusted peers: every event is read within ``WireLimits`` (``server_wire``), every
+Untrusted peers: every event is read within ``WireLimits`` (``wire``), every
 connection waits at most ``idle_timeout_s`` for its next event (and for the peer to take
 an answer), a request's work at most ``work_timeout_s``, at most ``max_connections`` at
 once. A peer that breaks the protocol gets an ``error`` event (code and reason) and is
@@ -56,7 +56,7 @@ from assistant.config import WyomingServerSettings
 from assistant.errors import ErrorCode
 from assistant.wyoming.server_brains import PhraseLike, PhraseTranscriber, RouterConversation
 from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Transcribe
-from assistant.wyoming.server_wire import WireError, WireLimits, read_event
+from assistant.wyoming.wire import WireError, WireLimits, read_event
 
 _LOGGER = logging.getLogger(__name__)
 

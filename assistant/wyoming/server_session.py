@@ -1,6 +1,6 @@
 """One Wyoming connection's protocol, as a pure state machine: events in, steps out.
 
-``Session.receive`` takes each event a peer sent (already bounded by ``server_wire``) and
+``Session.receive`` takes each event a peer sent (already bounded by ``wire``) and
 returns what to do: send events back (``Send``), transcribe the audio collected between
 ``audio-start`` and ``audio-stop`` (``Transcribe``), let the router handle a ``transcript``
 (``Handle``), or refuse and disconnect (``Refuse``, with an error code and a message for

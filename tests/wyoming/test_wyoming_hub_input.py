@@ -18,8 +18,11 @@ from assistant.config import ConfigError, SatelliteSettings, VadSettings, parse_
 from assistant.tts.espeak import EspeakSynthesizer
 from assistant.wyoming.hub import Hub, LinkState
 from assistant.wyoming.hub_announce import SatelliteAnnouncer
-from assistant.wyoming.hub_wire import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, WireError, read_event
+from assistant.wyoming.wire import SATELLITE_LIMITS, WireError, read_event
 from tests.support.pipeline import FakeRouter, ScriptedBrain, tool_reply
+
+MAX_HEADER_BYTES = SATELLITE_LIMITS.header_bytes
+MAX_PAYLOAD_BYTES = SATELLITE_LIMITS.payload_bytes
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -36,7 +39,7 @@ async def _read_from(raw: bytes) -> object:
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_HEADER_BYTES + 1)
     try:
-        return await read_event(reader)
+        return await read_event(reader, SATELLITE_LIMITS)
     finally:
         writer.close()
         server.close()
@@ -49,12 +52,12 @@ def _header(**fields: object) -> bytes:
 @pytest.mark.parametrize(("raw", "message"), [
     (b"{" + b" " * (MAX_HEADER_BYTES + 10), "header longer"),
     (b"not json\n", "not JSON"),
-    (b"[1, 2]\n", "must be a JSON object"),
-    (_header(payload_length=MAX_PAYLOAD_BYTES + 1), "exceeds the limit"),
-    (_header(data_length=-1), "non-negative"),
-    (_header(data_length=10) + b"{}", "stream ended inside"),
-    (_header(data_length=2) + b"[]", "must be a JSON object"),
-    (json.dumps({"type": 7}).encode() + b"\n", "event type"),
+    (b"[1, 2]\n", "not a JSON object"),
+    (_header(payload_length=MAX_PAYLOAD_BYTES + 1), "over the limit"),
+    (_header(data_length=-1), "not a byte count"),
+    (_header(data_length=10) + b"{}", "ended inside"),
+    (_header(data_length=2) + b"[]", "not a JSON object"),
+    (json.dumps({"type": 7}).encode() + b"\n", "without a valid 'type'"),
 ])
 def test_malformed_events_are_refused_with_a_clear_reason(raw: bytes, message: str) -> None:
     with pytest.raises(WireError, match=message):

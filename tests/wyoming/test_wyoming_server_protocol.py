@@ -19,7 +19,7 @@ from assistant.config import ConfigError, parse_settings
 from assistant.wyoming.server import describe
 from assistant.wyoming.server_session import Handle, Refuse, Send, Session
 from assistant.wyoming.server_session import Transcribe as TranscribeStep
-from assistant.wyoming.server_wire import WireError, WireLimits, read_event
+from assistant.wyoming.wire import WireError, WireLimits, read_event
 
 INFO = describe(frozenset({"asr", "handle"}), "0.0-test").event()
 

@@ -5,7 +5,9 @@ A Wyoming event is one JSON header line (``type``, optional ``data``, ``data_len
 ``data``, then ``payload_length`` bytes of payload (audio). The wyoming package's own
 reader trusts the lengths (a header announcing 4 GiB makes it try to read 4 GiB); this one
 refuses a header line, a data block or a payload over its limit before reading it, and
-says why with a ``WireError``. Writing uses the package's writer (``async_write_event``).
+says why with a ``WireError``. Writing uses the package's writer (``write_event``). The
+server (HA's requests: short clips in small chunks) and the hub (satellites' streams) read
+with their own ``WireLimits``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from wyoming.event import Event
+from wyoming.event import Event, async_write_event
 
 from assistant.errors import ErrorCode
 
@@ -32,6 +34,10 @@ class WireLimits:
     """One payload (``payload_length``): 2 s of 16 kHz 16-bit mono audio."""
     type_chars: int = 64
     """An event type name."""
+
+
+SATELLITE_LIMITS = WireLimits(header_bytes=64 << 10, data_bytes=256 << 10, payload_bytes=1 << 20)
+"""What the hub reads from a wyoming-satellite: its chunks can be larger (up to about 30 s)."""
 
 
 class WireError(ValueError):
@@ -107,3 +113,8 @@ async def _exactly(reader: asyncio.StreamReader, count: int, event_type: str, wh
     except asyncio.IncompleteReadError as err:
         raise WireError(f"{event_type}: the stream ended inside its {what} "
                         f"({len(err.partial)} of {count} bytes)") from err
+
+
+async def write_event(event: Event, writer: asyncio.StreamWriter) -> None:
+    """Send one event (header, data, payload) with the package's writer, and drain."""
+    await async_write_event(event, writer)
