@@ -396,8 +396,9 @@ class CallGrammar:
         for state in states:
             if len(state) < 3:
                 continue
-            (top, index), (seq, _), (obj, data) = state[-1], state[-2], state[-3]
-            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value":
+            (top, index), (seq, part), (obj, data) = state[-1], state[-2], state[-3]
+            # part 0: spelling the key itself (part 1 is its value: an enum's values are no guess)
+            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value" or part:
                 continue
             name = obj.names.get(id(seq))
             if name is not None and name in obj.required:
@@ -757,15 +758,24 @@ class ConstrainedDecoder:
                 break
         if not syms:
             return []
-        ids, _ = self._stable_prefix(cursor, syms, encode)
-        return ids[:limit]
+        # A draft needs no stable boundary (the model verifies every token): the tokenizer's own
+        # encoding, kept as far as it spells the drafted symbols. So forced text the jump could
+        # not take (``Hass`` when ``HassTurnOn`` is one token) is drafted, not left to a pass.
+        ids = encode("".join(syms))
+        start = cursor.states
+        for keep in range(len(ids), 0, -1):
+            kept = self._spelled(ids[:keep])
+            if kept == syms[: len(kept)] and self._walk(start, kept):
+                return ids[: min(keep, limit)]
+        return []
 
-    def opening(self, encode: Callable[[str], list[int]]) -> list[int]:
-        """The draft that rides on the prompt's prefill: ``<|tool_call>`` and its forced run."""
+    def opening(self, encode: Callable[[str], list[int]], limit: int = 64) -> list[int]:
+        """The draft that rides on the prompt's prefill: ``<|tool_call>``, its forced run and the
+        grammar's draft after that (the forced text whose tokens the jump could not fix)."""
         if self.call_open is None:
             return []
-        run, _ = self.forced(self.in_call(), encode)
-        return [self.call_open, *run]
+        run, cursor = self.forced(self.in_call(), encode)
+        return [self.call_open, *run, *self.draft(cursor, encode, limit)]
 
     def prefill(
         self,
