@@ -171,6 +171,13 @@ class GemmaSettings:
     """Sampling: nucleus probability mass."""
     templated_reply: bool = True
     """Speak the router's templated reply and skip the model's second pass for simple commands."""
+    draft: Literal["none", "model", "prompt_lookup"] = "none"
+    """Speculative decoding (greedy only; exact): a draft model (draft_model_dir), n-grams of the
+    prompt and tool declarations (prompt_lookup), or none. Off until measured on real weights."""
+    draft_model_dir: Path | None = None
+    """With draft: model, a second onnx-community export sharing the tokenizer (E2B for E4B)."""
+    lookahead: int = 4
+    """Tokens drafted per decoder pass."""
 
 
 @dataclass(frozen=True)
@@ -860,6 +867,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "temperature": _Range(0.0, 5.0),
         "top_k": _Range(1, 1_000_000),
         "top_p": _PROBABILITY,
+        "lookahead": _Range(1, 64),
     },
     PhraseSettings: {
         "rejection_threshold": _Range(0.0, 10_000.0, open_low=True),
@@ -974,6 +982,9 @@ def _check(obj: Any) -> list[tuple[str, str]]:
                 problems.append(("aliases", f"{alias!r} must name an entity id or name, got {target!r}"))
         if obj.area is not None and not obj.area.strip():
             problems.append(("area", "must name an area, or be left out"))
+    elif isinstance(obj, GemmaSettings):
+        if obj.draft == "model" and obj.draft_model_dir is None:
+            problems.append(("draft_model_dir", "draft is 'model' but no draft_model_dir is set"))
     elif isinstance(obj, Settings) and (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
     return problems

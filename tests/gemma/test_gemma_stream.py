@@ -165,14 +165,14 @@ def router() -> Iterator[Router]:
 def _recording(brain: GemmaBrain) -> list[tuple[int, ...]]:
     """Record every generation's tokens (the brain's replies on random weights are not text)."""
     seen: list[tuple[int, ...]] = []
-    original: Callable[..., Generation] = brain.runtime.generate
+    original: Callable[..., Generation] = brain._decode
 
-    def generate(*args: Any, **kwargs: Any) -> Generation:
+    def decode(*args: Any, **kwargs: Any) -> Generation:
         generation = original(*args, **kwargs)
         seen.append(generation.tokens)
         return generation
 
-    brain.runtime.generate = generate  # type: ignore[method-assign]
+    brain._decode = decode  # type: ignore[method-assign]
     return seen
 
 

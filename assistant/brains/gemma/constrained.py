@@ -56,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from assistant.brains.gemma.runtime import Cancelled, Generation, KVCache, Sampler
+from assistant.brains.gemma.speculative import Drafter
 from assistant.tools.base import Tool
 from assistant.tools.gemma_format import QUOTE, format_value, sanitize
 
@@ -769,6 +770,19 @@ class ConstrainedDecoder:
                 return ids[: min(keep, limit)]
         return []
 
+    def _allowed(self, cursor: Cursor, proposed: Sequence[int]) -> list[int]:
+        """The proposal up to the first token the grammar refuses or a stop (picked unfed anyway)."""
+        kept: list[int] = []
+        for token in proposed:
+            if token in self.stops:
+                break
+            after = self._after(cursor, token)
+            if after is None:
+                break
+            kept.append(token)
+            cursor = after
+        return kept
+
     def opening(self, encode: Callable[[str], list[int]], limit: int = 64) -> list[int]:
         """The draft that rides on the prompt's prefill: ``<|tool_call>``, its forced run and the
         grammar's draft after that (the forced text whose tokens the jump could not fix)."""
@@ -831,12 +845,17 @@ class ConstrainedDecoder:
         draft: bool = True,
         cursor: Cursor | None = None,
         opened: Opened | None = None,
+        drafter: Drafter | None = None,
+        history: Sequence[int] = (),
+        lookahead: int = 4,
     ) -> Generation:
         """Decode to a stop id or the budget; ``steps`` counts sequential decoder passes.
 
-        Each pass feeds the model's pick, the forced run after it and (greedy only) the
-        grammar's draft; the draft's tokens are kept as far as the model's own masked
-        greedy pick agrees, so the tokens are those of token-by-token masked decoding.
+        Each pass feeds the model's pick, the forced run after it and (greedy only) a draft:
+        the ``drafter``'s ``lookahead`` tokens (speculative.Drafter; ``history``: the turn's ids
+        before this round) cut where the grammar refuses one, else the grammar's own guess.
+        Drafted tokens are kept as far as the model's own masked greedy pick agrees, so the
+        tokens are those of token-by-token masked decoding.
         """
         tokens: list[int] = []
         cursor = cursor or Cursor(None)
@@ -862,7 +881,12 @@ class ConstrainedDecoder:
             run, cursor = self.forced(cursor, model.encode)
             run = run[: max(0, max_new_tokens - len(tokens))]
             tokens.extend(run)
-            guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens)) if drafting else []
+            guess: list[int] = []
+            if drafting and drafter is not None:
+                limit = min(lookahead, max_new_tokens - len(tokens))
+                guess = self._allowed(cursor, drafter.propose([*history, *tokens], limit)[:limit])
+            if drafting and not guess:
+                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
             feed = [token, *run, *guess]
             rows, cache = model.verify(cache, feed, cancel=cancel)
             steps += 1
