@@ -853,7 +853,8 @@ class ConstrainedDecoder:
 
         Each pass feeds the model's pick, the forced run after it and (greedy only) a draft:
         the ``drafter``'s ``lookahead`` tokens (speculative.Drafter; ``history``: the turn's ids
-        before this round) cut where the grammar refuses one, else the grammar's own guess.
+        before this round) cut where the grammar refuses one, and the grammar's own guess
+        (first, unless ``drafter.over_grammar``; the other only where the first has none).
         Drafted tokens are kept as far as the model's own masked greedy pick agrees, so the
         tokens are those of token-by-token masked decoding.
         """
@@ -882,10 +883,13 @@ class ConstrainedDecoder:
             run = run[: max(0, max_new_tokens - len(tokens))]
             tokens.extend(run)
             guess: list[int] = []
-            if drafting and drafter is not None:
+            grammar_first = drafter is None or not drafter.over_grammar
+            if drafting and grammar_first:
+                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
+            if drafting and drafter is not None and not guess:
                 limit = min(lookahead, max_new_tokens - len(tokens))
                 guess = self._allowed(cursor, drafter.propose([*history, *tokens], limit)[:limit])
-            if drafting and not guess:
+            if drafting and not grammar_first and not guess:
                 guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
             feed = [token, *run, *guess]
             rows, cache = model.verify(cache, feed, cancel=cancel)

@@ -142,6 +142,8 @@ class Drafter(Protocol):
 
     passes: int
     """Sequential decoder passes the drafter ran (0 for prompt lookup)."""
+    over_grammar: bool
+    """Inside a call, propose before the grammar's own guess (a model) or only where it has none."""
 
     def propose(self, history: Sequence[int], k: int) -> list[int]: ...
 
@@ -155,6 +157,7 @@ class PromptLookup:
         self.prompt = list(prompt)
         self.max_ngram = max(1, max_ngram)
         self.passes = 0
+        self.over_grammar = False  # an n-gram of the declarations guesses worse than the grammar
 
     def propose(self, history: Sequence[int], k: int) -> list[int]:
         text = np.asarray([*self.prompt, *history], dtype=np.int64)
@@ -188,6 +191,7 @@ class ModelDrafter:
         self._fed: list[int] = []
         self._broken = False
         self.passes = 0
+        self.over_grammar = True
 
     def propose(self, history: Sequence[int], k: int) -> list[int]:
         if not history or k <= 0 or self._broken:
