@@ -360,21 +360,34 @@ PASSES = {
 }
 
 
+@pytest.mark.parametrize("lookup", [False, True])
 @pytest.mark.parametrize(("call", "expected"), PASSES.items())
-def test_forced_text_the_jump_cannot_fix_is_drafted(call: str, expected: int) -> None:
+def test_forced_text_the_jump_cannot_fix_is_drafted(call: str, expected: int, lookup: bool) -> None:
     """'Hass' is forced text but not a stable token boundary ('HassTurnOn' is one token): the jump
-    leaves it to the model and the draft (prefill and passes) carries it instead."""
+    leaves it to the model and the draft (prefill and passes) carries it instead. Prompt lookup
+    over the declarations only fills in where the grammar has no guess: never more passes."""
     from tokenizers import Tokenizer
+
+    from assistant.brains.gemma.prompt import system_prefix
+    from assistant.brains.gemma.speculative import PromptLookup
 
     tokenizer = Tokenizer.from_file(str(ORACLE / "tokenizer.json"))
     target = list(tokenizer.encode(call + "<|tool_response>", add_special_tokens=False).ids)
     model = ScriptedChoices(tokenizer, target, noise=1.0, prompt=1)
     decoder = _decoder(tokenizer, home_tools(), _stops(tokenizer))
-    opened = decoder.prefill(model, KVCache((), (), 0), tokenizer.encode("\n", add_special_tokens=False).ids)
+    prompt = tokenizer.encode("\n", add_special_tokens=False).ids
+    opened = decoder.prefill(model, KVCache((), (), 0), prompt)
     hass = tokenizer.token_to_id("Hass")
     assert hass in opened.draft
+    declared = tokenizer.encode(system_prefix(home_tools()), add_special_tokens=False).ids
     generation = decoder.generate(
-        model, opened.cache, opened.rows[0], max_new_tokens=64, sampler=Sampler(Sampling()), opened=opened
+        model,
+        opened.cache,
+        opened.rows[0],
+        max_new_tokens=64,
+        sampler=Sampler(Sampling()),
+        opened=opened,
+        drafter=PromptLookup([*declared, *prompt]) if lookup else None,
     )
     assert list(generation.tokens) == target
     assert model.generated()[: len(target) - 1] == target[:-1]
