@@ -323,3 +323,30 @@ def test_draft_settings_are_checked() -> None:
         parse_settings("brain:\n  gemma:\n    lookahead: 0\n")
     settings = parse_settings("brain:\n  gemma:\n    draft: prompt_lookup\n    lookahead: 6\n")
     assert (settings.brain.gemma.draft, settings.brain.gemma.lookahead) == ("prompt_lookup", 6)
+
+
+def test_a_cancel_during_the_draft_models_pass_ends_the_turn_without_action(
+    scripted_dir: Path,
+    home: tuple[Router, Any, Any],
+    utterance: Callable[[float], Utterance],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router, lights, _ = home
+    brain = make_gemma_brain(settings_for(scripted_dir, draft="model", draft_model_dir=scripted_dir))
+    brain.warm(router)
+    draft = brain.draft_runtime
+    assert draft is not None
+    cancel = threading.Event()
+    original = draft.prefill
+
+    def prefill(*args: Any, **kwargs: Any) -> Any:
+        cancel.set()  # the user said "stop" while the draft model hears the utterance
+        return original(*args, **kwargs)
+
+    draft.prefill = prefill  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="assistant.brains.gemma"):
+        turn = brain.handle(utterance(1.0), router, cancel)
+    assert lights.ran == [] and turn.tool_calls == ()
+    assert not turn.understood and turn.reply.text == ""
+    assert "gemma turn cancelled" in caplog.text
+    assert "draft model failed" not in caplog.text  # a cancel is no failure of the draft

@@ -291,7 +291,7 @@ class GemmaBrain:
         if audio is None:
             return self._finish(turn, Reply(SORRY, site=site), understood=False)
         tail = self.runtime.encode(generation_prompt(self.settings.thinking, self.runtime.files.prompt))
-        drafter = self._drafter(prefix, self._audio_ids(audio.shape[0]) + tail, utterance)
+        drafter = self._drafter(prefix, self._audio_ids(audio.shape[0]) + tail, utterance, cancel)
         started = time.monotonic()
         if stream is not None and stream.prefix is prefix.cache:
             # Most of the audio is in the decoder already: only the rest, <audio|> and the tail.
@@ -335,7 +335,9 @@ class GemmaBrain:
         turn.add("prefill", started)
         return self._tool_loop(logits, cache, router, site=site, cancel=cancel, turn=turn, drafter=drafter)
 
-    def _drafter(self, prefix: _Prefix, suffix: list[int], utterance: Utterance) -> Drafter | None:
+    def _drafter(
+        self, prefix: _Prefix, suffix: list[int], utterance: Utterance, cancel: threading.Event
+    ) -> Drafter | None:
         """This turn's drafter (its prompt: the prefix and ``suffix``), None when drafting is off."""
         if self.draft == "prompt_lookup":
             return PromptLookup([*prefix.ids, *suffix])
@@ -347,9 +349,9 @@ class GemmaBrain:
             # The draft hears the same audio through its own encoder (on first use only).
             pcm = np.frombuffer(utterance.pcm[: len(utterance.pcm) // 2 * 2], dtype="<i2")
             audio = draft.encode_audio(draft.features(pcm))
-            return draft.prefill(base, suffix, audio=audio, chunk=self.prefill_chunk)
+            return draft.prefill(base, suffix, audio=audio, chunk=self.prefill_chunk, cancel=cancel)
 
-        return ModelDrafter(draft, prompt)
+        return ModelDrafter(draft, prompt, cancel=cancel)
 
     def _decode(
         self,

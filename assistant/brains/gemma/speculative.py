@@ -183,9 +183,17 @@ class ModelDrafter:
     with what it was fed (a refused draft, a new round's response block) and feeding the rest.
     """
 
-    def __init__(self, runtime: GemmaRuntime, prompt: Callable[[], tuple[npt.NDArray[Any], KVCache]]) -> None:
+    def __init__(
+        self,
+        runtime: GemmaRuntime,
+        prompt: Callable[[], tuple[npt.NDArray[Any], KVCache]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.runtime = runtime
         self._prompt = prompt
+        self._cancel = cancel
+        """The turn's cancel flag: checked before each of the draft's passes (Cancelled ends the turn)."""
         self._base: KVCache | None = None
         self._cache: KVCache | None = None
         self._fed: list[int] = []
@@ -198,6 +206,8 @@ class ModelDrafter:
             return []
         try:
             return self._propose(history, k)
+        except Cancelled:
+            raise
         except Exception:  # a failing draft must not fail the turn: the target decodes on alone
             _LOGGER.exception("gemma draft model failed; decoding on without drafts this turn")
             self._broken = True
@@ -215,7 +225,7 @@ class ModelDrafter:
         while common < limit and self._fed[common] == history[common]:
             common += 1
         cache = cache.truncated(self._base.length + common)
-        logits, cache = self.runtime.prefill(cache, list(history[common:]))
+        logits, cache = self.runtime.prefill(cache, list(history[common:]), cancel=self._cancel)
         self.passes += 1
         fed = [*history]
         proposed: list[int] = []
@@ -225,7 +235,7 @@ class ModelDrafter:
             proposed.append(guess)
             if guess in stops or len(proposed) >= k:
                 break
-            logits, cache = self.runtime.prefill(cache, [guess])
+            logits, cache = self.runtime.prefill(cache, [guess], cancel=self._cancel)
             self.passes += 1
             fed.append(guess)
         self._cache, self._fed = cache, fed
