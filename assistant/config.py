@@ -173,6 +173,13 @@ class GemmaSettings:
     """Sampling: nucleus probability mass."""
     templated_reply: bool = True
     """Speak the router's templated reply and skip the model's second pass for simple commands."""
+    draft: Literal["none", "model", "prompt_lookup"] = "none"
+    """Speculative decoding (greedy only; exact): a draft model (draft_model_dir), n-grams of the
+    prompt and tool declarations (prompt_lookup), or none. Off until measured on real weights."""
+    draft_model_dir: Path | None = None
+    """With draft: model, a second onnx-community export sharing the tokenizer (E2B for E4B)."""
+    lookahead: int = 4
+    """Tokens drafted per decoder pass."""
 
 
 @dataclass(frozen=True)
@@ -905,6 +912,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "temperature": _Range(0.0, 5.0),
         "top_k": _Range(1, 1_000_000),
         "top_p": _PROBABILITY,
+        "lookahead": _Range(1, 64),
     },
     PhraseSettings: {
         "rejection_threshold": _Range(0.0, 10_000.0, open_low=True),
@@ -1066,6 +1074,12 @@ def _home_problems(obj: HomeSettings) -> list[tuple[str, str]]:
     return problems
 
 
+def _gemma_problems(obj: GemmaSettings) -> list[tuple[str, str]]:
+    if obj.draft == "model" and obj.draft_model_dir is None:
+        return [("draft_model_dir", "draft is 'model' but no draft_model_dir is set")]
+    return []
+
+
 def _brain_problems(obj: BrainSettings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if obj.kind == "remote" and obj.remote.url is None:
@@ -1178,6 +1192,7 @@ _CHECKS: dict[type[Any], Callable[[Any], list[tuple[str, str]]]] = {
     WakeWordSettings: _wake_word_problems,
     MqttSettings: _mqtt_problems,
     HomeSettings: _home_problems,
+    GemmaSettings: _gemma_problems,
     RemoteSettings: _remote_problems,
     BrainSettings: _brain_problems,
     SatelliteSettings: _satellite_problems,

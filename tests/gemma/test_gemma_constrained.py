@@ -345,3 +345,50 @@ def test_the_opening_draft_on_the_prefill_changes_no_token_on_the_oracle(oracle:
         assert riding.cache.length + len(riding.unfed) == plain.cache.length + len(plain.unfed)
         assert riding.steps <= plain.steps
     assert decoder.drafted > 0
+
+
+# A pass gives the logits of one position past what was forced or drafted, so each branch of the
+# grammar whose pick the draft does not guess costs a pass (oracle tokenizer, scripted choices):
+#   kitchen light: prefill rows pick HassTurnOn (the drafted 'Hass' refused: one token); passes pick
+#                  name (the guess '}' refused), kitchen, stop                                 -> 3
+#   thermostat 21: prefill rows pick C (after the drafted 'Hass'); passes pick 2, 1, stop      -> 3
+#   lamp to 30 %:  prefill rows pick L; passes pick b, 3, 0, ',', name, be, stop              -> 7
+PASSES = {
+    '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light<|"|>}<tool_call|>': 3,
+    "<|tool_call>call:HassClimateSetTemperature{temperature:21}<tool_call|>": 3,
+    '<|tool_call>call:HassLightSet{brightness:30,name:<|"|>bedroom lamp<|"|>}<tool_call|>': 7,
+}
+
+
+@pytest.mark.parametrize("lookup", [False, True])
+@pytest.mark.parametrize(("call", "expected"), PASSES.items())
+def test_forced_text_the_jump_cannot_fix_is_drafted(call: str, expected: int, lookup: bool) -> None:
+    """'Hass' is forced text but not a stable token boundary ('HassTurnOn' is one token): the jump
+    leaves it to the model and the draft (prefill and passes) carries it instead. Prompt lookup
+    over the declarations only fills in where the grammar has no guess: never more passes."""
+    from tokenizers import Tokenizer
+
+    from assistant.brains.gemma.prompt import system_prefix
+    from assistant.brains.gemma.speculative import PromptLookup
+
+    tokenizer = Tokenizer.from_file(str(ORACLE / "tokenizer.json"))
+    target = list(tokenizer.encode(call + "<|tool_response>", add_special_tokens=False).ids)
+    model = ScriptedChoices(tokenizer, target, noise=1.0, prompt=1)
+    decoder = _decoder(tokenizer, home_tools(), _stops(tokenizer))
+    prompt = tokenizer.encode("\n", add_special_tokens=False).ids
+    opened = decoder.prefill(model, KVCache((), (), 0), prompt)
+    hass = tokenizer.token_to_id("Hass")
+    assert hass in opened.draft
+    declared = tokenizer.encode(system_prefix(home_tools()), add_special_tokens=False).ids
+    generation = decoder.generate(
+        model,
+        opened.cache,
+        opened.rows[0],
+        max_new_tokens=64,
+        sampler=Sampler(Sampling()),
+        opened=opened,
+        drafter=PromptLookup([*declared, *prompt]) if lookup else None,
+    )
+    assert list(generation.tokens) == target
+    assert model.generated()[: len(target) - 1] == target[:-1]
+    assert generation.steps == expected

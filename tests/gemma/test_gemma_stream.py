@@ -165,14 +165,14 @@ def router() -> Iterator[Router]:
 def _recording(brain: GemmaBrain) -> list[tuple[int, ...]]:
     """Record every generation's tokens (the brain's replies on random weights are not text)."""
     seen: list[tuple[int, ...]] = []
-    original: Callable[..., Generation] = brain.runtime.generate
+    original: Callable[..., Generation] = brain._decode
 
-    def generate(*args: Any, **kwargs: Any) -> Generation:
+    def decode(*args: Any, **kwargs: Any) -> Generation:
         generation = original(*args, **kwargs)
         seen.append(generation.tokens)
         return generation
 
-    brain.runtime.generate = generate  # type: ignore[method-assign]
+    brain._decode = decode  # type: ignore[method-assign]
     return seen
 
 
@@ -189,6 +189,28 @@ def _feed_live(stream: Any, pcm: bytes, realtime: float = 0.0) -> None:
         stream.feed(frame)
         if realtime:
             time.sleep(0.02 * realtime)
+
+
+@pytest.mark.parametrize("draft", ["prompt_lookup", "model"])
+def test_a_streamed_turn_with_drafting_equals_the_offline_turn(router: Router, draft: str) -> None:
+    """The drafter's prompt is the stream's too (the draft model hears the audio through its own
+    encoder on the real architecture; here the oracle drafts for itself: every draft accepted)."""
+    pcm = _pcm("audio_2s")
+    offline = _oracle_brain()
+    offline_tokens = _recording(offline)
+    reference = offline.handle(_utterance(pcm), router, threading.Event())
+    drafting = _oracle_brain(draft=draft, draft_model_dir=ORACLE if draft == "model" else None)
+    tokens = _recording(drafting)
+    stream = drafting.begin_stream("default", router)
+    _feed_live(stream, pcm)
+    turn = stream.finish(_utterance(pcm), router, threading.Event())
+    assert tokens == offline_tokens and tokens
+    assert turn.reply == reference.reply and turn.tool_calls == reference.tool_calls
+    assert "streamed" in turn.flags
+    if draft == "model":
+        refused = turn.counts["draft_tokens"] - turn.counts["draft_accepted"]
+        assert turn.counts["draft_passes"] > 0 and turn.counts["draft_accepted"] > 0
+        assert refused <= turn.counts.get("prefill_draft_tokens", 0)  # only the grammar's opening guess
 
 
 def test_the_gemma_brain_declares_streaming() -> None:

@@ -12,6 +12,12 @@ unless ``constrained=False``): invalid calls are masked, forced runs and the gra
 verified drafts are fed in one pass with the model's pick, and ``<|tool_call>call:``
 rides on the offline prefill as a draft; a valid greedy output is unchanged.
 
+Speculative decoding (``brain.gemma.draft``, greedy only, exact): a draft model sharing the
+tokenizer (``draft_model_dir``) or n-gram lookup in the prompt and tool declarations
+(``prompt_lookup``) proposes ``lookahead`` tokens per pass, in the call grammar (a refused
+token ends the draft; forced runs still jump forward) and in the spoken reply. The yes/no
+transcription of a confirmation answer is decoded without a draft.
+
 ``begin_stream`` (the ``Streaming`` capability, stream.py) takes the utterance while it
 is spoken: most audio soft tokens are prefilled before the end of speech, and
 ``finish`` gives the same greedy tokens as ``handle``.
@@ -39,7 +45,8 @@ from assistant.brains.gemma.constrained import (
 from assistant.brains.gemma.files import ModelFiles, load_model_files
 from assistant.brains.gemma.parser import CALL_CLOSE, ParsedOutput, parse_output
 from assistant.brains.gemma.prompt import ASR_INSTRUCTION, DEFAULT_SYSTEM, generation_prompt, system_prefix
-from assistant.brains.gemma.runtime import Cancelled, GemmaRuntime, KVCache, Sampler, Sampling
+from assistant.brains.gemma.runtime import Cancelled, GemmaRuntime, Generation, KVCache, Sampler, Sampling
+from assistant.brains.gemma.speculative import Drafter, ModelDrafter, PromptLookup, drafted_generate
 from assistant.brains.gemma.stream import AudioPrefill
 from assistant.config import GemmaSettings
 from assistant.errors import BrainError, ModelFilesError
@@ -60,6 +67,10 @@ class _Prefix:
     built_ms: float
     decoder: ConstrainedDecoder | None
     """The grammar of this tool set's calls (None: decoding is not constrained)."""
+    ids: tuple[int, ...] = ()
+    """The prefix's token ids (prompt lookup drafts from them)."""
+    draft_cache: KVCache | None = None
+    """The draft model's cache of the same prefix (draft: model)."""
 
 
 class _Turn:
@@ -92,6 +103,7 @@ class GemmaBrain:
         system: str = DEFAULT_SYSTEM,
         prefill_chunk: int = 0,
         constrained: bool = True,
+        draft_runtime: GemmaRuntime | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
@@ -102,6 +114,20 @@ class GemmaBrain:
         self._vocabulary: Vocabulary | None = None
         self._sampling = Sampling(settings.temperature, settings.top_k, settings.top_p)
         self._prefix: _Prefix | None = None
+        self.draft = settings.draft
+        """Speculative drafting in use: none, model or prompt_lookup (greedy only)."""
+        if self.draft != "none" and settings.temperature > 0.0:
+            _LOGGER.info(
+                "gemma drafting (%s) is off: temperature %g > 0 (drafting is exact for greedy decoding only)",
+                self.draft,
+                settings.temperature,
+            )
+            self.draft = "none"
+        if self.draft == "model" and draft_runtime is None:
+            raise ModelFilesError("brain.gemma.draft is 'model' but no draft model is loaded")
+        self.draft_runtime = draft_runtime if self.draft == "model" else None
+        if self.draft != "none":
+            _LOGGER.info("gemma drafting: %s, lookahead %d", self.draft, settings.lookahead)
         # Re-entrant: handle() holds it and calls warm(), which the daemon may also call on its own.
         self._lock = threading.RLock()
 
@@ -134,8 +160,20 @@ class GemmaBrain:
             decoder = ConstrainedDecoder(
                 CallGrammar(router.tools()), self._vocabulary, self.runtime.tokens.stop
             )
+        draft_cache = None
+        if self.draft_runtime is not None:
+            _, drafted = self.draft_runtime.prefill(
+                self.draft_runtime.empty_cache(), ids, chunk=self.prefill_chunk, cancel=cancel
+            )
+            draft_cache = drafted.frozen()
         self._prefix = _Prefix(
-            version, len(ids), cache.frozen(), (time.monotonic() - started) * 1000.0, decoder
+            version,
+            len(ids),
+            cache.frozen(),
+            (time.monotonic() - started) * 1000.0,
+            decoder,
+            tuple(ids),
+            draft_cache,
         )
         _LOGGER.info(
             "gemma prefix prefilled: %d tokens, tools version %d, %.0f ms",
@@ -253,6 +291,7 @@ class GemmaBrain:
         if audio is None:
             return self._finish(turn, Reply(SORRY, site=site), understood=False)
         tail = self.runtime.encode(generation_prompt(self.settings.thinking, self.runtime.files.prompt))
+        drafter = self._drafter(prefix, self._audio_ids(audio.shape[0]) + tail, utterance, cancel)
         started = time.monotonic()
         if stream is not None and stream.prefix is prefix.cache:
             # Most of the audio is in the decoder already: only the rest, <audio|> and the tail.
@@ -280,14 +319,39 @@ class GemmaBrain:
                 turn.counts["prefill_draft_tokens"] = len(opened.draft)
                 turn.add("prefill", started)
                 return self._tool_loop(
-                    opened.rows[0], opened.cache, router, site=site, cancel=cancel, turn=turn, opened=opened
+                    opened.rows[0],
+                    opened.cache,
+                    router,
+                    site=site,
+                    cancel=cancel,
+                    turn=turn,
+                    opened=opened,
+                    drafter=drafter,
                 )
             logits, cache = self.runtime.prefill(
                 prefix.cache, suffix, audio=audio, chunk=self.prefill_chunk, cancel=cancel
             )
             turn.prefill_tokens += len(suffix)
         turn.add("prefill", started)
-        return self._tool_loop(logits, cache, router, site=site, cancel=cancel, turn=turn)
+        return self._tool_loop(logits, cache, router, site=site, cancel=cancel, turn=turn, drafter=drafter)
+
+    def _drafter(
+        self, prefix: _Prefix, suffix: list[int], utterance: Utterance, cancel: threading.Event
+    ) -> Drafter | None:
+        """This turn's drafter (its prompt: the prefix and ``suffix``), None when drafting is off."""
+        if self.draft == "prompt_lookup":
+            return PromptLookup([*prefix.ids, *suffix])
+        draft, base = self.draft_runtime, prefix.draft_cache
+        if draft is None or base is None:
+            return None
+
+        def prompt() -> tuple[Any, KVCache]:
+            # The draft hears the same audio through its own encoder (on first use only).
+            pcm = np.frombuffer(utterance.pcm[: len(utterance.pcm) // 2 * 2], dtype="<i2")
+            audio = draft.encode_audio(draft.features(pcm))
+            return draft.prefill(base, suffix, audio=audio, chunk=self.prefill_chunk, cancel=cancel)
+
+        return ModelDrafter(draft, prompt, cancel=cancel)
 
     def _decode(
         self,
@@ -298,22 +362,52 @@ class GemmaBrain:
         *,
         tools: bool = True,
         opened: Opened | None = None,
-    ) -> Any:
+        drafter: Drafter | None = None,
+        history: list[int] | None = None,
+    ) -> Generation:
         started = time.monotonic()
         decoder = self._prefix.decoder if tools and self._prefix is not None else None
         drafted, accepted = (decoder.drafted, decoder.accepted) if decoder is not None else (0, 0)
-        generation = self.runtime.generate(
-            cache,
-            logits,
-            max_new_tokens=self.settings.max_new_tokens,
-            sampler=Sampler(self._sampling),
-            cancel=cancel,
-            constraint=decoder,
-            opened=opened,
-        )
+        passes = drafter.passes if drafter is not None else 0
+        k = self.settings.lookahead
         if decoder is not None:
-            turn.counts["draft_tokens"] = turn.counts.get("draft_tokens", 0) + decoder.drafted - drafted
-            turn.counts["draft_accepted"] = turn.counts.get("draft_accepted", 0) + decoder.accepted - accepted
+            generation = decoder.generate(
+                self.runtime,
+                cache,
+                logits,
+                max_new_tokens=self.settings.max_new_tokens,
+                sampler=Sampler(self._sampling),
+                cancel=cancel,
+                opened=opened,
+                drafter=drafter,
+                history=history or [],
+                lookahead=k,
+            )
+            drafted, accepted = decoder.drafted - drafted, decoder.accepted - accepted
+        elif drafter is not None:
+            generation, drafted, accepted = drafted_generate(
+                self.runtime,
+                cache,
+                logits,
+                drafter=drafter,
+                history=history or [],
+                lookahead=k,
+                max_new_tokens=self.settings.max_new_tokens,
+                cancel=cancel,
+            )
+        else:
+            generation = self.runtime.generate(
+                cache,
+                logits,
+                max_new_tokens=self.settings.max_new_tokens,
+                sampler=Sampler(self._sampling),
+                cancel=cancel,
+            )
+        if decoder is not None or drafter is not None:
+            turn.counts["draft_tokens"] = turn.counts.get("draft_tokens", 0) + drafted
+            turn.counts["draft_accepted"] = turn.counts.get("draft_accepted", 0) + accepted
+        if drafter is not None:
+            turn.counts["draft_passes"] = turn.counts.get("draft_passes", 0) + drafter.passes - passes
         turn.add("decode", started)
         turn.decode_steps += generation.steps
         turn.counts["generated_tokens"] = turn.counts.get("generated_tokens", 0) + len(generation.tokens)
@@ -329,10 +423,16 @@ class GemmaBrain:
         cancel: threading.Event,
         turn: _Turn,
         opened: Opened | None = None,
+        drafter: Drafter | None = None,
     ) -> BrainTurn:
         rounds = 0
+        # The turn's ids after its prompt that the cache holds (the drafter's history).
+        base = cache.length - (len(opened.draft) if opened is not None else 0)
+        history: list[int] = []
         while True:
-            generation = self._decode(cache, logits, cancel, turn, opened=opened)
+            generation = self._decode(
+                cache, logits, cancel, turn, opened=opened, drafter=drafter, history=history
+            )
             opened = None
             text = self.runtime.decode(generation.tokens)
             parsed: ParsedOutput = parse_output(text)
@@ -368,6 +468,7 @@ class GemmaBrain:
                 close = self.runtime.tokens.get("call_close")
                 feed += [close] if close is not None else []
             feed += self.runtime.encode("".join(render_response(r) for r in results))
+            history += [*generation.tokens[: generation.cache.length - base - len(history)], *feed]
             started = time.monotonic()
             logits, cache = self.runtime.prefill(
                 generation.cache, feed, chunk=self.prefill_chunk, cancel=cancel
@@ -584,4 +685,16 @@ def make_gemma_brain(settings: GemmaSettings) -> GemmaBrain:
         )
     files: ModelFiles = load_model_files(settings.model_dir, settings.variant, settings.audio_variant)
     runtime = GemmaRuntime(files, intra_op_threads=settings.intra_op_threads)
-    return GemmaBrain(runtime, settings)
+    draft = None
+    if settings.draft == "model" and settings.temperature <= 0.0:
+        if settings.draft_model_dir is None:
+            raise ModelFilesError("brain.gemma.draft is 'model': set brain.gemma.draft_model_dir")
+        draft_files = load_model_files(settings.draft_model_dir, settings.variant, settings.audio_variant)
+        draft = GemmaRuntime(draft_files, intra_op_threads=settings.intra_op_threads)
+        vocab = runtime.tokenizer.get_vocab(with_added_tokens=True)
+        if draft.tokenizer.get_vocab(with_added_tokens=True) != vocab:
+            raise ModelFilesError(
+                f"brain.gemma.draft_model_dir {settings.draft_model_dir}: its tokenizer differs from the "
+                f"model's ({settings.model_dir}); a draft must share the tokenizer (E2B for E4B)"
+            )
+    return GemmaBrain(runtime, settings, draft_runtime=draft)

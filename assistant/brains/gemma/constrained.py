@@ -56,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from assistant.brains.gemma.runtime import Cancelled, Generation, KVCache, Sampler
+from assistant.brains.gemma.speculative import Drafter
 from assistant.tools.base import Tool
 from assistant.tools.gemma_format import QUOTE, format_value, sanitize
 
@@ -396,8 +397,9 @@ class CallGrammar:
         for state in states:
             if len(state) < 3:
                 continue
-            (top, index), (seq, _), (obj, data) = state[-1], state[-2], state[-3]
-            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value":
+            (top, index), (seq, part), (obj, data) = state[-1], state[-2], state[-3]
+            # part 0: spelling the key itself (part 1 is its value: an enum's values are no guess)
+            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value" or part:
                 continue
             name = obj.names.get(id(seq))
             if name is not None and name in obj.required:
@@ -757,15 +759,37 @@ class ConstrainedDecoder:
                 break
         if not syms:
             return []
-        ids, _ = self._stable_prefix(cursor, syms, encode)
-        return ids[:limit]
+        # A draft needs no stable boundary (the model verifies every token): the tokenizer's own
+        # encoding, kept as far as it spells the drafted symbols. So forced text the jump could
+        # not take (``Hass`` when ``HassTurnOn`` is one token) is drafted, not left to a pass.
+        ids = encode("".join(syms))
+        start = cursor.states
+        for keep in range(len(ids), 0, -1):
+            kept = self._spelled(ids[:keep])
+            if kept == syms[: len(kept)] and self._walk(start, kept):
+                return ids[: min(keep, limit)]
+        return []
 
-    def opening(self, encode: Callable[[str], list[int]]) -> list[int]:
-        """The draft that rides on the prompt's prefill: ``<|tool_call>`` and its forced run."""
+    def _allowed(self, cursor: Cursor, proposed: Sequence[int]) -> list[int]:
+        """The proposal up to the first token the grammar refuses or a stop (picked unfed anyway)."""
+        kept: list[int] = []
+        for token in proposed:
+            if token in self.stops:
+                break
+            after = self._after(cursor, token)
+            if after is None:
+                break
+            kept.append(token)
+            cursor = after
+        return kept
+
+    def opening(self, encode: Callable[[str], list[int]], limit: int = 64) -> list[int]:
+        """The draft that rides on the prompt's prefill: ``<|tool_call>``, its forced run and the
+        grammar's draft after that (the forced text whose tokens the jump could not fix)."""
         if self.call_open is None:
             return []
-        run, _ = self.forced(self.in_call(), encode)
-        return [self.call_open, *run]
+        run, cursor = self.forced(self.in_call(), encode)
+        return [self.call_open, *run, *self.draft(cursor, encode, limit)]
 
     def prefill(
         self,
@@ -821,12 +845,18 @@ class ConstrainedDecoder:
         draft: bool = True,
         cursor: Cursor | None = None,
         opened: Opened | None = None,
+        drafter: Drafter | None = None,
+        history: Sequence[int] = (),
+        lookahead: int = 4,
     ) -> Generation:
         """Decode to a stop id or the budget; ``steps`` counts sequential decoder passes.
 
-        Each pass feeds the model's pick, the forced run after it and (greedy only) the
-        grammar's draft; the draft's tokens are kept as far as the model's own masked
-        greedy pick agrees, so the tokens are those of token-by-token masked decoding.
+        Each pass feeds the model's pick, the forced run after it and (greedy only) a draft:
+        the ``drafter``'s ``lookahead`` tokens (speculative.Drafter; ``history``: the turn's ids
+        before this round) cut where the grammar refuses one, and the grammar's own guess
+        (first, unless ``drafter.over_grammar``; the other only where the first has none).
+        Drafted tokens are kept as far as the model's own masked greedy pick agrees, so the
+        tokens are those of token-by-token masked decoding.
         """
         tokens: list[int] = []
         cursor = cursor or Cursor(None)
@@ -852,7 +882,15 @@ class ConstrainedDecoder:
             run, cursor = self.forced(cursor, model.encode)
             run = run[: max(0, max_new_tokens - len(tokens))]
             tokens.extend(run)
-            guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens)) if drafting else []
+            guess: list[int] = []
+            grammar_first = drafter is None or not drafter.over_grammar
+            if drafting and grammar_first:
+                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
+            if drafting and drafter is not None and not guess:
+                limit = min(lookahead, max_new_tokens - len(tokens))
+                guess = self._allowed(cursor, drafter.propose([*history, *tokens], limit)[:limit])
+            if drafting and not grammar_first and not guess:
+                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
             feed = [token, *run, *guess]
             rows, cache = model.verify(cache, feed, cancel=cancel)
             steps += 1
