@@ -22,7 +22,9 @@ from assistant.inbox import PushToTalk, Shutdown
 from assistant.lifecycle import ReloadCheck, SignalRelay, Watchdog, process_relay
 
 if TYPE_CHECKING:
+    from assistant.compose import Daemon
     from assistant.wyoming.hub import Hub
+    from assistant.wyoming.server import WyomingServer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,10 +79,13 @@ async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | N
     })
     watchdog = asyncio.ensure_future(Watchdog(orch.health_problem).run())
     hub_task: asyncio.Future[None] | None = None
+    server: WyomingServer | None = None
     try:
         daemon.start()
         if daemon.hub is not None:
             hub_task = asyncio.ensure_future(daemon.hub.run())
+        if settings.wyoming.server is not None:
+            server = await _start_server(settings, daemon)
         _LOGGER.info(
             "assistant running: site=%s brain=%s tts=%s wake=%s mqtt=%s",
             settings.site,
@@ -97,12 +102,43 @@ async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | N
             await watchdog
         if daemon.hub is not None and hub_task is not None:
             await _stop_hub(daemon.hub, hub_task)
+        if server is not None:
+            await _stop_server(server)
         daemon.close()
     if orch.failure is not None:
         return _Ended(failed=True)
     if reload.accepted is not None and not relay.stop_requested:
         return _Ended(reload_with=reload.accepted)
     return _Ended()
+
+
+async def _start_server(settings: Settings, daemon: Daemon) -> WyomingServer | None:
+    """The Wyoming server for Home Assistant (``wyoming.server``) over the daemon's router, with a
+    phrase brain of its own (a request must not take the daemon's early decode). A server that
+    cannot listen is logged and left out: the assistant's own microphone keeps working."""
+    from assistant.brains.phrase.brain import make_phrase_brain  # noqa: PLC0415 - slow import
+    from assistant.wyoming.server import start_wyoming_server  # noqa: PLC0415
+
+    wanted = settings.wyoming.server
+    if wanted is None:
+        return None
+    phrase = await asyncio.to_thread(make_phrase_brain, settings.brain.phrase)
+    try:
+        server = await start_wyoming_server(wanted, phrase=phrase, router=daemon.assistant.router)
+    except OSError as err:
+        _LOGGER.error("Wyoming server: cannot listen on %s:%d (%s); running without it",
+                      wanted.host, wanted.port, err.strerror or err)
+        return None
+    _LOGGER.info("Wyoming server listening on %s:%d (%s)", wanted.host, server.port, ", ".join(wanted.serve))
+    return server
+
+
+async def _stop_server(server: WyomingServer) -> None:
+    """Stop the Wyoming server before the router it calls closes (bounded: 2 s)."""
+    try:
+        await asyncio.wait_for(server.stop(), 2.0)
+    except Exception:  # a server failure must not block the rest of the shutdown
+        _LOGGER.exception("the Wyoming server did not stop cleanly")
 
 
 async def _stop_hub(hub: Hub, task: asyncio.Future[None]) -> None:

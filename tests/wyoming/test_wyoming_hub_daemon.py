@@ -1,14 +1,18 @@
-"""`assistant run` with a satellite configured: the real daemon serves a real wyoming-satellite.
+"""`assistant run` with a satellite and a Wyoming server configured: the real daemon serves a
+real wyoming-satellite, and Home Assistant's requests (the real wyoming client) on its server.
 
 The daemon is ``python -m assistant -v run`` as a subprocess (its own microphone is a
 command printing room noise, wake word off), the satellite a real wyoming-satellite 1.0.0
 process, the broker a real mosquitto. A command spoken at the satellite acts once on the
 broker and its reply reaches the satellite; ``assistant home`` shows the satellite's
-state while the daemon runs; SIGTERM ends the daemon cleanly and the state says offline.
+state while the daemon runs; the daemon's Wyoming server describes what it serves and its
+``handle`` acts through the same router; SIGTERM ends the daemon cleanly and the state says
+offline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -18,10 +22,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from wyoming.asr import Transcript
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.info import Describe
 
 from assistant.compose import demo_entities
 from tests.e2e.live_daemon import DaemonProcess, Watcher
-from tests.support.mosquitto import Broker, mosquitto_available
+from tests.support.mosquitto import Broker, free_port, mosquitto_available
 from tests.wyoming.hub_rig import spoken
 from tests.wyoming.satellites import IO_SCRIPT, RealSatellite, satellite_python
 
@@ -36,6 +44,7 @@ pytestmark = [
 
 def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_path: Path) -> None:
     broker = Broker(tmp_path).start()
+    server_port = free_port()
     satellite = RealSatellite(tmp_path, "kitchen").start()
     quiet = tmp_path / "quiet"
     quiet.mkdir()
@@ -50,7 +59,8 @@ def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_pat
         "tts": {"kind": "none"},
         "mqtt": {"host": broker.host, "port": broker.port},
         "home": {"entities": [dict(e) for e in demo_entities()]},
-        "wyoming": {"satellites": [{"uri": satellite.uri, "site": "kitchen", "area": "Kitchen"}]},
+        "wyoming": {"satellites": [{"uri": satellite.uri, "site": "kitchen", "area": "Kitchen"}],
+                    "server": {"host": "127.0.0.1", "port": server_port, "serve": ["asr", "handle"]}},
     }
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     offline_view = tmp_path / "home.yaml"  # assistant home reads the satellites' states from state_dir
@@ -75,6 +85,14 @@ def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_pat
         assert rows[0]["state"] in ("speaking", "waiting"), rows  # the reply may still be playing
         assert len(satellite.reply_files()) == 1
         assert watcher.since(mark) == [seen]  # acted once
+        # Home Assistant's side: the daemon's Wyoming server, over the same router
+        assert daemon.wait_for_log("Wyoming server listening", 10.0), daemon.tail()
+        info, handled = asyncio.run(_ask_server(server_port, "turn off the coffee maker"))
+        assert [p["name"] for p in info.data["asr"]] and [p["name"] for p in info.data["handle"]], info.data
+        assert handled.type == "handled", handled
+        off = watcher.wait(lambda m: m.topic == "demo/kitchen/coffee/set" and m.text() == "OFF",
+                           since=mark, timeout=15.0)
+        assert off is not None, daemon.tail()
         assert daemon.stop() == 0, daemon.tail()
         states = json.loads((state_dir / "satellites.json").read_text(encoding="utf-8"))["satellites"]
         assert [s["state"] for s in states] == ["offline"]
@@ -83,3 +101,15 @@ def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_pat
         watcher.close()
         satellite.stop()
         broker.stop()
+
+
+async def _ask_server(port: int, text: str) -> tuple[Event, Event]:
+    """describe -> info, then a transcript -> handled / not-handled, as HA's integration asks."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Describe().event())
+        info = await asyncio.wait_for(client.read_event(), 10.0)
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Transcript(text=text).event())
+        answer = await asyncio.wait_for(client.read_event(), 15.0)
+    assert info is not None and answer is not None
+    return info, answer
