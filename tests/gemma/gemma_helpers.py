@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from assistant.brains.gemma.brain import GemmaBrain
+
+from assistant.brains.gemma.runtime import Generation
 from assistant.config import GemmaSettings
 from assistant.tools.base import Tool
 
@@ -126,3 +131,17 @@ class ScriptedChoices:
     def generated(self) -> list[int]:
         """What the cache holds after the prompt."""
         return self.fed[self.prompt :]
+
+
+def recording(brain: GemmaBrain) -> list[tuple[int, ...]]:
+    """Record every generation's tokens (the brain's replies on random weights are not text)."""
+    seen: list[tuple[int, ...]] = []
+    original: Callable[..., Generation] = brain._decode
+
+    def decode(*args: Any, **kwargs: Any) -> Generation:
+        generation = original(*args, **kwargs)
+        seen.append(generation.tokens)
+        return generation
+
+    brain._decode = decode  # type: ignore[method-assign]
+    return seen

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gemma_helpers import ROOT, settings_for
+from gemma_helpers import ROOT, recording, settings_for
 
 from assistant.brains.gemma.brain import GemmaBrain, make_gemma_brain
 from assistant.brains.gemma.constrained import CallGrammar, ConstrainedDecoder, vocabulary_of
@@ -207,19 +207,6 @@ def test_drafted_rounds_equal_greedy_on_the_oracle(oracle: GemmaRuntime, constra
 # -- the brain --------------------------------------------------------------------------------
 
 
-def _recording(brain: GemmaBrain) -> list[tuple[int, ...]]:
-    seen: list[tuple[int, ...]] = []
-    original: Callable[..., Generation] = brain._decode
-
-    def decode(*args: Any, **kwargs: Any) -> Generation:
-        generation = original(*args, **kwargs)
-        seen.append(generation.tokens)
-        return generation
-
-    brain._decode = decode  # type: ignore[method-assign]
-    return seen
-
-
 def _turns(brain: GemmaBrain, router: Router, make: Callable[[float], Utterance]) -> list[Any]:
     return [brain.handle(make(seconds), router, threading.Event()) for seconds in (1.0, 1.5, 1.0)]
 
@@ -244,7 +231,7 @@ def test_the_brains_tokens_are_the_same_with_every_draft(
     }
     for label, extra in options.items():
         brain = make_gemma_brain(settings_for(path, templated_reply=False, max_new_tokens=24, **extra))
-        seen = _recording(brain)
+        seen = recording(brain)
         runs[label] = seen, _turns(brain, router, utterance)
     reference_tokens, reference_turns = runs["none"]
     assert len(reference_tokens) >= 3
@@ -274,7 +261,7 @@ def test_the_drafter_sees_what_the_target_was_fed_across_rounds(
     """Round 2's history: round 1's call as the cache holds it (the stop unfed), the response block."""
     router = home[0]
     brain = make_gemma_brain(settings_for(scripted_dir, templated_reply=False, draft="prompt_lookup"))
-    seen = _recording(brain)
+    seen = recording(brain)
     histories: list[list[int]] = []
     make = brain._drafter
 

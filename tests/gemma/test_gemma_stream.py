@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gemma_helpers import ROOT, Lights, settings_for
+from gemma_helpers import ROOT, Lights, recording, settings_for
 
 from assistant.brains.gemma.brain import GemmaBrain, make_gemma_brain
 from assistant.brains.gemma.files import load_model_files
-from assistant.brains.gemma.runtime import GemmaRuntime, Generation
+from assistant.brains.gemma.runtime import GemmaRuntime
 from assistant.brains.gemma.stream import AudioPrefill, Streaming, final_tokens
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
@@ -162,20 +162,6 @@ def router() -> Iterator[Router]:
     r.close()
 
 
-def _recording(brain: GemmaBrain) -> list[tuple[int, ...]]:
-    """Record every generation's tokens (the brain's replies on random weights are not text)."""
-    seen: list[tuple[int, ...]] = []
-    original: Callable[..., Generation] = brain._decode
-
-    def decode(*args: Any, **kwargs: Any) -> Generation:
-        generation = original(*args, **kwargs)
-        seen.append(generation.tokens)
-        return generation
-
-    brain._decode = decode  # type: ignore[method-assign]
-    return seen
-
-
 def _utterance(pcm: bytes) -> Utterance:
     return Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test")
 
@@ -197,10 +183,10 @@ def test_a_streamed_turn_with_drafting_equals_the_offline_turn(router: Router, d
     encoder on the real architecture; here the oracle drafts for itself: every draft accepted)."""
     pcm = _pcm("audio_2s")
     offline = _oracle_brain()
-    offline_tokens = _recording(offline)
+    offline_tokens = recording(offline)
     reference = offline.handle(_utterance(pcm), router, threading.Event())
     drafting = _oracle_brain(draft=draft, draft_model_dir=ORACLE if draft == "model" else None)
-    tokens = _recording(drafting)
+    tokens = recording(drafting)
     stream = drafting.begin_stream("default", router)
     _feed_live(stream, pcm)
     turn = stream.finish(_utterance(pcm), router, threading.Event())
@@ -221,10 +207,10 @@ def test_the_gemma_brain_declares_streaming() -> None:
 def test_brain_stream_equals_the_offline_turn(router: Router, name: str) -> None:
     pcm = _pcm(name)
     offline = _oracle_brain()
-    offline_tokens = _recording(offline)
+    offline_tokens = recording(offline)
     reference = offline.handle(_utterance(pcm), router, threading.Event())
     streamed = _oracle_brain()
-    streamed_tokens = _recording(streamed)
+    streamed_tokens = recording(streamed)
     streamed.warm(router)
     stream = streamed.begin_stream("default", router)
     _feed_live(stream, pcm, realtime=0.25)
@@ -240,10 +226,10 @@ def test_brain_stream_equals_the_offline_turn(router: Router, name: str) -> None
 def test_abort_mid_stream_leaves_the_prefix_as_a_fresh_brain_has_it(router: Router) -> None:
     pcm = _pcm("audio_2s")
     fresh = _oracle_brain()
-    fresh_tokens = _recording(fresh)
+    fresh_tokens = recording(fresh)
     fresh.handle(_utterance(pcm), router, threading.Event())
     brain = _oracle_brain()
-    tokens = _recording(brain)
+    tokens = recording(brain)
     brain.warm(router)
     prefix = brain.prefix_cache
     assert prefix is not None
@@ -266,7 +252,7 @@ def test_abort_mid_stream_leaves_the_prefix_as_a_fresh_brain_has_it(router: Rout
 def test_cancelled_stream_turn_does_not_touch_the_prefix(router: Router) -> None:
     pcm = _pcm("audio_2s")
     brain = _oracle_brain()
-    tokens = _recording(brain)
+    tokens = recording(brain)
     brain.warm(router)
     stream = brain.begin_stream("default", router)
     _feed_live(stream, pcm)
@@ -275,7 +261,7 @@ def test_cancelled_stream_turn_does_not_touch_the_prefix(router: Router) -> None
     turn = stream.finish(_utterance(pcm), router, cancel)
     assert not turn.understood and not tokens
     fresh = _oracle_brain()
-    fresh_tokens = _recording(fresh)
+    fresh_tokens = recording(fresh)
     fresh.handle(_utterance(pcm), router, threading.Event())
     brain.handle(_utterance(pcm), router, threading.Event())
     assert tokens == fresh_tokens
@@ -288,7 +274,7 @@ def test_tools_changing_mid_stream_fall_back_to_the_offline_prefill() -> None:
     router = Router(registry)
     try:
         brain = _oracle_brain()
-        tokens = _recording(brain)
+        tokens = recording(brain)
         stream = brain.begin_stream("default", router)
         _feed_live(stream, pcm)
         deadline = time.monotonic() + 10
@@ -298,7 +284,7 @@ def test_tools_changing_mid_stream_fall_back_to_the_offline_prefill() -> None:
         turn = stream.finish(_utterance(pcm), router, threading.Event())
         assert "stream_stale" in turn.flags and "streamed" not in turn.flags
         fresh = _oracle_brain()
-        fresh_tokens = _recording(fresh)
+        fresh_tokens = recording(fresh)
         fresh.handle(_utterance(pcm), router, threading.Event())
         assert tokens == fresh_tokens
     finally:
@@ -308,13 +294,13 @@ def test_tools_changing_mid_stream_fall_back_to_the_offline_prefill() -> None:
 def test_stream_without_router_or_warm_prefix_is_just_the_offline_turn(router: Router) -> None:
     pcm = _pcm("audio_2s")
     brain = _oracle_brain()
-    tokens = _recording(brain)
+    tokens = recording(brain)
     stream = brain.begin_stream("default")  # no prefix yet: nothing to stream onto
     _feed_live(stream, pcm)
     turn = stream.finish(_utterance(pcm), router, threading.Event())
     assert "streamed" not in turn.flags
     fresh = _oracle_brain()
-    fresh_tokens = _recording(fresh)
+    fresh_tokens = recording(fresh)
     fresh.handle(_utterance(pcm), router, threading.Event())
     assert tokens == fresh_tokens
 

@@ -41,6 +41,7 @@ from tests.e2e.live_daemon import Watcher
 from tests.e2e.test_e2e_daemon import piper_speech, silence
 from tests.e2e.test_e2e_signals import RealTimeStdin, _catches, _settings
 from tests.support.mosquitto import Broker, free_port, mosquitto_available
+from tests.support.sniffer import wait_until
 
 CACHE = Path(os.environ.get("ASSISTANT_CI_CACHE", Path.home() / ".cache" / "assistant-ci"))
 RELEASES = ("2025.4.4", "2024.3.3")
@@ -70,12 +71,8 @@ def _venv(release: str) -> Path:
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
+    """Poll every ``step`` s (HA's REST API: not a tight loop)."""
+    return wait_until(predicate, timeout, step=step)
 
 
 # --------------------------------------------------------------------------- Home Assistant
