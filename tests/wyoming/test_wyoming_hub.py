@@ -8,7 +8,8 @@ each, runs the phrase brain and the router on what they stream, and sends the re
 back; actions are real MQTT publishes (the demo house, declared by hand, on mosquitto).
 A fourth satellite (garage) has a freshness of 10 ms, so every command it hears is stale;
 a fifth (porch) has no local wake word: it streams all the time and the hub wakes it, with
-the assistant's own okay_nabu model on a real recording of "okay nabu".
+the assistant's own okay_nabu model on a real recording of "okay nabu". Each satellite's
+area is its site's (Kitchen, Office, ...); the box itself (site hubbox) has none.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.types import ResultStatus, ToolCall
 from assistant.wyoming.hub import STALE_SPEECH, LinkState, TurnOutcome
 from tests.support.mosquitto import Broker, mosquitto_available
 from tests.support.pipeline import piper16, silence
@@ -38,13 +40,18 @@ OKAY_NABU = Path(__file__).resolve().parents[1] / "data" / "recordings" / "oww-o
 KITCHEN_LIGHT, BEDROOM_LIGHT = "demo/kitchen/light/set", "demo/bedroom/light/set"
 COFFEE, FAN = "demo/kitchen/coffee/set", "demo/bedroom/fan/set"
 BLINDS, LOCK = "demo/living/blinds/set", "demo/hallway/lock/set"
+OFFICE_LIGHT = "demo/office/light/set"
+OFFICE = {"component": "light", "name": "Office Light", "area": "Office", "unique_id": "test_office_light",
+          "command_topic": OFFICE_LIGHT}
+"""Beside the demo house: a second room with a light, so "the light" means a different one per room."""
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubRig]:
     folder = tmp_path_factory.mktemp("hub")
     broker = Broker(folder).start()
-    rig = HubRig(folder, broker, SITES, extra={"garage": {"freshness_s": 0.01}}, streaming=("porch",))
+    rig = HubRig(folder, broker, SITES, extra={"garage": {"freshness_s": 0.01}}, streaming=("porch",),
+                 entities=[OFFICE])
     try:
         yield rig
     finally:
@@ -193,3 +200,36 @@ def test_a_drop_after_the_command_still_acts_once_and_the_reply_follows_the_reco
     assert turn.outcome is TurnOutcome.OK and turn.reply_sent, turn
     rig.wait(lambda: f"synthesize:{turn.reply}" in bedroom.said(), 5.0, "the reply after the reconnect")
     assert _published(rig, mark) == [(BEDROOM_LIGHT, "OFF")]
+
+
+def test_a_command_that_names_no_area_acts_in_the_area_of_the_satellite_that_heard_it(rig: HubRig) -> None:
+    rooms = {"kitchen": KITCHEN_LIGHT, "office": OFFICE_LIGHT}
+    for verb in ("on", "off", "on"):  # both rooms at once, the same words
+        mark = rig.watcher.mark()
+        before = {site: len(rig.turns_of(site)) for site in rooms}
+        for site in rooms:
+            rig.say(site, spoken(f"Turn {verb} the light."))
+        for site in rooms:
+            turn = rig.wait_turns(site, before[site] + 1)[-1]
+            assert turn.outcome is TurnOutcome.OK and turn.tools == (f"HassTurn{verb.title()}",), (site, turn)
+        rig.wait(lambda mark=mark: len(rig.actions(mark)) >= 2, 5.0, "both lights")
+        assert sorted(_published(rig, mark)) == sorted((topic, verb.upper()) for topic in rooms.values())
+
+def test_the_area_follows_the_site_of_the_call_in_the_router(rig: HubRig) -> None:
+    router = rig.assistant.router
+    mark = rig.watcher.mark()
+    lights = ToolCall("HassTurnOn", {"domain": "light"})
+    # the box has no area of its own: "turn on the lights" from it asks where, never sweeps the home
+    box = router.call(lights, site=rig.settings.site)
+    assert box.error_code == "no_target" and "area" in box.speech, box
+    office = router.call(lights, site="office")
+    assert office.status is ResultStatus.OK, office
+    # "open the garage" heard in the garage: the one cover there, and opening a garage door needs
+    # a yes, so the sensitivity rule must resolve it in the garage's area as the handler would
+    covers = ToolCall("HassTurnOn", {"domain": "cover"})
+    garage = router.call(covers, site="garage")
+    assert garage.status is ResultStatus.NEEDS_CONFIRMATION and "garage door" in garage.speech, garage
+    assert router.answer_confirmation("no", site="garage").error_code == "declined"
+    assert router.call(covers, site=rig.settings.site).error_code == "no_target"
+    rig.watcher.wait(lambda m: m.topic == OFFICE_LIGHT, since=mark, timeout=5.0)
+    assert _published(rig, mark) == [(OFFICE_LIGHT, "ON")]
