@@ -549,10 +549,10 @@ class HomeControl:
         hits = [e for e in match.entities if self._usable(tool_name, e)]
         if not hits:
             raise ToolError(self._not_found(name, area, domain), code="no_match")
-        if len(hits) > 1 and not (name or area or match.area) and here is None and self.area is None \
-                and any(self.site_areas.values()) and tool_name not in _READ_TOOLS:
-            # only the satellites' areas let the phrase grammar leave the area out: from a site
-            # without one, "turn on the lights" asks where rather than sweeping the whole home
+        if len(hits) > 1 and not (name or area or match.area) and here is None \
+                and (self.area or any(self.site_areas.values())) and tool_name not in _READ_TOOLS:
+            # another site's area lets the phrase grammar leave the area out: from a site without
+            # one, "turn on the lights" asks where rather than sweeping the whole home
             raise ToolError("Which area do you mean?", code="no_target")
         if len(hits) > 1 and match.by_name and not area and here:
             here_hits = [e for e in hits if e.area == here]
