@@ -77,6 +77,8 @@ class HubRig:
         self.turns: list[HubTurn] = []
         self._lock = threading.Lock()
         self.hub: Hub = build_hub(self.settings, self.assistant, self.announcer)
+        self.mirror = self.hub.on_turn
+        """What build_hub set: the turns onto the assistant's HA device."""
         self.hub.on_turn = self._on_turn
         self.threads_before_hub = threading.active_count()
         """Python threads of the assistant alone (MQTT, skills, router) before the hub runs."""
@@ -88,6 +90,8 @@ class HubRig:
             self.wait_state(site, LinkState.WAITING)
 
     def _on_turn(self, turn: HubTurn) -> None:
+        if self.mirror is not None:
+            self.mirror(turn)
         with self._lock:
             self.turns.append(turn)
 

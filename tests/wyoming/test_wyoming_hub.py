@@ -14,6 +14,7 @@ area is its site's (Kitchen, Office, ...); the box itself (site hubbox) has none
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from assistant.types import ResultStatus, ToolCall
 from assistant.wyoming.hub import STALE_SPEECH, LinkState, TurnOutcome
+from tests.e2e.live_daemon import Watcher
 from tests.support.mosquitto import Broker, mosquitto_available
 from tests.support.pipeline import piper16, silence
 from tests.wyoming.hub_rig import HubRig, spoken
@@ -141,6 +143,74 @@ def test_a_timer_announces_on_the_satellite_that_set_it(rig: HubRig) -> None:
     assert [len(s.said()) for s in others] == said_elsewhere
 
 
+def test_a_command_that_names_no_area_acts_in_the_area_of_the_satellite_that_heard_it(rig: HubRig) -> None:
+    rooms = {"kitchen": KITCHEN_LIGHT, "office": OFFICE_LIGHT}
+    for verb in ("on", "off", "on"):  # both rooms at once, the same words
+        mark = rig.watcher.mark()
+        before = {site: len(rig.turns_of(site)) for site in rooms}
+        for site in rooms:
+            rig.say(site, spoken(f"Turn {verb} the light."))
+        for site in rooms:
+            turn = rig.wait_turns(site, before[site] + 1)[-1]
+            assert turn.outcome is TurnOutcome.OK and turn.tools == (f"HassTurn{verb.title()}",), (site, turn)
+        rig.wait(lambda mark=mark: len(rig.actions(mark)) >= 2, 5.0, "both lights")
+        assert sorted(_published(rig, mark)) == sorted((topic, verb.upper()) for topic in rooms.values())
+
+def test_the_area_follows_the_site_of_the_call_in_the_router(rig: HubRig) -> None:
+    router = rig.assistant.router
+    mark = rig.watcher.mark()
+    lights = ToolCall("HassTurnOn", {"domain": "light"})
+    # the box has no area of its own: "turn on the lights" from it asks where, never sweeps the home
+    box = router.call(lights, site=rig.settings.site)
+    assert box.error_code == "no_target" and "area" in box.speech, box
+    office = router.call(lights, site="office")
+    assert office.status is ResultStatus.OK, office
+    # "open the garage" heard in the garage: the one cover there, and opening a garage door needs
+    # a yes, so the sensitivity rule must resolve it in the garage's area as the handler would
+    covers = ToolCall("HassTurnOn", {"domain": "cover"})
+    garage = router.call(covers, site="garage")
+    assert garage.status is ResultStatus.NEEDS_CONFIRMATION and "garage door" in garage.speech, garage
+    assert router.answer_confirmation("no", site="garage").error_code == "declined"
+    assert router.call(covers, site=rig.settings.site).error_code == "no_target"
+    rig.watcher.wait(lambda m: m.topic == OFFICE_LIGHT, since=mark, timeout=5.0)
+    assert _published(rig, mark) == [(OFFICE_LIGHT, "ON")]
+
+
+def test_satellite_turns_show_on_the_assistants_home_assistant_device(rig: HubRig) -> None:
+    device = rig.assistant.device
+    assert device is not None
+    leaves = ("transcript", "intent", "state", "timings")
+    watcher = Watcher(rig.broker, [device.topic(leaf) for leaf in leaves], client_id="hub-device-watch")
+    live = lambda m: not m.retain  # noqa: E731 - what was published while we watched
+    try:
+        commands = {"kitchen": ("Turn on the coffee maker.", "HassTurnOn"),
+                    "office": ("Turn off the coffee maker.", "HassTurnOff"),
+                    "bedroom": ("Turn off the bedroom fan.", "HassTurnOff")}
+        before = {site: len(rig.turns_of(site)) for site in commands}
+        for site, (text, _tool) in commands.items():
+            rig.say(site, spoken(text))
+        turns = {site: rig.wait_turns(site, before[site] + 1)[-1] for site in commands}
+
+        def intents() -> dict[str, dict[str, object]]:
+            seen = watcher.since(0, live)
+            bodies = [json.loads(m.text()) for m in seen if m.topic == device.topic("intent")]
+            return {str(b["site"]): b for b in bodies}
+
+        rig.wait(lambda: set(intents()) == set(commands), 5.0, "an intent per satellite")
+        for site, (_text, tool) in commands.items():
+            body, turn = intents()[site], turns[site]
+            assert turn.transcript and (body["intent"], body["transcript"], body["outcome"]) == (
+                tool, turn.transcript, "ok"), (site, body)
+        assert intents()["kitchen"]["arguments"] == {"name": "coffee maker"}
+        heard = {m.text() for m in watcher.since(0, live) if m.topic == device.topic("transcript")}
+        assert heard == {turns[site].transcript for site in commands}
+        # the assist state and the timings stay the box's own
+        assert [m.topic for m in watcher.since(0, live)
+                if m.topic in (device.topic("state"), device.topic("timings"))] == []
+    finally:
+        watcher.close()
+
+
 def test_a_stale_command_does_nothing_and_says_so(rig: HubRig) -> None:
     garage = rig.satellites["garage"]
     mark = rig.watcher.mark()
@@ -200,36 +270,3 @@ def test_a_drop_after_the_command_still_acts_once_and_the_reply_follows_the_reco
     assert turn.outcome is TurnOutcome.OK and turn.reply_sent, turn
     rig.wait(lambda: f"synthesize:{turn.reply}" in bedroom.said(), 5.0, "the reply after the reconnect")
     assert _published(rig, mark) == [(BEDROOM_LIGHT, "OFF")]
-
-
-def test_a_command_that_names_no_area_acts_in_the_area_of_the_satellite_that_heard_it(rig: HubRig) -> None:
-    rooms = {"kitchen": KITCHEN_LIGHT, "office": OFFICE_LIGHT}
-    for verb in ("on", "off", "on"):  # both rooms at once, the same words
-        mark = rig.watcher.mark()
-        before = {site: len(rig.turns_of(site)) for site in rooms}
-        for site in rooms:
-            rig.say(site, spoken(f"Turn {verb} the light."))
-        for site in rooms:
-            turn = rig.wait_turns(site, before[site] + 1)[-1]
-            assert turn.outcome is TurnOutcome.OK and turn.tools == (f"HassTurn{verb.title()}",), (site, turn)
-        rig.wait(lambda mark=mark: len(rig.actions(mark)) >= 2, 5.0, "both lights")
-        assert sorted(_published(rig, mark)) == sorted((topic, verb.upper()) for topic in rooms.values())
-
-def test_the_area_follows_the_site_of_the_call_in_the_router(rig: HubRig) -> None:
-    router = rig.assistant.router
-    mark = rig.watcher.mark()
-    lights = ToolCall("HassTurnOn", {"domain": "light"})
-    # the box has no area of its own: "turn on the lights" from it asks where, never sweeps the home
-    box = router.call(lights, site=rig.settings.site)
-    assert box.error_code == "no_target" and "area" in box.speech, box
-    office = router.call(lights, site="office")
-    assert office.status is ResultStatus.OK, office
-    # "open the garage" heard in the garage: the one cover there, and opening a garage door needs
-    # a yes, so the sensitivity rule must resolve it in the garage's area as the handler would
-    covers = ToolCall("HassTurnOn", {"domain": "cover"})
-    garage = router.call(covers, site="garage")
-    assert garage.status is ResultStatus.NEEDS_CONFIRMATION and "garage door" in garage.speech, garage
-    assert router.answer_confirmation("no", site="garage").error_code == "declined"
-    assert router.call(covers, site=rig.settings.site).error_code == "no_target"
-    rig.watcher.wait(lambda m: m.topic == OFFICE_LIGHT, since=mark, timeout=5.0)
-    assert _published(rig, mark) == [(OFFICE_LIGHT, "ON")]
