@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from assistant.daemon import Orchestrator
     from assistant.home.device import AssistantDevice
     from assistant.wake.detector import WakeDetector
-    from assistant.wyoming.hub import Hub
+    from assistant.wyoming.hub import Hub, HubTurn
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -415,6 +415,23 @@ class HomeMirror:
     def __init__(self, device: AssistantDevice) -> None:
         self.device = device
 
+    def satellite_turn(self, turn: HubTurn) -> None:
+        """A satellite's turn on the same sensors: the last transcript, and the last intent with
+        the satellite's site in its attributes (``site``; Hermes' ``siteId``). The assist state
+        and the timings stay this box's own: a satellite listening is not this box listening,
+        and its timings lack the stages the box's report has."""
+        device = self.device
+        try:
+            if turn.transcript is not None:
+                device.set_transcript(turn.transcript)
+            for result in turn.results:
+                if result.call.name:  # not the empty call of "nothing was waiting"
+                    device.publish_intent(str(result.call.name), result.call.arguments or {},
+                                          transcript=turn.transcript, outcome=str(result.status),
+                                          site=turn.site)
+        except Exception:  # observers must never break a satellite's link
+            _LOGGER.exception("publishing the turn of satellite %s failed", turn.site)
+
     def __call__(self, event: Event) -> None:
         """Publish what ``event`` changed; never raises into the pipeline."""
         device = self.device
@@ -553,6 +570,8 @@ def build_hub(settings: Settings, assistant: Assistant, announcer: SatelliteAnno
 
         return WakeDetector.from_settings(wake)
 
+    device = assistant.device
     return Hub(settings.wyoming.satellites, brain=assistant.brain, router=assistant.router,
                synthesizer=make_synthesizer(settings), vad=settings.vad, announcer=announcer,
+               on_turn=HomeMirror(device).satellite_turn if device is not None else None,
                state_file=state_path(settings), wake_factory=wake_words if wake.enabled else None)

@@ -377,7 +377,8 @@ class SatelliteSettings:
     site: str = ""
     """Its site name (room): confirmations and timers stay with it."""
     area: str | None = None
-    """Its area, shown in status and logs (commands that name no area: see home.area)."""
+    """Its area ("kitchen"): commands heard there that name no area act in it, as home.area does
+    for this box's own microphone (none: such commands name an area, or the one device that fits)."""
     name: str | None = None
     """Display name in logs and status (default: the satellite's own, from its info event)."""
     reconnect_initial_s: float = 0.5

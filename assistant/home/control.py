@@ -36,6 +36,7 @@ from assistant.home.domains import REGISTRY
 from assistant.home.domains.base import Command, fmt_number
 from assistant.home.inventory import Inventory, Match, normalize, singular
 from assistant.tools.base import Tool
+from assistant.tools.context import current_site
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -194,6 +195,10 @@ def _entry_cover(entity: Entity) -> bool:
 _fmt_number = fmt_number
 
 
+_READ_TOOLS = frozenset({"HassGetState", "HassClimateGetTemperature"})
+"""Tools that only read: they answer for every entity meant."""
+
+
 def _join(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
@@ -216,9 +221,13 @@ class HomeControl:
         aliases: Mapping[str, str] | None = None,
         area: str | None = None,
         alarm_code: Secret | None = None,
+        site_areas: Mapping[str, str | None] | None = None,
     ) -> None:
         """``aliases``: spoken alias -> entity id ("light.kitchen_lamp") or spoken name (``home.aliases``);
-        ``area``: the area this assistant stands in (``home.area``), for commands that name none."""
+        ``area``: the area this assistant stands in (``home.area``), for commands that name none;
+        ``site_areas``: site -> area of the other sites whose calls the router runs (each wyoming
+        satellite's ``area``, None when it has none): a call from one of them acts in its area,
+        a call from any other site (this box's own) in ``area``."""
         self.inventory = inventory
         self.client = client
         self._alarm_code = alarm_code
@@ -227,6 +236,7 @@ class HomeControl:
             normalize(k): v.strip() for k, v in (aliases or {}).items() if normalize(k) and v.strip()
         }
         self.area = normalize(area) or None
+        self.site_areas = {site: normalize(a) or None for site, a in (site_areas or {}).items()}
         self._listeners: list[ChangeCallback] = []
         self.dry_run: list[tuple[str, str]] = []
         """(topic, payload) of commands that had no broker to go to (mqtt.host unset)."""
@@ -314,9 +324,10 @@ class HomeControl:
                              "x-entity-domains": domain_of}
             if areas:
                 props["area"] = {"type": "string", "description": "Area (room).", "enum": areas}
-                if self.area in areas:
-                    # the brains may leave the area out: the handler acts in this one
-                    props["area"]["x-satellite-area"] = self.area
+                here = self._flagged_area(areas)
+                if here is not None:
+                    # the brains may leave the area out: the handler acts in the area of the call's site
+                    props["area"]["x-satellite-area"] = here
             props["domain"] = {"type": "string", "description": "Kind of device.", "enum": present}
             extra, required = value_params.get(tool_name) or _choice_params(tool_name, usable)
             props.update(extra)
@@ -503,7 +514,21 @@ class HomeControl:
         return [alias for alias, target in self.aliases.items()
                 if target == entity.entity_id or normalize(target) in entity.names]
 
+    def area_of(self, site: str | None) -> str | None:
+        """The area a call from ``site`` acts in when it names none (its satellite's, else ``area``)."""
+        if site is not None and site in self.site_areas:
+            return self.site_areas[site]
+        return self.area
+
+    def _flagged_area(self, areas: Sequence[str]) -> str | None:
+        """The area the tools' schema names as the assistant's own (``x-satellite-area``): this
+        box's when the home has it, else the first satellite area it has; None without any."""
+        if self.area in areas:
+            return self.area
+        return next((a for a in sorted(a for a in self.site_areas.values() if a) if a in areas), None)
+
     def _resolve(self, tool_name: str, arguments: Mapping[str, Any]) -> list[Entity]:
+        here = self.area_of(current_site())
         name, area, domain = (arguments.get(k) for k in ("name", "area", "domain"))
         for label, value in (("name", name), ("area", area), ("domain", domain)):
             if value is not None and not isinstance(value, str):
@@ -514,20 +539,25 @@ class HomeControl:
                      if e.domain in domains and normalize(name) in self._settings_aliases(e)]
             match = Match(tuple(named), None, None, by_name=True)
         elif not (name or area or domain):
-            match = self._unnamed(tool_name)
+            match = self._unnamed(tool_name, here)
         else:
             match = self.inventory.match(name, area, domain, domains=domains)
-            if not name and not area and self.area and not match.area:
+            if not name and not area and here and not match.area:
                 # "turn off the lights": the lights of the area this assistant stands in, when it has any
-                here = Match(tuple(e for e in match.entities if e.area == self.area), self.area, match.domain)
-                match = here if here.entities else match
+                local = Match(tuple(e for e in match.entities if e.area == here), here, match.domain)
+                match = local if local.entities else match
         hits = [e for e in match.entities if self._usable(tool_name, e)]
         if not hits:
             raise ToolError(self._not_found(name, area, domain), code="no_match")
-        if len(hits) > 1 and match.by_name and not area and self.area:
-            here_hits = [e for e in hits if e.area == self.area]
+        if len(hits) > 1 and not (name or area or match.area) and here is None \
+                and (self.area or any(self.site_areas.values())) and tool_name not in _READ_TOOLS:
+            # another site's area lets the phrase grammar leave the area out: from a site without
+            # one, "turn on the lights" asks where rather than sweeping the whole home
+            raise ToolError("Which area do you mean?", code="no_target")
+        if len(hits) > 1 and match.by_name and not area and here:
+            here_hits = [e for e in hits if e.area == here]
             hits = here_hits if len(here_hits) == 1 else hits  # the one of that name in this room
-        if len(hits) == 1 or tool_name in ("HassGetState", "HassClimateGetTemperature"):
+        if len(hits) == 1 or tool_name in _READ_TOOLS:
             return hits
         sweep = tool_name in ("HassTurnOn", "HassTurnOff", "HassToggle", "HassLightSet")
         if (
@@ -542,15 +572,15 @@ class HomeControl:
         )
         raise ToolError(f"Which one do you mean: {listing}?", code="ambiguous")
 
-    def _unnamed(self, tool_name: str) -> Match:
+    def _unnamed(self, tool_name: str, area: str | None) -> Match:
         """What a call with no name, area or domain means ("set the temperature to 21"): the one
-        entity it fits in this assistant's area, else the one entity in the home it fits; otherwise
-        the question which one (a call without a target never sweeps)."""
+        entity it fits in ``area`` (where the call's site stands), else the one entity in the home
+        it fits; otherwise the question which one (a call without a target never sweeps)."""
         fits = [e for e in self.inventory.entities() if e.domain in TOOL_DOMAINS[tool_name]
                 and self._usable(tool_name, e)]
-        here = [e for e in fits if self.area and e.area == self.area]
+        here = [e for e in fits if area and e.area == area]
         if len(here) == 1:
-            return Match(tuple(here), self.area, None)
+            return Match(tuple(here), area, None)
         if len(fits) == 1:
             return Match(tuple(fits), None, None)
         raise ToolError("Which device do you mean?", code="no_target")

@@ -292,14 +292,18 @@ class AssistantDevice:
         confidence: float = 1.0,
         session_id: str | None = None,
         outcome: str | None = None,
+        site: str | None = None,
     ) -> None:
-        """Publish the last intent (sensor + attributes) and, with ``hermes``, hermes/intent/<name>."""
+        """Publish the last intent (sensor + attributes) and, with ``hermes``, hermes/intent/<name>.
+
+        ``site``: where it was heard (a satellite's site; default this assistant's own)."""
+        site = site or self.site
         args = {str(k): v for k, v in (arguments or {}).items()}
         body = {
             "intent": clean_state(name),
             "arguments": args,
             "transcript": clean_state(transcript or ""),
-            "site": self.site,
+            "site": site,
             "outcome": outcome,
         }
         self.client.publish(self.topic("intent"), json.dumps(body, default=str), qos=1, retain=True)
@@ -322,7 +326,7 @@ class AssistantDevice:
             "input": transcript or "",
             "intent": {"intentName": name, "confidenceScore": confidence},
             "slots": slots,
-            "siteId": self.site,
+            "siteId": site,
             "sessionId": session_id,
             "customData": None,
             "asrTokens": [],

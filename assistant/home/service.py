@@ -82,5 +82,6 @@ def build_home(
     )
     control = HomeControl(inventory, client, sensitive_extra=settings.home.sensitive_extra,
                           aliases=settings.home.aliases, area=settings.home.area,
-                          alarm_code=settings.home.alarm_code)
+                          alarm_code=settings.home.alarm_code,
+                          site_areas={s.site: s.area for s in settings.wyoming.satellites})
     return HomeStack(client, inventory, control, device)

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from assistant.config import RouterSettings
 from assistant.errors import AssistantError, ToolError
@@ -43,6 +43,8 @@ from assistant.tools.schema import ArgumentError, validate_arguments
 from assistant.types import ResultStatus, ToolCall, ToolResult
 
 _LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _TOOL_DEFAULT_TIMEOUT_S = Tool.__dataclass_fields__["timeout_s"].default
 """A Tool left at this default uses ``router.call_timeout_s`` instead."""
@@ -165,8 +167,9 @@ class Router:
         except Exception as err:  # a schema the checker let through but the validator chokes on
             _LOGGER.exception("validator failed on %s", tool.name)
             return self._refuse(call, tool, site, "invalid_arguments", str(err), started=started)
-        if self._is_sensitive(tool, arguments):
-            question = self._question(tool, arguments)
+        # the rules resolve their targets as the handler will: in the area of the call's site
+        if _at_site(site, self._is_sensitive, tool, arguments):
+            question = _at_site(site, self._question, tool, arguments)
             with self._lock:
                 self._pending[site] = _Pending(tool, arguments, call, site,
                                                self._clock() + self._settings.confirmation_window_s,
@@ -347,6 +350,15 @@ class Router:
 def _run(handler: Callable[..., Any], arguments: dict[str, Any], site: str) -> Any:
     set_current_site(site)
     return handler(**arguments)
+
+
+def _at_site(site: str, function: Callable[..., _T], *args: Any) -> _T:
+    """``function(*args)`` with ``current_site()`` reading ``site`` (the caller's context untouched)."""
+    def run() -> _T:
+        set_current_site(site)
+        return function(*args)
+
+    return contextvars.Context().run(run)
 
 
 def _ms(started: float) -> float:

@@ -173,6 +173,8 @@ class HubTurn:
     acted_at: float | None = None
     """monotonic() when the first tool call returned."""
     reply_sent: bool = False
+    results: tuple[ToolResult, ...] = ()
+    """What the router answered to the turn's calls (the HA device's last intent shows them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,7 +552,7 @@ class SatelliteLink:
         outcome = TurnOutcome.STALE if gateway.refused else TurnOutcome.OK
         return HubTurn(self.site, outcome, transcript=result.transcript, reply=result.reply.text,
                        tools=tuple(c.name for c in result.tool_calls), ended_at=utterance.ended_at,
-                       acted_at=acted[0] if acted else None)
+                       acted_at=acted[0] if acted else None, results=tuple(result.results))
 
     async def _back_in_time(self, utterance: Utterance) -> bool:
         """True when connected; after a drop, waits for the satellite while the reply is still fresh."""

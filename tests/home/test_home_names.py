@@ -122,3 +122,39 @@ def test_the_settings_reach_the_home_control_the_daemon_builds() -> None:
     assert _targets(home.control, "HassTurnOn", name="big light") == ["ceiling"]
     assert _targets(home.control, "HassTurnOff", domain="light") == ["ceiling"]  # the kitchen only
     home.stop(timeout=0.1)
+
+
+def test_each_site_acts_in_its_own_area_through_the_router() -> None:
+    from assistant.tools.registry import ToolRegistry
+    from assistant.tools.router import Router
+    from assistant.types import ResultStatus, ToolCall
+
+    house = (LAMP, _light("ceiling", "Ceiling", "Kitchen", "Kitchen"),
+             _light("desk", "Desk", "Office", "Office"),
+             _climate("hall", "Kitchen"), _climate("study", "Office"))
+    # the box stands in the kitchen; satellites in the office and on the porch (no area set)
+    control = _home(*house, area="kitchen", site_areas={"office": "Office", "porch": None})
+    registry = ToolRegistry()
+    registry.set_group("home", control.tools())
+    router = Router(registry)
+
+    def sent(site: str, tool: str, **arguments: Any) -> list[str]:
+        control.dry_run.clear()
+        result = router.call(ToolCall(tool, arguments), site=site)
+        assert result.status is ResultStatus.OK, (site, tool, result)
+        return sorted({topic.split("/")[1] for topic, _ in control.dry_run})
+
+    try:
+        for _ in range(2):
+            assert sent("office", "HassTurnOn", domain="light") == ["desk"]
+            assert sent("box", "HassTurnOn", domain="light") == ["ceiling"]
+            assert sent("home-assistant", "HassTurnOff", domain="light") == ["ceiling"]  # not a satellite
+            assert sent("office", "HassClimateSetTemperature", temperature=20) == ["study"]
+            assert sent("box", "HassClimateSetTemperature", temperature=21) == ["hall"]
+            assert sent("office", "HassTurnOff", domain="light", area="kitchen") == ["ceiling"]
+            porch = router.call(ToolCall("HassTurnOn", {"domain": "light"}), site="porch")
+            assert porch.error_code == "no_target" and "area" in porch.speech, porch  # never the whole home
+        satellites_only = _home(*house, site_areas={"office": "Office"})
+        assert satellites_only.tools()[0].parameters["properties"]["area"]["x-satellite-area"] == "office"
+    finally:
+        router.close()

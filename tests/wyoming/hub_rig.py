@@ -33,7 +33,8 @@ def spoken(text: str, speed: int = 160) -> bytes:
 
 
 def rig_settings(folder: Path, broker: Broker, satellites: Sequence[RealSatellite],
-                 extra: dict[str, dict[str, Any]] | None = None) -> Settings:
+                 extra: dict[str, dict[str, Any]] | None = None,
+                 entities: Sequence[dict[str, Any]] = ()) -> Settings:
     rows = []
     for sat in satellites:
         row = {"uri": sat.uri, "site": sat.site, "area": sat.site.title(),
@@ -51,19 +52,21 @@ def rig_settings(folder: Path, broker: Broker, satellites: Sequence[RealSatellit
         *rows,
     ])
     settings = parse_settings(text)
-    return replace(settings, home=replace(settings.home, entities=demo_entities()))
+    return replace(settings, home=replace(settings.home, entities=(*demo_entities(), *entities)))
 
 
 class HubRig:
     """Satellites + broker + assistant + hub; ``close`` stops all of it."""
 
     def __init__(self, folder: Path, broker: Broker, sites: Sequence[str],
-                 extra: dict[str, dict[str, Any]] | None = None, streaming: Sequence[str] = ()) -> None:
-        """``streaming``: sites whose satellite has no local wake word (the hub wakes them)."""
+                 extra: dict[str, dict[str, Any]] | None = None, *, streaming: Sequence[str] = (),
+                 entities: Sequence[dict[str, Any]] = ()) -> None:
+        """``streaming``: sites whose satellite has no local wake word (the hub wakes them);
+        ``entities``: declared beside the demo house's."""
         self.broker = broker
         self.satellites = {site: RealSatellite(folder, site, local_wake=site not in streaming).start()
                            for site in sites}
-        self.settings = rig_settings(folder, broker, list(self.satellites.values()), extra)
+        self.settings = rig_settings(folder, broker, list(self.satellites.values()), extra, entities)
         self.watcher = Watcher(broker, ["demo/#"], client_id=f"hub-watch-{folder.name}")
         self.announcer = SatelliteAnnouncer(sites)
         self.assistant: Assistant = build_assistant(self.settings, with_tts=False, satellites=self.announcer)
@@ -74,6 +77,8 @@ class HubRig:
         self.turns: list[HubTurn] = []
         self._lock = threading.Lock()
         self.hub: Hub = build_hub(self.settings, self.assistant, self.announcer)
+        self.mirror = self.hub.on_turn
+        """What build_hub set: the turns onto the assistant's HA device."""
         self.hub.on_turn = self._on_turn
         self.threads_before_hub = threading.active_count()
         """Python threads of the assistant alone (MQTT, skills, router) before the hub runs."""
@@ -85,6 +90,8 @@ class HubRig:
             self.wait_state(site, LinkState.WAITING)
 
     def _on_turn(self, turn: HubTurn) -> None:
+        if self.mirror is not None:
+            self.mirror(turn)
         with self._lock:
             self.turns.append(turn)
 

@@ -8,11 +8,13 @@ each, runs the phrase brain and the router on what they stream, and sends the re
 back; actions are real MQTT publishes (the demo house, declared by hand, on mosquitto).
 A fourth satellite (garage) has a freshness of 10 ms, so every command it hears is stale;
 a fifth (porch) has no local wake word: it streams all the time and the hub wakes it, with
-the assistant's own okay_nabu model on a real recording of "okay nabu".
+the assistant's own okay_nabu model on a real recording of "okay nabu". Each satellite's
+area is its site's (Kitchen, Office, ...); the box itself (site hubbox) has none.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.types import ResultStatus, ToolCall
 from assistant.wyoming.hub import STALE_SPEECH, LinkState, TurnOutcome
+from tests.e2e.live_daemon import Watcher
 from tests.support.mosquitto import Broker, mosquitto_available
 from tests.support.pipeline import piper16, silence
 from tests.wyoming.hub_rig import HubRig, spoken
@@ -38,13 +42,18 @@ OKAY_NABU = Path(__file__).resolve().parents[1] / "data" / "recordings" / "oww-o
 KITCHEN_LIGHT, BEDROOM_LIGHT = "demo/kitchen/light/set", "demo/bedroom/light/set"
 COFFEE, FAN = "demo/kitchen/coffee/set", "demo/bedroom/fan/set"
 BLINDS, LOCK = "demo/living/blinds/set", "demo/hallway/lock/set"
+OFFICE_LIGHT = "demo/office/light/set"
+OFFICE = {"component": "light", "name": "Office Light", "area": "Office", "unique_id": "test_office_light",
+          "command_topic": OFFICE_LIGHT}
+"""Beside the demo house: a second room with a light, so "the light" means a different one per room."""
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubRig]:
     folder = tmp_path_factory.mktemp("hub")
     broker = Broker(folder).start()
-    rig = HubRig(folder, broker, SITES, extra={"garage": {"freshness_s": 0.01}}, streaming=("porch",))
+    rig = HubRig(folder, broker, SITES, extra={"garage": {"freshness_s": 0.01}}, streaming=("porch",),
+                 entities=[OFFICE])
     try:
         yield rig
     finally:
@@ -132,6 +141,74 @@ def test_a_timer_announces_on_the_satellite_that_set_it(rig: HubRig) -> None:
     rig.wait(lambda: any(line.startswith("synthesize:") for line in bedroom.said()[heard:]), 10.0,
              "the timer's announcement at the bedroom")
     assert [len(s.said()) for s in others] == said_elsewhere
+
+
+def test_a_command_that_names_no_area_acts_in_the_area_of_the_satellite_that_heard_it(rig: HubRig) -> None:
+    rooms = {"kitchen": KITCHEN_LIGHT, "office": OFFICE_LIGHT}
+    for verb in ("on", "off", "on"):  # both rooms at once, the same words
+        mark = rig.watcher.mark()
+        before = {site: len(rig.turns_of(site)) for site in rooms}
+        for site in rooms:
+            rig.say(site, spoken(f"Turn {verb} the light."))
+        for site in rooms:
+            turn = rig.wait_turns(site, before[site] + 1)[-1]
+            assert turn.outcome is TurnOutcome.OK and turn.tools == (f"HassTurn{verb.title()}",), (site, turn)
+        rig.wait(lambda mark=mark: len(rig.actions(mark)) >= 2, 5.0, "both lights")
+        assert sorted(_published(rig, mark)) == sorted((topic, verb.upper()) for topic in rooms.values())
+
+def test_the_area_follows_the_site_of_the_call_in_the_router(rig: HubRig) -> None:
+    router = rig.assistant.router
+    mark = rig.watcher.mark()
+    lights = ToolCall("HassTurnOn", {"domain": "light"})
+    # the box has no area of its own: "turn on the lights" from it asks where, never sweeps the home
+    box = router.call(lights, site=rig.settings.site)
+    assert box.error_code == "no_target" and "area" in box.speech, box
+    office = router.call(lights, site="office")
+    assert office.status is ResultStatus.OK, office
+    # "open the garage" heard in the garage: the one cover there, and opening a garage door needs
+    # a yes, so the sensitivity rule must resolve it in the garage's area as the handler would
+    covers = ToolCall("HassTurnOn", {"domain": "cover"})
+    garage = router.call(covers, site="garage")
+    assert garage.status is ResultStatus.NEEDS_CONFIRMATION and "garage door" in garage.speech, garage
+    assert router.answer_confirmation("no", site="garage").error_code == "declined"
+    assert router.call(covers, site=rig.settings.site).error_code == "no_target"
+    rig.watcher.wait(lambda m: m.topic == OFFICE_LIGHT, since=mark, timeout=5.0)
+    assert _published(rig, mark) == [(OFFICE_LIGHT, "ON")]
+
+
+def test_satellite_turns_show_on_the_assistants_home_assistant_device(rig: HubRig) -> None:
+    device = rig.assistant.device
+    assert device is not None
+    leaves = ("transcript", "intent", "state", "timings")
+    watcher = Watcher(rig.broker, [device.topic(leaf) for leaf in leaves], client_id="hub-device-watch")
+    live = lambda m: not m.retain  # noqa: E731 - what was published while we watched
+    try:
+        commands = {"kitchen": ("Turn on the coffee maker.", "HassTurnOn"),
+                    "office": ("Turn off the coffee maker.", "HassTurnOff"),
+                    "bedroom": ("Turn off the bedroom fan.", "HassTurnOff")}
+        before = {site: len(rig.turns_of(site)) for site in commands}
+        for site, (text, _tool) in commands.items():
+            rig.say(site, spoken(text))
+        turns = {site: rig.wait_turns(site, before[site] + 1)[-1] for site in commands}
+
+        def intents() -> dict[str, dict[str, object]]:
+            seen = watcher.since(0, live)
+            bodies = [json.loads(m.text()) for m in seen if m.topic == device.topic("intent")]
+            return {str(b["site"]): b for b in bodies}
+
+        rig.wait(lambda: set(intents()) == set(commands), 5.0, "an intent per satellite")
+        for site, (_text, tool) in commands.items():
+            body, turn = intents()[site], turns[site]
+            assert turn.transcript and (body["intent"], body["transcript"], body["outcome"]) == (
+                tool, turn.transcript, "ok"), (site, body)
+        assert intents()["kitchen"]["arguments"] == {"name": "coffee maker"}
+        heard = {m.text() for m in watcher.since(0, live) if m.topic == device.topic("transcript")}
+        assert heard == {turns[site].transcript for site in commands}
+        # the assist state and the timings stay the box's own
+        assert [m.topic for m in watcher.since(0, live)
+                if m.topic in (device.topic("state"), device.topic("timings"))] == []
+    finally:
+        watcher.close()
 
 
 def test_a_stale_command_does_nothing_and_says_so(rig: HubRig) -> None:
