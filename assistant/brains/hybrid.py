@@ -22,6 +22,10 @@ or an assistant control (stop, volume, mute): the phrase brain then runs behind 
 that lets those through and holds every other call (clock, timers, user skills) back
 unexecuted; home commands never wait for the network. When the server
 cannot answer, a held call is made after all: the local answer.
+
+Speaking ahead: the hybrid brain (and its stream) declares ``SpeaksAhead`` and hands the
+daemon's ``say`` to the second brain's turn when that brain (or its stream) speaks ahead
+or hears text; the phrase brain's short replies are spoken at the end as before.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from assistant.brains.base import (
     Closable,
     HearsText,
     Prefetching,
+    Say,
+    SpeaksAhead,
     SpeechStream,
     Streaming,
     ToolGateway,
@@ -95,10 +101,16 @@ class HybridBrain:
 
     def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Process one utterance: phrase brain, then Gemma for a rejected one."""
-        return self._handle(utterance, router, cancel, None)
+        return self._handle(utterance, router, cancel, None, None)
+
+    def handle_speaking(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event,
+                        say: Say) -> BrainTurn:
+        """``handle``; the second brain's reply goes to ``say`` sentence by sentence when it can."""
+        return self._handle(utterance, router, cancel, None, say)
 
     def _handle(
-        self, utterance: Utterance, router: ToolGateway, cancel: threading.Event, stream: SpeechStream | None
+        self, utterance: Utterance, router: ToolGateway, cancel: threading.Event, stream: SpeechStream | None,
+        say: Say | None,
     ) -> BrainTurn:
         confirming = router.pending_confirmation(utterance.site) is not None
         hears_text = isinstance(self._gemma, HearsText)
@@ -122,9 +134,15 @@ class HybridBrain:
             if stream is not None:
                 stream.abort()
             local = (lambda: _make_held(held, first, utterance, router)) if held else None
-            second = self._gemma.handle_transcript(first.transcript, utterance, router, cancel, local)
+            second = self._gemma.handle_transcript(first.transcript, utterance, router, cancel, local,
+                                                   say=say)
         elif stream is not None:
-            second = stream.finish(utterance, router, cancel)
+            if say is not None and isinstance(stream, SpeaksAhead):
+                second = stream.handle_speaking(utterance, router, cancel, say)
+            else:
+                second = stream.finish(utterance, router, cancel)
+        elif say is not None and isinstance(self._gemma, SpeaksAhead):
+            second = self._gemma.handle_speaking(utterance, router, cancel, say)
         else:
             second = self._gemma.handle(utterance, router, cancel)
         first_ms, first_counts, first_flags = turn_figures(first)
@@ -162,7 +180,13 @@ class _HybridStream:
     def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Phrase first on the whole utterance; Gemma's stream finishes only for a rejection."""
         gemma, self._gemma = self._gemma, None
-        return self._brain._handle(utterance, router, cancel, gemma)
+        return self._brain._handle(utterance, router, cancel, gemma, None)
+
+    def handle_speaking(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event,
+                        say: Say) -> BrainTurn:
+        """``finish``, with the second brain's reply handed to ``say`` sentence by sentence when it can."""
+        gemma, self._gemma = self._gemma, None
+        return self._brain._handle(utterance, router, cancel, gemma, say)
 
     def abort(self) -> None:
         """Throw Gemma's partial state away; idempotent."""
