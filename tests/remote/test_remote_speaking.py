@@ -22,7 +22,7 @@ from assistant.types import BrainTurn, Reply, Utterance
 from tests.remote.conftest import House, StandInPhrase, remote, spoken
 from tests.remote.test_remote_escalation import Serve
 from tests.support.chat_server import call_deltas, chunk, drop_after, sse, text_chunks
-from tests.support.pipeline import RecordingSink, Segment, espeak16, silence
+from tests.support.pipeline import RecordingSink, Segment, espeak16, piper16, silence
 from tests.support.rig import Rig
 
 EVERY_S = 0.04
@@ -33,15 +33,20 @@ FIRST = "The Eiffel Tower was finished in 1889 for the world fair."
 
 
 class TimedSink(RecordingSink):
-    """A recording sink that notes when each text arrived."""
+    """A recording sink that notes when each text arrived and takes ``play_s`` to "play" it."""
 
-    def __init__(self) -> None:
+    def __init__(self, play_s: float = 0.0) -> None:
         super().__init__()
+        self.play_s = play_s
         self.times: list[float] = []
+        self.ends: list[float] = []
 
     def speak(self, text: str, cancel: threading.Event) -> SpeakResult:
         self.times.append(time.monotonic())
-        return super().speak(text, cancel)
+        result = super().speak(text, cancel)
+        cancel.wait(self.play_s)
+        self.ends.append(time.monotonic())
+        return result
 
 
 def command() -> bytes:
@@ -58,7 +63,7 @@ def test_the_first_sentence_is_spoken_before_the_server_finished_turn_after_turn
     tmp_path: Path, house: House, serve: Serve
 ) -> None:
     server = serve(sse(text_chunks(ANSWER), every_s=EVERY_S))
-    sink = TimedSink()
+    sink = TimedSink(play_s=0.5)  # the second sentence still plays when the reply is finished
     rig: Rig | None = None
 
     def after(runs: int) -> bool:
@@ -79,6 +84,7 @@ def test_the_first_sentence_is_spoken_before_the_server_finished_turn_after_turn
         assert said[0] == FIRST and " ".join(said) == ANSWER
         assert sink.times[n * per_turn] < server.finished[n] - 10 * EVERY_S
     assert [e.data["reply"] for e in rig.log.of("run-end")] == [ANSWER] * 3
+    assert all(start >= end for start, end in zip(sink.times[1:], sink.ends, strict=False))  # one at a time
 
 
 def test_a_stop_mid_answer_speaks_nothing_more_and_the_next_turn_works(
@@ -106,6 +112,20 @@ def test_a_stop_mid_answer_speaks_nothing_more_and_the_next_turn_works(
     assert sink.spoken == [FIRST, "Yes."]
     assert [e.data["outcome"] for e in rig.log.of("run-end")] == ["cancelled", "ok"]
     assert server.finished[0] < server.finished[1]  # the cancelled stream was hung up on, not played out
+
+
+def test_the_stop_word_while_the_first_sentence_plays_drops_the_rest(
+    tmp_path: Path, house: House, serve: Serve
+) -> None:
+    server = serve(sse(text_chunks(ANSWER), every_s=EVERY_S))
+    sink = RecordingSink(hold=True)  # "plays" the first sentence until cancelled: the rest queues up
+    stop_word = silence(0.3) + piper16("hey mycroft") + silence(1.2)
+    rig = Rig(tmp_path, [Segment(command()), Segment(stop_word, wait_for=sink.speaking.is_set, paced=True)],
+              hybrid(server.url), router=house.router, tts=sink)
+    rig.run()
+    assert sink.spoken == [FIRST] and sink.cancelled_at is not None
+    (cancel,) = rig.log.of("cancelled")
+    assert cancel.data["kind"] == "stop" and rig.log.of("run-end")[0].data["outcome"] == "cancelled"
 
 
 def test_a_server_that_dies_mid_answer_ends_with_what_was_said_and_the_note(
