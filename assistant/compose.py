@@ -90,13 +90,15 @@ def _remote_brain(settings: Settings, gemma: Brain | None) -> Brain:
 
 
 def _hybrid_brain(settings: Settings) -> Brain:
-    """Phrase first, then Gemma; with brain.remote.url set, the server first and Gemma its fallback."""
+    """Phrase first, then Gemma; with brain.remote.url set, the server first and Gemma its fallback
+    (under ``escalate: unknown`` Gemma first, the server for what it did not know)."""
     from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
 
-    second = _gemma_brain(settings)
-    if settings.brain.remote.url is not None:
-        second = _remote_brain(settings, second)
-    return HybridBrain(_phrase_brain(settings), second, escalate=settings.brain.remote.escalate)
+    gemma = _gemma_brain(settings)
+    if settings.brain.remote.url is None:
+        return HybridBrain(_phrase_brain(settings), gemma)
+    return HybridBrain(_phrase_brain(settings), _remote_brain(settings, gemma),
+                       escalate=settings.brain.remote.escalate, local=gemma)
 
 
 def _phrase_and_remote(settings: Settings) -> Brain:
@@ -109,7 +111,7 @@ def _phrase_and_remote(settings: Settings) -> Brain:
                          code=ErrorCode.BRAIN_CONFIG)
     gemma = _gemma_brain(settings) if settings.brain.remote.hear == "gemma" else None
     return HybridBrain(_phrase_brain(settings), _remote_brain(settings, gemma),
-                       escalate=settings.brain.remote.escalate)
+                       escalate=settings.brain.remote.escalate, local=gemma)
 
 
 _BRAINS: dict[str, Callable[[Settings], Brain]] = {

@@ -219,10 +219,12 @@ class RemoteSettings:
     """Whose words the server reads: the phrase grammar's transcript (no download, but only
     the grammar's words), or Gemma E2B/E4B's speech recognition (needs brain.gemma.model_dir;
     Gemma then also answers when the server cannot)."""
-    escalate: Literal["rejected", "everything"] = "rejected"
-    """What the server gets: what the phrase brain rejects, or everything except the home
-    commands and assistant controls (stop, volume) the grammar handles: those never wait
-    for the network."""
+    escalate: Literal["rejected", "unknown", "everything"] = "rejected"
+    """What the server gets: what the phrase brain rejects; ``unknown``: of that, only what
+    Gemma E2B/E4B on the device then did not know (no tool call and a not-understood or
+    "I don't know" reply; needs a local Gemma: kind hybrid, or hear gemma); or everything
+    except the home commands and assistant controls (stop, volume) the grammar handles:
+    those never wait for the network."""
     connect_timeout_s: float = 2.0
     """Seconds to open the TCP (and TLS) connection."""
     first_token_timeout_s: float = 8.0
@@ -1087,6 +1089,9 @@ def _brain_problems(obj: BrainSettings) -> list[tuple[str, str]]:
         problems.append(("kind", "is 'remote' but brain.remote.url is not set"))
     if obj.kind in ("remote", "hybrid") and obj.remote.hear == "gemma" and obj.gemma.model_dir is None:
         problems.append(("remote", "hear is 'gemma' but brain.gemma.model_dir is not set"))
+    if obj.kind == "remote" and obj.remote.escalate == "unknown" and obj.remote.hear != "gemma":
+        problems.append(("remote", "escalate is 'unknown' but no local Gemma is asked first "
+                                   "(use kind: hybrid, or hear: gemma)"))
     return problems
 
 

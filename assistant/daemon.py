@@ -16,8 +16,10 @@ declared capabilities checked with ``isinstance``. A brain that is ``Streaming``
 utterance while it is spoken: a stream opens when listening starts, the speech so far is
 fed as it grows, ``finish`` gets the whole utterance at the end of speech, and anything
 else (timeout, stop, a dropped burst, shutdown) aborts it; a barge-in while thinking
-cancels the finish. Requests from outside (push-to-talk, announce, mute, stop, shutdown)
-arrive as typed commands through one ``Inbox``
+cancels the finish. A brain that ``SpeaksAhead`` hands reply sentences over while it still
+generates; they are spoken in order as they come (nothing more once the run is cancelled),
+and at the end only the rest of the reply. Requests from outside (push-to-talk, announce,
+mute, stop, shutdown) arrive as typed commands through one ``Inbox``
 (assistant.inbox). Blocking work (brain, synthesis, playback) runs in worker threads with
 a cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge
 in while the assistant speaks, and ``health_problem()`` sees a live audio loop. The assistant
@@ -49,7 +51,15 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from assistant.brains.base import Brain, Prefetching, SpeechStream, Streaming, ToolGateway, turn_figures
+from assistant.brains.base import (
+    Brain,
+    Prefetching,
+    SpeaksAhead,
+    SpeechStream,
+    Streaming,
+    ToolGateway,
+    turn_figures,
+)
 from assistant.capabilities import AsyncClosable, Closable, SupportsBatching, SupportsVolume
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode, TtsError, coded
@@ -228,6 +238,28 @@ class _ObservedGateway:
     def tools_version(self) -> int:
         """Changes with the tool set."""
         return self._router.tools_version
+
+
+@dataclasses.dataclass
+class _Ahead:
+    """One run's sentences a brain handed over while it still generated, spoken in order by one task."""
+
+    pending: deque[str] = dataclasses.field(default_factory=deque)
+    said: list[str] = dataclasses.field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    failed: bool = False
+
+
+def unsaid(said: Sequence[str], text: str) -> str:
+    """What of the reply ``text`` is left to speak after ``said`` (which starts it, as
+    ``SpeaksAhead`` promises; when it does not, all of ``text``)."""
+    if not said:
+        return text
+    head = " ".join(" ".join(s.split()) for s in said)
+    clean = " ".join(text.split())
+    if clean.startswith(head):
+        return clean[len(head):].strip()
+    return text
 
 
 # --------------------------------------------------------------------------- orchestrator
@@ -641,12 +673,18 @@ class Orchestrator:
         self._spawn(self._think_and_speak(run, utterance, stream, head), f"run-{run.id}")
 
     def _think(self, utterance: Utterance, gateway: ToolGateway, cancel: threading.Event,
-               stream: SpeechStream | None, head: bytes) -> BrainTurn:
-        """The brain's turn (in a worker thread): the stream's finish when one was fed, else handle."""
+               stream: SpeechStream | None, head: bytes, *, say: Callable[[str], None]) -> BrainTurn:
+        """The brain's turn (in a worker thread): the stream's finish when one was fed, else handle;
+        their ``handle_speaking`` when they speak ahead."""
         if stream is None:
+            if isinstance(self.brain, SpeaksAhead):
+                return self.brain.handle_speaking(utterance, gateway, cancel, say)
             return self.brain.handle(utterance, gateway, cancel)
         try:
-            return stream.finish(streamed_clip(head, utterance), gateway, cancel)
+            clip = streamed_clip(head, utterance)
+            if isinstance(stream, SpeaksAhead):
+                return stream.handle_speaking(clip, gateway, cancel, say)
+            return stream.finish(clip, gateway, cancel)
         except BaseException:
             stream.abort()
             raise
@@ -661,19 +699,26 @@ class Orchestrator:
             lambda call, at: self._from_thread(self._on_tool_call, run, call, at),
             lambda result, at: self._from_thread(self._on_tool_result, run, result, at),
         )
+        ahead = _Ahead()
+
+        def say(sentence: str) -> None:
+            self._from_thread(self._say_ahead, run, ahead, sentence)
+
         try:
-            turn = await self._in_thread(self._think, utterance, gateway, run.cancel, stream, head)
+            turn = await self._in_thread(self._think, utterance, gateway, run.cancel, stream, head, say=say)
         except asyncio.CancelledError:
             raise
         except Exception as err:
+            await self._spoken_ahead(ahead)
             if self._run is run and not run.cancel.is_set():
                 await self._fail(run, "brain", coded(err, BrainError, ErrorCode.BRAIN_FAILED))
             return
         finally:
             self._brain_calls.pop(run.id, None)
         run.mark("think_end")
+        await self._spoken_ahead(ahead)
         if self._run is not run or run.cancel.is_set():
-            return  # barge-in or stop took over
+            return  # barge-in or stop took over (or speaking ahead failed: already reported)
         run.transcript = turn.transcript
         run.reply = turn.reply.text
         timings, counts, flags = turn_figures(turn)
@@ -684,18 +729,25 @@ class Orchestrator:
                                          "flags": sorted(flags)})
         if turn.transcript is not None:
             self._emit(EventType.TRANSCRIPT, {"text": turn.transcript})
-        await self._reply(run, turn.reply)
+        rest = dataclasses.replace(turn.reply, text=unsaid(ahead.said, turn.reply.text))
+        await self._reply(run, rest, ahead=bool(ahead.said))
 
-    async def _reply(self, run: Run, reply: Reply) -> None:
-        """speaking, then idle, or listening again for a confirmation or a follow-up."""
+    async def _reply(self, run: Run, reply: Reply, *, ahead: bool = False) -> None:
+        """speaking, then idle, or listening again for a confirmation or a follow-up.
+
+        ``ahead``: sentences of this reply were spoken already; ``reply`` is the rest.
+        """
         if reply.expects_answer:
             self._emit(EventType.CONFIRMATION_REQUESTED, {"question": reply.text})
         if reply.is_error:
             await self._earcon("error", run.cancel)
-        spoken = await self._speak(run, reply.text)
-        if spoken is None or self._run is not run or run.cancel.is_set():
+        if reply.text.strip() or not ahead:
+            spoken = await self._speak(run, reply.text)
+            if spoken is None:
+                return
+        if self._run is not run or run.cancel.is_set():
             return
-        if not reply.text.strip() and not reply.is_error:
+        if not reply.text.strip() and not reply.is_error and not ahead:
             await self._earcon("done", run.cancel)
         if reply.expects_answer:
             # The answer needs no wake word; it must come inside the router's window.
@@ -707,6 +759,35 @@ class Orchestrator:
             self._next_turn("follow_up", self.settings.wake.follow_up_s)
         else:
             self._end_run("error" if reply.is_error else "ok")
+
+    def _say_ahead(self, run: Run, ahead: _Ahead, sentence: str) -> None:
+        """A sentence the brain handed over (on the loop): queued; the first one starts the speaker task.
+
+        The queue holds at most one reply's text (the brain's own bound on it)."""
+        if self._run is not run or run.cancel.is_set() or ahead.failed:
+            return
+        ahead.pending.append(sentence)
+        if ahead.task is None:
+            ahead.task = self._spawn(self._speak_ahead(run, ahead), f"ahead-{run.id}")
+
+    async def _speak_ahead(self, run: Run, ahead: _Ahead) -> None:
+        """Speak the queued sentences in order until none is left or the run is cancelled."""
+        try:
+            while ahead.pending and self._run is run and not run.cancel.is_set():
+                sentence = ahead.pending.popleft()
+                ahead.said.append(sentence)
+                if await self._speak(run, sentence) is None:
+                    ahead.failed = True
+                    return
+        finally:
+            ahead.task = None
+            ahead.pending.clear()
+
+    async def _spoken_ahead(self, ahead: _Ahead) -> None:
+        """Until the sentences handed over so far are spoken (or dropped by a cancel)."""
+        task = ahead.task
+        if task is not None:
+            await asyncio.wait([task])
 
     async def _speak(self, run: Run, text: str) -> SpeakResult | None:
         """speaking: the reply through the sink; None when it failed (already reported)."""

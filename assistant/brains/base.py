@@ -10,7 +10,9 @@ implementing one of the small runtime-checkable protocols below, and the daemon 
 - ``Streaming``: ``begin_stream(site, router)`` takes an utterance while it is spoken
   (a ``SpeechStream``: ``feed`` while the user speaks, then ``finish`` or ``abort``);
 - ``Closable``: ``close()`` releases models and threads at shutdown;
-- ``HearsText``: ``handle_transcript(...)`` answers a transcript another brain heard.
+- ``HearsText``: ``handle_transcript(...)`` answers a transcript another brain heard;
+- ``SpeaksAhead``: ``handle_speaking(..., say)`` hands the reply to the daemon sentence by
+  sentence while it is still generated (a brain's ``handle``, or a stream's ``finish``).
 
 A wrapper (the hybrid brain) declares what it forwards, so a capability cannot be lost
 silently on the way.
@@ -58,12 +60,16 @@ class ToolGateway(Protocol):
 
 
 __all__ = [
-    "Brain", "Closable", "HearsText", "Prefetching", "Router", "SpeechStream", "Streaming", "ToolGateway",
-    "Warmable", "turn_figures", "warm_brain",
+    "Brain", "Closable", "HearsText", "Prefetching", "Router", "Say", "SpeaksAhead", "SpeechStream",
+    "Streaming", "ToolGateway", "Warmable", "turn_figures", "warm_brain",
 ]
 
 Router = ToolGateway
 """The protocol's former name, kept while the phrase and Gemma brains still import it."""
+
+Say = Callable[[str], None]
+"""Hands one finished sentence of the reply to the daemon to be spoken now; called from the
+brain's worker thread, returns at once (the daemon queues it)."""
 
 
 class Brain(Protocol):
@@ -141,8 +147,35 @@ class HearsText(Protocol):
         router: ToolGateway,
         cancel: threading.Event,
         local: Callable[[], BrainTurn] | None = None,
+        *,
+        say: Say | None = None,
     ) -> BrainTurn:
-        """Answer ``transcript`` (heard in ``utterance``); ``local`` answers when this brain cannot."""
+        """Answer ``transcript`` (heard in ``utterance``); ``local`` answers when this brain cannot.
+
+        ``say``: as in ``SpeaksAhead.handle_speaking``.
+        """
+        ...
+
+
+@runtime_checkable
+class SpeaksAhead(Protocol):
+    """A brain (or a brain's ``SpeechStream``) whose reply can be spoken while it is still generated.
+
+    The daemon asks ``isinstance(brain, SpeaksAhead)`` (and of the stream it finishes) and
+    then calls ``handle_speaking`` instead of ``handle`` (``finish``), so the first sentence
+    of a long answer is heard while the rest is on its way.
+    """
+
+    def handle_speaking(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event,
+                        say: Say) -> BrainTurn:
+        """The turn ``handle`` (on a stream: ``finish``) gives, handing finished sentences to ``say``.
+
+        Contract: what went to ``say`` is, in order, the start of the returned
+        ``reply.text``; the daemon speaks only the rest after it (all of ``reply.text``
+        when it does not start with what was said: a confirmation question, a note).
+        Nothing goes to ``say`` once ``cancel`` is set, nor anything a tool call could
+        still turn into something else (text the router did not yet see through).
+        """
         ...
 
 

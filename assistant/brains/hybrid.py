@@ -17,16 +17,27 @@ defers to ``handle``.
 
 Escalation to a brain that ``HearsText`` (the remote brain): it gets the phrase brain's
 transcript. ``escalate="rejected"`` sends it what the phrase brain rejects;
-``"everything"`` also what the phrase brain understood as anything but a home command
-or an assistant control (stop, volume, mute): the phrase brain then runs behind a gateway
-that lets those through and holds every other call (clock, timers, user skills) back
-unexecuted; home commands never wait for the network. When the server
+``"unknown"`` first lets the ``local`` brain (Gemma E2B/E4B on the device) answer what
+the phrase brain rejects, and sends the server only what the local brain did not know:
+a local turn that made no tool call and whose reply is a not-understood one
+(``dont_know``: ``understood`` False, an error reply, or a short "I don't know" / "I'm
+not sure" / "I can't help with that"); when the server then fails, that local answer is
+spoken (after the note) without asking the local brain twice; ``"everything"`` also
+what the phrase brain understood as anything but a home command or an assistant control
+(stop, volume, mute): the phrase brain then runs behind a gateway that lets those through
+and holds every other call (clock, timers, user skills) back unexecuted; home commands
+never wait for the network. When the server
 cannot answer, a held call is made after all: the local answer.
+
+Speaking ahead: the hybrid brain (and its stream) declares ``SpeaksAhead`` and hands the
+daemon's ``say`` to the second brain's turn when that brain (or its stream) speaks ahead
+or hears text; the phrase brain's short replies are spoken at the end as before.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -38,6 +49,8 @@ from assistant.brains.base import (
     Closable,
     HearsText,
     Prefetching,
+    Say,
+    SpeaksAhead,
     SpeechStream,
     Streaming,
     ToolGateway,
@@ -48,7 +61,7 @@ from assistant.errors import ErrorCode
 from assistant.tools.base import Tool
 from assistant.types import BrainTurn, Reply, ResultStatus, ToolCall, ToolResult, Utterance
 
-Escalate = Literal["rejected", "everything"]
+Escalate = Literal["rejected", "unknown", "everything"]
 HOME_SOURCE = "home"
 """``Tool.source`` of the home-control tools (assistant.home.control)."""
 CONTROL_SKILL = "assistant_control.py"
@@ -59,6 +72,34 @@ def stays_local(tool: Tool) -> bool:
     """Whether a call of ``tool`` the phrase brain understood never waits for the network."""
     return tool.source == HOME_SOURCE or PurePath(tool.source).name == CONTROL_SKILL
 
+
+_DONT_KNOW = re.compile(
+    r"(?:sorry,?\s*)?(?:i\s+(?:do\s*n[o']t|don't|really\s+don't)\s+know"
+    r"|i'?m\s+not\s+sure|i\s+am\s+not\s+sure|i\s+(?:can't|cannot|can\s+not)\s+(?:help|answer|tell)"
+    r"|i\s+(?:didn't|did\s+not)\s+(?:catch|understand|get)|i\s+(?:don't|do\s+not)\s+have\s+"
+    r"(?:that|any|enough|access|information))",
+    re.IGNORECASE,
+)
+DONT_KNOW_CHARS = 160
+"""A reply longer than this is an answer, even when it starts with "I'm not sure"."""
+
+
+def dont_know(turn: BrainTurn) -> bool:
+    """Whether a local turn understood nothing useful: no tool call, and a not-understood reply.
+
+    Not understood (``understood`` False: the phrase brain's rejection, Gemma's "didn't
+    catch that" or a broken output), an error reply, or a short reply that starts with
+    "I don't know", "I'm not sure", "I can't help / answer / tell", "I didn't catch /
+    understand", "I don't have that / any / access / information" (with or without a
+    "Sorry,"). A turn that called a tool acted on something: it is an answer.
+    """
+    if turn.tool_calls:
+        return False
+    if not turn.understood or turn.reply.is_error:
+        return True
+    text = " ".join(turn.reply.text.split())
+    return not text or (len(text) <= DONT_KNOW_CHARS and _DONT_KNOW.match(text) is not None)
+
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -67,10 +108,15 @@ class HybridBrain:
 
     name = "hybrid"
 
-    def __init__(self, phrase: Brain, gemma: Brain, *, escalate: Escalate = "rejected") -> None:
+    def __init__(self, phrase: Brain, gemma: Brain, *, escalate: Escalate = "rejected",
+                 local: Brain | None = None) -> None:
+        """``gemma``: the second brain (Gemma, or the remote brain); ``local``: under
+        ``escalate="unknown"``, the device's brain asked before the server (None: the phrase
+        brain's rejection is all the local side knows)."""
         self._phrase = phrase
         self._gemma = gemma
         self._escalate = escalate
+        self._local = local
 
     def warm(self, router: ToolGateway) -> None:
         """Prepare both brains for the current tools (blocking)."""
@@ -95,10 +141,16 @@ class HybridBrain:
 
     def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Process one utterance: phrase brain, then Gemma for a rejected one."""
-        return self._handle(utterance, router, cancel, None)
+        return self._handle(utterance, router, cancel, None, None)
+
+    def handle_speaking(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event,
+                        say: Say) -> BrainTurn:
+        """``handle``; the second brain's reply goes to ``say`` sentence by sentence when it can."""
+        return self._handle(utterance, router, cancel, None, say)
 
     def _handle(
-        self, utterance: Utterance, router: ToolGateway, cancel: threading.Event, stream: SpeechStream | None
+        self, utterance: Utterance, router: ToolGateway, cancel: threading.Event, stream: SpeechStream | None,
+        say: Say | None,
     ) -> BrainTurn:
         confirming = router.pending_confirmation(utterance.site) is not None
         hears_text = isinstance(self._gemma, HearsText)
@@ -121,30 +173,54 @@ class HybridBrain:
         if isinstance(self._gemma, HearsText) and first.transcript:
             if stream is not None:
                 stream.abort()
-            local = (lambda: _make_held(held, first, utterance, router)) if held else None
-            second = self._gemma.handle_transcript(first.transcript, utterance, router, cancel, local)
+            second = self._ask_server(self._gemma, first, held, utterance, router, cancel=cancel, say=say)
         elif stream is not None:
-            second = stream.finish(utterance, router, cancel)
+            if say is not None and isinstance(stream, SpeaksAhead):
+                second = stream.handle_speaking(utterance, router, cancel, say)
+            else:
+                second = stream.finish(utterance, router, cancel)
+        elif say is not None and isinstance(self._gemma, SpeaksAhead):
+            second = self._gemma.handle_speaking(utterance, router, cancel, say)
         else:
             second = self._gemma.handle(utterance, router, cancel)
-        first_ms, first_counts, first_flags = turn_figures(first)
-        second_ms, second_counts, second_flags = turn_figures(second)
-        timings = {f"phrase_{k}": v for k, v in first_ms.items()}
-        timings.update(second_ms)
-        timings["phrase_ms"] = phrase_ms
-        counts = {f"phrase_{k}": v for k, v in first_counts.items()}
-        counts.update(second_counts)
-        flags = frozenset(f"phrase_{f}" for f in first_flags) | second_flags
-        return BrainTurn(
-            transcript=second.transcript if second.transcript is not None else first.transcript,
-            tool_calls=second.tool_calls,
-            results=second.results,
-            reply=second.reply,
-            timings_ms=timings,
-            understood=second.understood,
-            counts=counts,
-            flags=flags,
-        )
+        return _merged(first, second, phrase_ms)
+
+
+    def _ask_server(self, server: HearsText, first: BrainTurn, held: Sequence[ToolCall], utterance: Utterance,
+                    router: ToolGateway, *, cancel: threading.Event, say: Say | None) -> BrainTurn:
+        """The server's turn on the phrase brain's transcript (under "unknown": when the local brain
+        did not know); the local answer is its fallback."""
+        transcript = first.transcript or ""
+        local = (lambda: _make_held(held, first, utterance, router)) if held else None
+        if self._escalate == "unknown" and self._local is not None:
+            known = self._local.handle(utterance, router, cancel)
+            if cancel.is_set() or not dont_know(known):
+                return known
+            _LOGGER.info("the %s brain did not know; asking the server", self._local.name)
+            local = lambda: known  # noqa: E731 - the server's fallback: the answer already given
+        return server.handle_transcript(transcript, utterance, router, cancel, local, say=say)
+
+
+def _merged(first: BrainTurn, second: BrainTurn, phrase_ms: float) -> BrainTurn:
+    """The second brain's turn, with the phrase brain's figures (prefixed ``phrase_``) beside its own."""
+    first_ms, first_counts, first_flags = turn_figures(first)
+    second_ms, second_counts, second_flags = turn_figures(second)
+    timings = {f"phrase_{k}": v for k, v in first_ms.items()}
+    timings.update(second_ms)
+    timings["phrase_ms"] = phrase_ms
+    counts = {f"phrase_{k}": v for k, v in first_counts.items()}
+    counts.update(second_counts)
+    flags = frozenset(f"phrase_{f}" for f in first_flags) | second_flags
+    return BrainTurn(
+        transcript=second.transcript if second.transcript is not None else first.transcript,
+        tool_calls=second.tool_calls,
+        results=second.results,
+        reply=second.reply,
+        timings_ms=timings,
+        understood=second.understood,
+        counts=counts,
+        flags=flags,
+    )
 
 
 class _HybridStream:
@@ -162,7 +238,13 @@ class _HybridStream:
     def finish(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Phrase first on the whole utterance; Gemma's stream finishes only for a rejection."""
         gemma, self._gemma = self._gemma, None
-        return self._brain._handle(utterance, router, cancel, gemma)
+        return self._brain._handle(utterance, router, cancel, gemma, None)
+
+    def handle_speaking(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event,
+                        say: Say) -> BrainTurn:
+        """``finish``, with the second brain's reply handed to ``say`` sentence by sentence when it can."""
+        gemma, self._gemma = self._gemma, None
+        return self._brain._handle(utterance, router, cancel, gemma, say)
 
     def abort(self) -> None:
         """Throw Gemma's partial state away; idempotent."""

@@ -1,7 +1,14 @@
-"""A real router with a few recording tools, and loopback chat servers that close themselves."""
+"""A real router with a few recording tools, loopback chat servers that close themselves, and a
+stand-in for the phrase brain.
+
+The phrase brain is a stand-in (the real one needs recordings of these sentences): it
+behaves as PhraseBrain.handle does, calling the router with the call it matched, or
+rejecting with the words it heard. The router, the tools, the remote brain and its
+loopback server are real."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +21,7 @@ from assistant.config import RemoteSettings
 from assistant.tools.base import Tool
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
-from assistant.types import Utterance
+from assistant.types import BrainTurn, Reply, ToolCall, Utterance
 from tests.support.chat_server import ScriptedServer, Step
 
 ROOM = {"type": "object", "properties": {"room": {"type": "string", "enum": ["kitchen", "hall"]}},
@@ -91,3 +98,20 @@ def remote(url: str, *, fallback: Brain | None = None, hearing: Hearing | None =
 def spoken(site: str = "default") -> Utterance:
     """An utterance (its audio is not used: the remote brain reads the transcript)."""
     return Utterance(pcm=b"\0\0" * 1600, start_s=0.0, end_s=0.1, source="test", site=site)
+
+
+class StandInPhrase:
+    """Hears ``transcript``; calls ``call`` through the router it is given, or rejects."""
+
+    name = "phrase"
+
+    def __init__(self, transcript: str | None, call: ToolCall | None) -> None:
+        self.transcript = transcript
+        self.call = call
+
+    def handle(self, utterance: Utterance, router: object, cancel: threading.Event) -> BrainTurn:
+        if self.call is None:
+            return BrainTurn(self.transcript, (), (), Reply("Sorry, I didn't catch that.", is_error=True),
+                             understood=False)
+        result = router.call(self.call, site=utterance.site)  # type: ignore[attr-defined]
+        return BrainTurn(self.transcript, (self.call,), (result,), Reply(result.speech))

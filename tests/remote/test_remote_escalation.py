@@ -1,9 +1,7 @@
 """Escalation in the hybrid brain: what goes to the server, and what never waits for it.
 
-The phrase brain is a stand-in here (the real one needs recordings of these sentences):
-it behaves as PhraseBrain.handle does, calling the router with the call it matched, or
-rejecting with the words it heard. The router, the tools, the remote brain and its
-loopback server are real.
+The phrase brain is conftest's stand-in (the real one needs recordings of these
+sentences); the router, the tools, the remote brain and its loopback server are real.
 """
 
 from __future__ import annotations
@@ -20,28 +18,11 @@ from assistant.compose import make_brain
 from assistant.config import ConfigError, parse_settings
 from assistant.errors import BrainError
 from assistant.tools.base import Tool
-from assistant.types import BrainTurn, Reply, ToolCall, Utterance
-from tests.remote.conftest import House, remote, spoken
+from assistant.types import BrainTurn, ToolCall
+from tests.remote.conftest import House, StandInPhrase, remote, spoken
 from tests.support.chat_server import ScriptedServer, calls_then_finish, closed_port, sse, text_chunks
 
 Serve = Callable[..., ScriptedServer]
-
-
-class StandInPhrase:
-    """Hears ``transcript``; calls ``call`` through the router it is given, or rejects."""
-
-    name = "phrase"
-
-    def __init__(self, transcript: str | None, call: ToolCall | None) -> None:
-        self.transcript = transcript
-        self.call = call
-
-    def handle(self, utterance: Utterance, router: object, cancel: threading.Event) -> BrainTurn:
-        if self.call is None:
-            return BrainTurn(self.transcript, (), (), Reply("Sorry, I didn't catch that.", is_error=True),
-                             understood=False)
-        result = router.call(self.call, site=utterance.site)  # type: ignore[attr-defined]
-        return BrainTurn(self.transcript, (self.call,), (result,), Reply(result.speech))
 
 
 def test_a_rejected_utterance_goes_to_the_server_with_the_phrase_transcript(

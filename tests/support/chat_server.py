@@ -51,6 +51,8 @@ class ScriptedServer:
     steps: list[Step]
     tls: ssl.SSLContext | None = None
     requests: list[Request] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)
+    """``time.monotonic()`` when each request's step was played to its end."""
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -94,6 +96,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         index = min(len(owner.requests), len(owner.steps)) - 1
         with contextlib.suppress(ConnectionError):  # the client hung up on a refused answer
             owner.steps[index](self)
+        owner.finished.append(time.monotonic())
 
     # -- building blocks of steps
 
@@ -139,11 +142,14 @@ def text_chunks(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def sse(chunks: Sequence[Any], *, done: bool = True) -> Step:
-    """A well-formed stream of ``chunks`` (dicts, or raw strings sent as they are)."""
+def sse(chunks: Sequence[Any], *, done: bool = True, every_s: float = 0.0) -> Step:
+    """A well-formed stream of ``chunks`` (dicts, or raw strings sent as they are), one per
+    ``every_s`` (a server generating slowly); a client that hangs up ends it."""
     def step(h: _Handler) -> None:
         h.start_stream()
         for c in chunks:
+            if every_s and h.server_owner.stop.wait(every_s):
+                return
             h.event(c)
         if done:
             h.event("[DONE]")
@@ -171,11 +177,13 @@ def garbage(h: _Handler) -> None:
     h.event("[DONE]")
 
 
-def drop_after(chunks: Sequence[Any]) -> Step:
-    """Send ``chunks`` and hang up: no finish_reason, no [DONE]."""
+def drop_after(chunks: Sequence[Any], *, every_s: float = 0.0) -> Step:
+    """Send ``chunks`` (one per ``every_s``) and hang up: no finish_reason, no [DONE]."""
     def step(h: _Handler) -> None:
         h.start_stream()
         for c in chunks:
+            if every_s and h.server_owner.stop.wait(every_s):
+                return
             h.event(c)
         h.wfile.flush()
         h.connection.shutdown(socket.SHUT_RDWR)

@@ -17,15 +17,26 @@ Failures never act twice and never act on a broken answer:
 * a round that failed quickly before any answer arrived (connection refused or reset,
   an HTTP 5xx) is tried once more, unless a call was already made this turn; a timeout
   is not retried (it would double the wait), nor is a round whose answer had begun;
-* before anything was done, a failure falls back to the local brain (``local``: the call
+* before anything was done or said, a failure falls back to the local brain (``local``: the call
   the phrase brain would have made, or the fallback brain, or "didn't catch that"),
-  with a short spoken note; after a call was made, the turn ends with what was done.
+  with a short spoken note; after a call was made (or a sentence spoken), the turn ends
+  with what was done and said, and a short note.
+
+Speaking ahead (``SpeaksAhead``): while a round's reply text streams in, each finished
+sentence goes to the daemon's ``say`` at once, so a long answer starts to be heard while
+the rest is generated. Only text the server sent before any sign of a tool call is
+released (no tool-call delta yet in that response, no ``<``, ``{`` or ``call:`` in the
+text: Gemma's call syntax and control tokens); the rest waits for the end of the round,
+and the daemon speaks it from the reply. What was said ahead always starts the reply
+(the contract of ``SpeaksAhead``), except for a confirmation question, which is the
+whole reply.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -33,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.brains.base import Brain, Closable, ToolGateway, warm_brain
+from assistant.brains.base import Brain, Closable, Say, ToolGateway, warm_brain
 from assistant.brains.gemma.parser import parse_output, strip_control
 from assistant.brains.remote.client import ChatClient, Completion, RemoteError
 from assistant.config import RemoteSettings
@@ -72,6 +83,56 @@ def declarations(tools: Sequence[Tool]) -> list[dict[str, Any]]:
         }
         for t in tools
     ]
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+_MAYBE_CALL = re.compile(r"[<{]|call:")
+"""Text that might be call syntax or a control token: never spoken ahead."""
+
+
+class _Ahead:
+    """A turn's finished sentences handed to ``say`` while the reply text streams in."""
+
+    def __init__(self, say: Say | None, cancel: threading.Event) -> None:
+        self._say = say
+        self._cancel = cancel
+        self.before: list[str] = []
+        """Said in rounds that went on to call tools (a "let me look" before the call)."""
+        self.now: list[str] = []
+        """Said in the round under way."""
+        self._text = ""
+        self._held = False
+
+    @property
+    def said(self) -> list[str]:
+        return self.before + self.now
+
+    def text(self, piece: str) -> None:
+        """One piece of the round's reply text (client.py calls it while no call has shown up)."""
+        if self._say is None or self._held:
+            return
+        self._text += piece
+        if _MAYBE_CALL.search(self._text):
+            self._held = True
+            return
+        ends = list(_SENTENCE_END.finditer(self._text))
+        if not ends:
+            return
+        cut = ends[-1].end()
+        finished, self._text = self._text[:cut], self._text[cut:]
+        sentence = " ".join(finished.split())
+        if sentence and not self._cancel.is_set():
+            self.now.append(sentence)
+            self._say(sentence)
+
+    def next_round(self) -> None:
+        """The round called tools: what it said stays said; the next round starts afresh."""
+        self.before += self.now
+        self.now, self._text, self._held = [], "", False
+
+    def reply_text(self, text: str) -> str:
+        """The round's final ``text`` with what earlier rounds said before it."""
+        return " ".join([*self.before, text]) if self.before else text
 
 
 @dataclass
@@ -138,11 +199,17 @@ class RemoteBrain:
 
     def handle(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event) -> BrainTurn:
         """Hear the utterance (own ears) and answer it; without ears or words the fallback answers."""
+        return self.handle_speaking(utterance, router, cancel, None)
+
+    def handle_speaking(self, utterance: Utterance, router: ToolGateway, cancel: threading.Event,
+                        say: Say | None) -> BrainTurn:
+        """``handle``, with the reply's finished sentences handed to ``say`` as they stream in."""
         if self.hearing is not None and router.pending_confirmation(utterance.site) is None:
             started = time.monotonic()
             heard = self.hearing(utterance, cancel)
             if heard and not cancel.is_set():
-                return self.handle_transcript(heard, utterance, router, cancel, heard_ms=_ms_since(started))
+                return self.handle_transcript(heard, utterance, router, cancel, heard_ms=_ms_since(started),
+                                              say=say)
         return self._local(utterance, router, cancel, None, _Turn(), note="")
 
     def handle_transcript(
@@ -154,10 +221,12 @@ class RemoteBrain:
         local: Callable[[], BrainTurn] | None = None,
         *,
         heard_ms: float | None = None,
+        say: Say | None = None,
     ) -> BrainTurn:
         """Answer ``transcript`` with the server's model; ``local`` answers when the server cannot.
 
         With ears of its own (``hearing``) the brain listens again and prefers its words.
+        ``say`` gets the reply's finished sentences while they stream in (module notes).
         """
         turn = _Turn()
         site = utterance.site
@@ -174,16 +243,18 @@ class RemoteBrain:
         messages += self._recent(site)
         messages.append({"role": "user", "content": transcript})
         tools = declarations(router.tools())
+        ahead = _Ahead(say, cancel)
         try:
-            reply = self._converse(messages, tools, utterance, router, cancel=cancel, turn=turn)
+            reply = self._converse(messages, tools, utterance, router, cancel=cancel, turn=turn, ahead=ahead)
         except RemoteError as exc:
             if cancel.is_set():
                 return self._finish(turn, utterance, transcript, Reply("", site), understood=False)
             _LOGGER.warning("remote brain: %s (%s)", exc.message, exc.code)
             turn.flags.add("remote_failed")
-            if not turn.results:
+            if not turn.results and not ahead.said:
                 return self._local(utterance, router, cancel, local, turn, note=UNAVAILABLE_NOTE)
-            said = _speech(turn.results)
+            # what was said ahead stays the start of the reply; then what was done, then the note
+            said = " ".join(ahead.said) if ahead.now else ahead.reply_text(_speech(turn.results))
             reply = Reply(f"{said} {STOPPED_NOTE}".strip(), site, is_error=True)
             return self._finish(turn, utterance, transcript, reply)
         self._remember(site, transcript, reply.text)
@@ -192,7 +263,7 @@ class RemoteBrain:
     # -- the conversation -----------------------------------------------------------------
 
     def _converse(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], utterance: Utterance,
-                  router: ToolGateway, *, cancel: threading.Event, turn: _Turn) -> Reply:
+                  router: ToolGateway, *, cancel: threading.Event, turn: _Turn, ahead: _Ahead) -> Reply:
         site = utterance.site
         for round_no in range(self.settings.max_rounds):
             payload: dict[str, Any] = {
@@ -207,16 +278,17 @@ class RemoteBrain:
                 payload["tools"] = tools
                 choice = self.tool_choice[min(round_no, len(self.tool_choice) - 1)]
                 payload["tool_choice"] = "none" if last else choice
-            completion = self._request(payload, utterance, cancel, turn)
+            completion = self._request(payload, utterance, cancel, turn, ahead)
             calls, text = _calls_and_text(completion)
             if not calls or last:
                 if calls:
                     _LOGGER.warning("remote brain: calls after the last round ignored: %s",
                                     [c.name for _id, c, _raw in calls])
                 text = text or _speech(turn.results) or ("OK." if turn.results else "")
-                if not text:
+                if not text and not ahead.said:
                     raise RemoteError("the server said nothing", code=ErrorCode.REMOTE_PROTOCOL)
-                return Reply(text, site, expects_answer=_asks(turn.results))
+                return Reply(ahead.reply_text(text), site, expects_answer=_asks(turn.results))
+            ahead.next_round()
             messages.append({
                 "role": "assistant",
                 "content": text,  # a string even when empty: llama-cpp-python refuses null
@@ -242,18 +314,18 @@ class RemoteBrain:
         raise RemoteError("no reply within max_rounds", code=ErrorCode.REMOTE_PROTOCOL)
 
     def _request(self, payload: Mapping[str, Any], utterance: Utterance, cancel: threading.Event,
-                 turn: _Turn) -> Completion:
+                 turn: _Turn, ahead: _Ahead) -> Completion:
         """One round; tried once more after a quick failure before any answer (and before any call)."""
         started = time.monotonic()
         try:
             try:
-                completion = self.client.complete(payload, cancel)
+                completion = self.client.complete(payload, cancel, ahead.text)
             except RemoteError as exc:
-                if not exc.retry or cancel.is_set() or turn.calls:
+                if not exc.retry or cancel.is_set() or turn.calls or ahead.said:
                     raise
                 _LOGGER.info("remote brain: %s; trying once more", exc.message)
                 turn.count("remote_retries")
-                completion = self.client.complete(payload, cancel)
+                completion = self.client.complete(payload, cancel, ahead.text)
         finally:
             turn.timings["remote"] = turn.timings.get("remote", 0.0) + (time.monotonic() - started) * 1000
         turn.count("rounds")

@@ -12,6 +12,10 @@ deltas: llama.cpp ``--jinja``, vLLM, SGLang); the same with ``id`` and ``name`` 
 in every delta (llama-cpp-python's server); arguments given as an object instead of a
 string; and a non-streamed ``application/json`` answer (``choices[0].message``).
 
+The one exception to "nothing before the end": ``on_text`` sees each piece of reply text
+as it arrives, while the response has shown no tool call yet, so a caller can speak
+finished sentences of a long answer early (text only: nothing acts on it).
+
 The server's answer is untrusted: bounded in bytes (total, per line, per text), in the
 number of calls, and in time (connect, first chunk, between chunks, total); anything
 malformed raises ``RemoteError`` (code ``remote_protocol``), an unreachable or slow server
@@ -30,7 +34,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,8 +108,9 @@ class _PartialCall:
 class _Assembler:
     """Folds chunks (``choices[0].delta``, or ``.message`` when not streamed) into a Completion."""
 
-    def __init__(self, max_calls: int) -> None:
+    def __init__(self, max_calls: int, on_text: Callable[[str], None] | None = None) -> None:
         self.max_calls = max_calls
+        self.on_text = on_text
         self.content: list[str] = []
         self.content_size = 0
         self.calls: dict[int, _PartialCall] = {}
@@ -136,6 +141,8 @@ class _Assembler:
                 raise _broken("reply text too long")
             self.content.append(text)
         calls = delta.get("tool_calls")
+        if text and self.on_text is not None and not calls and not self.calls:
+            self.on_text(text)
         if calls is not None:
             if not isinstance(calls, list):
                 raise _broken("tool_calls is not a list")
@@ -247,10 +254,13 @@ class ChatClient:
         """Where requests go (for logs)."""
         return f"{'https' if self._https else 'http'}://{self._host}:{self._port}{self._path}"
 
-    def complete(self, payload: Mapping[str, Any], cancel: threading.Event) -> Completion:
+    def complete(self, payload: Mapping[str, Any], cancel: threading.Event,
+                 on_text: Callable[[str], None] | None = None) -> Completion:
         """Send one request (``stream`` forced on) and return the finished response.
 
-        Raises RemoteError for every failure, and soon after ``cancel`` is set.
+        ``on_text`` gets each piece of reply text while no tool call has shown up in the
+        response (in this thread, as it arrives). Raises RemoteError for every failure,
+        and soon after ``cancel`` is set.
         """
         body = json.dumps({**payload, "stream": True}).encode("utf-8")
         headers = {
@@ -291,7 +301,7 @@ class ChatClient:
             except (OSError, http.client.HTTPException) as exc:
                 raise self._stopped(cancel, deadline, f"no response from {self._host}:{self._port}: {exc}",
                                     retry=not isinstance(exc, TimeoutError)) from None
-            return self._read(response, sock, cancel, deadline, sent_at)
+            return self._read(response, sock, cancel, deadline, sent_at, on_text=on_text)
         finally:
             done.set()
             conn.close()
@@ -305,7 +315,7 @@ class ChatClient:
         return RemoteError(message, retry=retry)
 
     def _read(self, response: http.client.HTTPResponse, sock: socket.socket, cancel: threading.Event,
-              deadline: float, sent_at: float) -> Completion:
+              deadline: float, sent_at: float, *, on_text: Callable[[str], None] | None) -> Completion:
         status = response.status
         kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
         if status != 200:
@@ -325,6 +335,7 @@ class ChatClient:
             return assembler.finish(sent_at, first)
         if kind != "text/event-stream":
             raise _broken(f"unexpected Content-Type {kind!r}")
+        assembler.on_text = on_text  # a whole JSON answer is no stream: its text waits for the end
         return self._events(response, sock, cancel=cancel, deadline=deadline, sent_at=sent_at,
                             assembler=assembler)
 
