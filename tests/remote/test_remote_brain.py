@@ -19,7 +19,6 @@ import pytest
 from assistant.brains.remote.brain import STOPPED_NOTE, UNAVAILABLE_NOTE
 from assistant.config import Secret
 from assistant.types import BrainTurn, Reply, ResultStatus
-from tests.remote.conftest import House, remote, spoken
 from tests.support.chat_server import (
     ScriptedServer,
     call_deltas,
@@ -35,6 +34,7 @@ from tests.support.chat_server import (
     text_chunks,
     trickle,
 )
+from tests.support.remote_house import House, remote, spoken
 
 Serve = Callable[..., ScriptedServer]
 LOCAL = BrainTurn("local", (), (), Reply("Local answer."), understood=True)

@@ -19,8 +19,8 @@ from assistant.config import ConfigError, parse_settings
 from assistant.errors import BrainError
 from assistant.tools.base import Tool
 from assistant.types import BrainTurn, ToolCall
-from tests.remote.conftest import House, StandInPhrase, remote, spoken
 from tests.support.chat_server import ScriptedServer, calls_then_finish, closed_port, sse, text_chunks
+from tests.support.remote_house import House, StandInPhrase, remote, spoken
 
 Serve = Callable[..., ScriptedServer]
 

@@ -22,8 +22,8 @@ from assistant.brains.hybrid import HybridBrain
 from assistant.brains.remote.brain import UNAVAILABLE_NOTE
 from assistant.config import GemmaSettings
 from assistant.types import BrainTurn, Reply, Utterance
-from tests.remote.conftest import House, remote
 from tests.support.chat_server import ScriptedServer, closed_port, sse, text_chunks
+from tests.support.remote_house import House, remote
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "tests" / "data" / "gemma" / "templates" / "litert-lm_chat_template_e2b_e4b.jinja"

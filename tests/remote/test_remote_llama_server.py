@@ -19,8 +19,8 @@ import pytest
 
 from assistant.brains.remote.brain import UNAVAILABLE_NOTE
 from assistant.types import ResultStatus
-from tests.remote.conftest import House, remote, spoken
 from tests.support.chat_server import LlamaServer, llama_server_venv, make_tiny_gguf
+from tests.support.remote_house import House, remote, spoken
 
 pytestmark = pytest.mark.slow
 

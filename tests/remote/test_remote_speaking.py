@@ -19,10 +19,10 @@ from assistant.daemon import unsaid
 from assistant.inbox import Stop
 from assistant.tts.base import SpeakResult
 from assistant.types import BrainTurn, Reply, Utterance
-from tests.remote.conftest import House, StandInPhrase, remote, spoken
 from tests.remote.test_remote_escalation import Serve
 from tests.support.chat_server import call_deltas, chunk, drop_after, sse, text_chunks
 from tests.support.pipeline import RecordingSink, Segment, espeak16, piper16, silence
+from tests.support.remote_house import House, StandInPhrase, remote, spoken
 from tests.support.rig import Rig
 
 EVERY_S = 0.04

@@ -18,9 +18,9 @@ from assistant.brains.hybrid import HybridBrain, dont_know
 from assistant.brains.remote.brain import UNAVAILABLE_NOTE
 from assistant.config import ConfigError, parse_settings
 from assistant.types import BrainTurn, Reply, ToolCall, Utterance
-from tests.remote.conftest import House, StandInPhrase, remote, spoken
 from tests.remote.test_remote_escalation import Serve
 from tests.support.chat_server import closed_port, sse, text_chunks
+from tests.support.remote_house import House, StandInPhrase, remote, spoken
 
 SORRY = "Sorry, I didn't catch that."  # what GemmaBrain says when it understood nothing
 
