@@ -74,6 +74,7 @@ webrtcvad-wheels==2.0.14.post1
 pyyaml==6.0.4
 paho-mqtt==2.2.0
 wyoming==1.5.4
+audioop-lts==0.2.2
 soxr==1.1.0
 jinja2==3.1.6
 markupsafe==3.0.4
