@@ -195,15 +195,17 @@ class AudioPrefill:
         cancel: threading.Event | None = None,
         *,
         audio: npt.NDArray[Any] | None = None,
+        features: AudioFeatures | None = None,
     ) -> StreamResult | None:
         """Finish with the whole utterance ``pcm`` and the ``tail`` ids; None when it has no audio token.
 
-        ``audio`` may pass the utterance's soft tokens when the caller encoded them already.
+        ``audio`` may pass the utterance's soft tokens when the caller encoded them already,
+        ``features`` its features (computed here otherwise).
         """
         encoded: int | None = None
         if audio is None:
-            wave = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
-            features = self.runtime.features(wave)
+            if features is None:
+                features = self.runtime.features(np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2"))
             if features.num_tokens == 0:
                 return None
             stepped = self._stepped(pcm, features)
