@@ -207,7 +207,12 @@ def _oracle_model(model_dir: Path) -> Any:
 def _checkpoint_model(checkpoint: Path) -> Any:
     from transformers import Gemma4ForConditionalGeneration  # noqa: PLC0415
 
-    return Gemma4ForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    # The stored dtype (bf16 for the released checkpoints: half the memory of fp32); only the
+    # audio tower and its embedder are exported, in fp32 (a bf16 -> fp32 cast is exact).
+    model = Gemma4ForConditionalGeneration.from_pretrained(checkpoint, dtype="auto").eval()
+    model.model.audio_tower.float()
+    model.model.embed_audio.float()
+    return model
 
 
 def check(model_dir: Path, step_path: Path, clips: list[Path]) -> float:
