@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from gemma_helpers import ROOT
 
-from assistant.brains.gemma.encoder_step import StepEncoder
+from assistant.brains.gemma.encoder_step import StepEncoder, window_start
 from assistant.brains.gemma.files import check_model_dir, load_model_files
 from assistant.brains.gemma.runtime import GemmaRuntime
 from assistant.brains.gemma.stream import AudioPrefill, final_tokens
@@ -99,6 +99,20 @@ def test_the_carried_state_is_not_written(runtime: GemmaRuntime) -> None:
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="nothing to encode"):
         encoder.step(state, features, 10)
+
+
+def test_a_feature_window_gives_the_whole_clips_frames(runtime: GemmaRuntime) -> None:
+    """Each step computes features for its own frames only; they are the whole clip's frames."""
+    wave = np.frombuffer(_pcm("audio_3s"), dtype="<i2")
+    whole = runtime.features(wave)
+    hop = runtime.features.config.hop_length
+    for done in (0, 1, 2, 7, 30, 77):
+        sample, frame = window_start(done, hop)
+        window = runtime.features(wave[sample:])
+        read = max(0, 4 * done - 4)  # the first frame the step reads
+        got = window.features[0, read - frame :]
+        assert np.array_equal(got, whole.features[0, read : read + got.shape[0]])
+        assert np.array_equal(window.mask[0, read - frame :], whole.mask[0, read : read + got.shape[0]])
 
 
 def _stream(runtime: GemmaRuntime, name: str, pcm: bytes, step_samples: int) -> tuple[AudioPrefill, Any]:

@@ -572,8 +572,9 @@ class GemmaStream:
 
     ``feed`` only appends PCM and wakes a worker thread. Whenever at least ``step_ms`` of
     new audio has arrived and the brain is not busy with another turn, the worker
-    re-encodes the audio so far (stock encoder graph) and prefills the newly final soft
-    tokens onto the cached prefix. ``finish`` waits for a running step, then does what
+    encodes the newly final soft tokens (the per-step encoder graph when the model
+    directory has one; else the stock graph over the audio so far) and prefills them onto
+    the cached prefix. ``finish`` waits for a running step, then does what
     ``handle`` does with the rest (same greedy tokens as the offline turn). ``abort``
     stops the worker and forgets everything; the prefix cache is never written by a
     stream, so an aborted, cancelled or failed stream cannot corrupt it.

@@ -54,6 +54,21 @@ class EncoderState:
     conv: npt.NDArray[Any]
 
 
+def window_start(done: int, hop: int) -> tuple[int, int]:
+    """(first sample, first frame) of a feature window that holds the next step's frames.
+
+    The next step reads frames from ``f = 4·done - 4``. The extractor's frame i covers
+    samples ``[hop·(i-1), hop·(i+1))`` (after its ``hop`` zeros of semicausal padding), and
+    is valid iff sample ``hop·(i+1)`` exists. Features computed on the PCM from sample
+    ``hop·m`` therefore give utterance frames m + 1, m + 2, ... exactly and frame m wrongly
+    (half padding): with m = f - 1 that frame is never read.
+    """
+    frame = FRAMES_PER_TOKEN * done - OVERLAP_FRAMES - 1
+    if frame <= 0:
+        return 0, 0
+    return hop * frame, frame
+
+
 class StepEncoder:
     """One step graph session; stateless itself (the caller keeps the ``EncoderState``)."""
 
@@ -77,13 +92,14 @@ class StepEncoder:
         return EncoderState(0, zeros["past_keys"], zeros["past_values"], zeros["past_conv"])
 
     def step(
-        self, state: EncoderState, features: AudioFeatures, upto: int
+        self, state: EncoderState, features: AudioFeatures, upto: int, *, first_frame: int = 0
     ) -> tuple[npt.NDArray[Any], EncoderState]:
         """Soft tokens ``[state.done, upto)`` of the utterance whose frames (from frame 0) are ``features``.
 
         Frames the clip does not have yet are zero with a false mask, as the offline
         extractor pads them; only tokens that are final (or the utterance's last ones at
-        the end of speech) should be asked for.
+        the end of speech) should be asked for. ``first_frame`` is the utterance frame that
+        ``features`` starts at (a window: see ``window_start``).
         """
         count = upto - state.done
         if count <= 0:
@@ -95,10 +111,10 @@ class StepEncoder:
         width = end - start
         chunk = np.zeros((1, width, frames.shape[-1]), dtype=np.float32)
         valid = np.zeros((1, width), dtype=bool)
-        lo, hi = max(start, 0), min(end, frames.shape[0])
+        lo, hi = max(start, first_frame), min(end, first_frame + frames.shape[0])
         if hi > lo:
-            chunk[0, lo - start : hi - start] = frames[lo:hi]
-            valid[0, lo - start : hi - start] = mask[lo:hi]
+            chunk[0, lo - start : hi - start] = frames[lo - first_frame : hi - first_frame]
+            valid[0, lo - start : hi - start] = mask[lo - first_frame : hi - first_frame]
         out, keys, values, conv = self.session.run(
             list(STEP_OUTPUTS),
             {

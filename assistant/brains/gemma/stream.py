@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from assistant.brains.base import SpeechStream, Streaming
-from assistant.brains.gemma.encoder_step import EncoderState
+from assistant.brains.gemma.encoder_step import EncoderState, window_start
 from assistant.brains.gemma.features import MAX_AUDIO_TOKENS, AudioFeatures, FeatureConfig
 from assistant.brains.gemma.runtime import GemmaRuntime, KVCache
 
@@ -143,17 +143,21 @@ class AudioPrefill:
         final = final_tokens(samples, self.runtime.features.config)
         if final <= self._done:
             return 0
-        pcm = np.frombuffer(bytes(self._pcm[: samples * 2]), dtype="<i2")
-        features = self.runtime.features(pcm)
-        if features.num_tokens < final:  # cannot happen with the stock extractor; be safe
-            final = features.num_tokens
-            if final <= self._done:
-                return 0
         state = self._states[-1] if self._states else None
         if self._encoder is not None and state is not None:
-            new, state = self._encoder.step(state, features, final)
+            # Only the frames this step reads: the extractor's cost stays per step, not per utterance.
+            first_sample, first_frame = window_start(self._done, self.runtime.features.config.hop_length)
+            pcm = np.frombuffer(bytes(self._pcm[first_sample * 2 : samples * 2]), dtype="<i2")
+            window = self.runtime.features(pcm)
+            new, state = self._encoder.step(state, window, final, first_frame=first_frame)
             self.early_encoder_tokens += int(new.shape[0])
         else:
+            pcm = np.frombuffer(bytes(self._pcm[: samples * 2]), dtype="<i2")
+            features = self.runtime.features(pcm)
+            if features.num_tokens < final:  # cannot happen with the stock extractor; be safe
+                final = features.num_tokens
+                if final <= self._done:
+                    return 0
             audio = self.runtime.encode_audio(features)
             self.early_encoder_tokens += int(audio.shape[0])
             new = audio[self._done : final]
