@@ -31,6 +31,11 @@ Needs torch and transformers (the ``oracle`` extra, in a separate virtualenv):
     python3.11 -m venv /tmp/oracle-venv
     /tmp/oracle-venv/bin/pip install torch==2.13.0 transformers==5.24.0 onnx onnxruntime tokenizers numpy
     /tmp/oracle-venv/bin/python scripts/make_gemma_oracle.py tests/data/gemma/oracle
+
+This script rewrites the folder; the per-step audio encoder graph of the same weights
+(``onnx/audio_encoder_step.onnx``, tests/gemma/test_gemma_encoder_step.py) is then made with
+
+    /tmp/oracle-venv/bin/python scripts/convert_audio_encoder.py tests/data/gemma/oracle --oracle
 """
 
 from __future__ import annotations

@@ -221,6 +221,11 @@ def test_brain_stream_equals_the_offline_turn(router: Router, name: str) -> None
     assert turn.counts["stream_early_tokens"] > 0
     assert turn.counts["prefill_tokens"] < reference.counts["prefill_tokens"]
     assert turn.counts["prefill_tokens"] <= 12 + 8  # 240 ms steps on a loaded CI core may lag one step
+    # The oracle ships the per-step encoder graph: after the end of speech only the soft
+    # tokens that were not final at the last step go through the encoder.
+    assert streamed.runtime.step_encoder is not None
+    left = turn.counts["audio_tokens"] - turn.counts["stream_early_tokens"]
+    assert turn.counts["encoder_tokens_after_speech"] == left < turn.counts["audio_tokens"]
 
 
 def test_abort_mid_stream_leaves_the_prefix_as_a_fresh_brain_has_it(router: Router) -> None:

@@ -42,6 +42,7 @@ from assistant.brains.gemma.constrained import (
     Vocabulary,
     vocabulary_of,
 )
+from assistant.brains.gemma.features import AudioFeatures
 from assistant.brains.gemma.files import ModelFiles, load_model_files
 from assistant.brains.gemma.parser import CALL_CLOSE, ParsedOutput, parse_output
 from assistant.brains.gemma.prompt import ASR_INSTRUCTION, DEFAULT_SYSTEM, generation_prompt, system_prefix
@@ -249,18 +250,33 @@ class GemmaBrain:
     ) -> BrainTurn:
         return BrainTurn(transcript, tuple(turn.calls), tuple(turn.results), reply, {}, understood)
 
-    def _audio(self, utterance: Utterance, turn: _Turn) -> Any:
+    def _features(self, utterance: Utterance, turn: _Turn) -> AudioFeatures:
         started = time.monotonic()
         pcm = np.frombuffer(utterance.pcm[: len(utterance.pcm) // 2 * 2], dtype="<i2")
         features = self.runtime.features(pcm)
         turn.add("features", started)
         turn.counts["audio_tokens"] = features.num_tokens
+        return features
+
+    def _audio(self, utterance: Utterance, turn: _Turn) -> Any:
+        features = self._features(utterance, turn)
         if features.num_tokens == 0:
             return None
         started = time.monotonic()
         audio = self.runtime.encode_audio(features)
         turn.add("audio_encoder", started)
         return audio
+
+    def _turn_audio(
+        self, utterance: Utterance, turn: _Turn, *, streamed: bool
+    ) -> tuple[Any, AudioFeatures | None, int]:
+        """Soft tokens (None when the stream's per-step encoder makes them), features, token count."""
+        if streamed and self.runtime.step_encoder is not None:
+            # The per-step encoder carries its state: close() encodes only the last soft tokens.
+            features = self._features(utterance, turn)
+            return None, features, features.num_tokens
+        audio = self._audio(utterance, turn)
+        return audio, None, 0 if audio is None else int(audio.shape[0])
 
     def _audio_ids(self, count: int) -> list[int]:
         tokens = self.runtime.tokens
@@ -287,20 +303,22 @@ class GemmaBrain:
         turn.counts["prefix_tokens"] = prefix.tokens
         if rebuilt:
             turn.flags.add("prefix_rebuilt")
-        audio = self._audio(utterance, turn)
-        if audio is None:
+        streamed = stream is not None and stream.prefix is prefix.cache
+        audio, features, count = self._turn_audio(utterance, turn, streamed=streamed)
+        if count == 0:
             return self._finish(turn, Reply(SORRY, site=site), understood=False)
         tail = self.runtime.encode(generation_prompt(self.settings.thinking, self.runtime.files.prompt))
-        drafter = self._drafter(prefix, self._audio_ids(audio.shape[0]) + tail, utterance, cancel)
+        drafter = self._drafter(prefix, self._audio_ids(count) + tail, utterance, cancel)
         started = time.monotonic()
-        if stream is not None and stream.prefix is prefix.cache:
+        if stream is not None and streamed:
             # Most of the audio is in the decoder already: only the rest, <audio|> and the tail.
-            result = stream.close(utterance.pcm, tail, cancel, audio=audio)
+            result = stream.close(utterance.pcm, tail, cancel, audio=audio, features=features)
             if result is None:  # pragma: no cover - audio has tokens, checked above
                 return self._finish(turn, Reply(SORRY, site=site), understood=False)
             logits, cache = result.logits, result.cache
             turn.prefill_tokens += result.prefill_tokens
             turn.counts["stream_early_tokens"] = result.early_tokens
+            turn.counts["encoder_tokens_after_speech"] = result.encoder_tokens
             turn.counts["stream_steps"] = stream.steps
             turn.flags.add("streamed")
             if result.reprefilled:
@@ -309,7 +327,7 @@ class GemmaBrain:
         else:
             if stream is not None:  # the tools changed while the user spoke: the stream's prefix is stale
                 turn.flags.add("stream_stale")
-            suffix = self._audio_ids(audio.shape[0]) + tail
+            suffix = self._audio_ids(count) + tail
             if prefix.decoder is not None and self._sampling.temperature <= 0.0:
                 # "<|tool_call>call:" rides on the prefill as a draft: a call saves one pass.
                 opened = prefix.decoder.prefill(
@@ -554,8 +572,9 @@ class GemmaStream:
 
     ``feed`` only appends PCM and wakes a worker thread. Whenever at least ``step_ms`` of
     new audio has arrived and the brain is not busy with another turn, the worker
-    re-encodes the audio so far (stock encoder graph) and prefills the newly final soft
-    tokens onto the cached prefix. ``finish`` waits for a running step, then does what
+    encodes the newly final soft tokens (the per-step encoder graph when the model
+    directory has one; else the stock graph over the audio so far) and prefills them onto
+    the cached prefix. ``finish`` waits for a running step, then does what
     ``handle`` does with the rest (same greedy tokens as the offline turn). ``abort``
     stops the worker and forgets everything; the prefix cache is never written by a
     stream, so an aborted, cancelled or failed stream cannot corrupt it.

@@ -46,6 +46,8 @@ METADATA_FILES = (
     "processor_config.json",
 )
 """Root files of the export; the first three and processor_config.json are required."""
+OPTIONAL_GRAPHS: Mapping[str, str] = {"audio_encoder_step": "onnx/audio_encoder_step.onnx"}
+"""Graphs the runtime uses when present: the per-step audio encoder (scripts/convert_audio_encoder.py)."""
 REQUIRED_METADATA = ("config.json", "generation_config.json", "tokenizer.json", "processor_config.json")
 
 # Special-token strings the runtime looks up in tokenizer.json (ids differ per tokenizer).
@@ -185,6 +187,8 @@ class ModelFiles:
     """The prompt layout: read from chat_template.jinja when the directory ships one."""
     prompt_summary: str = ""
     """One line on where the layout came from (shown by `models check`)."""
+    optional_graphs: Mapping[str, Path] = field(default_factory=dict)
+    """OPTIONAL_GRAPHS that the directory has (name -> path)."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -345,6 +349,7 @@ def load_model_files(root: Path | str, variant: str = "q4", audio_variant: str =
     # The shipped template is the truth: its layout is used, and the native declaration,
     # call and response rendering must match it (ModelFilesError chat_template_mismatch).
     prompt, prompt_summary = load_format(root)
+    optional = {name: root / rel for name, rel in OPTIONAL_GRAPHS.items() if (root / rel).is_file()}
     return ModelFiles(
         root=root,
         variant=variant,
@@ -357,6 +362,7 @@ def load_model_files(root: Path | str, variant: str = "q4", audio_variant: str =
         sampling=generation,
         prompt=prompt,
         prompt_summary=prompt_summary,
+        optional_graphs=optional,
     )
 
 
@@ -411,6 +417,22 @@ def expected_io(text: TextConfig) -> dict[str, tuple[list[TensorSpec], list[Tens
             [TensorSpec("audio_features", FLOAT_TYPES, frozenset({2, 3}))],
         ),
         "decoder_model_merged": (decoder_in, decoder_out),
+        "audio_encoder_step": (
+            [
+                TensorSpec("input_features", FLOAT_TYPES, r3, {2: 128}),
+                TensorSpec("input_features_mask", BOOL, r2),
+                TensorSpec("past_tokens", INT64, frozenset({1})),
+                TensorSpec("past_keys", FLOAT_TYPES, r3),
+                TensorSpec("past_values", FLOAT_TYPES, r3),
+                TensorSpec("past_conv", FLOAT_TYPES, r3),
+            ],
+            [
+                TensorSpec("audio_features", FLOAT_TYPES, r2, {1: text.hidden_size}),
+                TensorSpec("present_keys", FLOAT_TYPES, r3),
+                TensorSpec("present_values", FLOAT_TYPES, r3),
+                TensorSpec("present_conv", FLOAT_TYPES, r3),
+            ],
+        ),
     }
 
 
@@ -525,5 +547,6 @@ def check_model_dir(root: Path | str, variant: str = "q4", audio_variant: str = 
         f"audio token {files.tokens.audio}, stop ids {sorted(files.tokens.stop)}",
         files.prompt_summary,
     )
-    reports = tuple(check_graph(name, path, text) for name, path in files.graphs.items())
+    every = {**files.graphs, **files.optional_graphs}
+    reports = tuple(check_graph(name, path, text) for name, path in every.items())
     return CheckReport(root, variant, audio_variant, (), reports, summary)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from assistant.brains.gemma.encoder_step import StepEncoder
 from assistant.brains.gemma.features import AudioFeatures, FeatureExtractor
 from assistant.brains.gemma.files import ModelFiles, session_problems
 from assistant.errors import BrainError, ModelFilesError
@@ -150,7 +151,7 @@ def _session(path: str, threads: int) -> Any:
 class GemmaRuntime:
     """Sessions, tokenizer and feature extractor for one model directory (thread-safe per call)."""
 
-    def __init__(self, files: ModelFiles, *, intra_op_threads: int = 0) -> None:
+    def __init__(self, files: ModelFiles, *, intra_op_threads: int = 0, step_encoder: bool = True) -> None:
         from tokenizers import Tokenizer  # noqa: PLC0415  (optional dependency: the gemma extra)
 
         self.files = files
@@ -173,6 +174,17 @@ class GemmaRuntime:
             )
             for problem in session_problems(name, session, self.text)
         ]
+        self.step_encoder: StepEncoder | None = None
+        """The per-step audio encoder (onnx/audio_encoder_step.onnx) when the directory has one."""
+        step_path = files.optional_graphs.get("audio_encoder_step") if step_encoder else None
+        if step_path is not None:
+            step_session = _session(str(step_path), intra_op_threads)
+            problems += [
+                f"audio_encoder_step: {p}"
+                for p in session_problems("audio_encoder_step", step_session, self.text)
+            ]
+            if not problems:
+                self.step_encoder = StepEncoder(step_session)
         if problems:
             raise ModelFilesError(
                 f"{files.root} does not match the runtime's contract: " + "; ".join(problems)

@@ -8,7 +8,13 @@ every ``step`` re-runs the (monolithic, stateless) audio encoder over the audio 
 and prefills the *newly final* soft tokens onto the cached prefix. At the end of speech
 only the last few soft tokens, ``<audio|>`` and the generation prompt are left.
 
-``close`` re-encodes the whole utterance once (the stock encoder has no state, so this
+With the per-step encoder graph (``onnx/audio_encoder_step.onnx``, made by
+scripts/convert_audio_encoder.py; encoder_step.py) each step encodes only the newly final
+soft tokens, carrying the conformer state, and ``close`` encodes only the utterance's last
+tokens when the utterance starts with the audio that was streamed (causal: the early
+tokens are then the final pass's).
+
+Otherwise ``close`` re-encodes the whole utterance once (the stock encoder has no state, so this
 is the offline encoder work) and checks the soft tokens prefilled early against the final
 pass: the streamed cache is kept up to the first one that differs (different PCM, a
 non-causal encoder graph, an fp16 drift beyond the tolerance) or that the utterance no
@@ -25,6 +31,7 @@ the prefix cache.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +40,18 @@ import numpy as np
 import numpy.typing as npt
 
 from assistant.brains.base import SpeechStream, Streaming
-from assistant.brains.gemma.features import MAX_AUDIO_TOKENS, FeatureConfig
+from assistant.brains.gemma.encoder_step import EncoderState, window_start
+from assistant.brains.gemma.features import MAX_AUDIO_TOKENS, AudioFeatures, FeatureConfig
 from assistant.brains.gemma.runtime import GemmaRuntime, KVCache
 
 __all__ = [
     "EARLY_TOLERANCE", "AudioPrefill", "SpeechStream", "StreamResult", "Streaming", "final_tokens",
     "samples_per_token",
 ]
+
+KEPT_STATES = 8
+"""Encoder states kept from the last steps: an utterance that ends before the streamed audio
+(the endpointer's hangover) restarts the per-step encoder from the last one before its end."""
 
 EARLY_TOLERANCE = 1e-4
 """Max |early - final| of a soft token, relative to the final pass's max |value|.
@@ -98,6 +110,10 @@ class AudioPrefill:
         self._encoded_samples = 0  # samples seen by the last step
         self.steps = 0
         self.early_encoder_tokens = 0
+        self._encoder = runtime.step_encoder
+        self._states: deque[EncoderState] = deque(maxlen=KEPT_STATES)
+        if self._encoder is not None:
+            self._states.append(self._encoder.start())
 
     # -- while the user speaks ------------------------------------------------------------
 
@@ -127,20 +143,31 @@ class AudioPrefill:
         final = final_tokens(samples, self.runtime.features.config)
         if final <= self._done:
             return 0
-        pcm = np.frombuffer(bytes(self._pcm[: samples * 2]), dtype="<i2")
-        features = self.runtime.features(pcm)
-        if features.num_tokens < final:  # cannot happen with the stock extractor; be safe
-            final = features.num_tokens
-            if final <= self._done:
-                return 0
-        audio = self.runtime.encode_audio(features)
-        self.early_encoder_tokens += int(audio.shape[0])
-        new = audio[self._done : final]
+        state = self._states[-1] if self._states else None
+        if self._encoder is not None and state is not None:
+            # Only the frames this step reads: the extractor's cost stays per step, not per utterance.
+            first_sample, first_frame = window_start(self._done, self.runtime.features.config.hop_length)
+            pcm = np.frombuffer(bytes(self._pcm[first_sample * 2 : samples * 2]), dtype="<i2")
+            window = self.runtime.features(pcm)
+            new, state = self._encoder.step(state, window, final, first_frame=first_frame)
+            self.early_encoder_tokens += int(new.shape[0])
+        else:
+            pcm = np.frombuffer(bytes(self._pcm[: samples * 2]), dtype="<i2")
+            features = self.runtime.features(pcm)
+            if features.num_tokens < final:  # cannot happen with the stock extractor; be safe
+                final = features.num_tokens
+                if final <= self._done:
+                    return 0
+            audio = self.runtime.encode_audio(features)
+            self.early_encoder_tokens += int(audio.shape[0])
+            new = audio[self._done : final]
         tokens = self.runtime.tokens
         ids = ([tokens.audio_open] if self._done == 0 else []) + [tokens.audio] * int(new.shape[0])
         _, self._cache = self.runtime.prefill(self._cache, ids, audio=new, chunk=self.chunk, cancel=cancel)
         self._rows.append(np.array(new, copy=True))
         self._done = final
+        if state is not None:  # only once the tokens are in the cache (a cancelled prefill keeps both behind)
+            self._states.append(state)
         self.steps += 1
         return int(new.shape[0])
 
@@ -172,17 +199,24 @@ class AudioPrefill:
         cancel: threading.Event | None = None,
         *,
         audio: npt.NDArray[Any] | None = None,
+        features: AudioFeatures | None = None,
     ) -> StreamResult | None:
         """Finish with the whole utterance ``pcm`` and the ``tail`` ids; None when it has no audio token.
 
-        ``audio`` may pass the utterance's soft tokens when the caller encoded them already.
+        ``audio`` may pass the utterance's soft tokens when the caller encoded them already,
+        ``features`` its features (computed here otherwise).
         """
+        encoded: int | None = None
         if audio is None:
-            wave = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
-            features = self.runtime.features(wave)
+            if features is None:
+                features = self.runtime.features(np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2"))
             if features.num_tokens == 0:
                 return None
-            audio = self.runtime.encode_audio(features)
+            stepped = self._stepped(pcm, features)
+            if stepped is None:
+                audio = self.runtime.encode_audio(features)
+            else:
+                audio, encoded = stepped
         count = int(audio.shape[0])
         tokens = self.runtime.tokens
         done = self._matching(audio)
@@ -200,7 +234,36 @@ class AudioPrefill:
             + list(tail)
         )
         logits, cache = self.runtime.prefill(cache, ids, audio=audio[done:], chunk=self.chunk, cancel=cancel)
-        return StreamResult(logits, cache, count, done, len(ids), count, reprefilled, self._done - done)
+        encoder_tokens = count if encoded is None else encoded
+        return StreamResult(
+            logits, cache, count, done, len(ids), encoder_tokens, reprefilled, self._done - done
+        )
+
+    def _stepped(self, pcm: bytes, features: AudioFeatures) -> tuple[npt.NDArray[Any], int] | None:
+        """The utterance's soft tokens from early ones and the per-step encoder (with how many it made).
+
+        The encoder is causal: token t needs samples ``[0, 640·(t+1)]``. The early tokens
+        the utterance shares with the stream (the same samples, final in both) are kept up
+        to the last kept encoder state at or before them, and the rest is encoded from that
+        state. None when no state fits (the caller runs the stock encoder).
+        """
+        if self._encoder is None or not self._states:
+            return None
+        per = samples_per_token(self.runtime.features.config)
+        shared = min(self._done, final_tokens(len(pcm) // 2, self.runtime.features.config))
+        need = 2 * (per * shared + 1) if shared else 0
+        if pcm[:need] != bytes(self._pcm[:need]):
+            return None
+        state = next((s for s in reversed(self._states) if s.done <= shared), None)
+        if state is None:
+            return None
+        parts = [np.concatenate(self._rows, axis=0)[: state.done]] if state.done else []
+        if features.num_tokens > state.done:
+            last, _ = self._encoder.step(state, features, features.num_tokens)
+            parts.append(last)
+        if not parts:
+            return None
+        return np.concatenate(parts, axis=0), features.num_tokens - state.done
 
     def drop(self) -> None:
         """Forget the streamed state (the prefix is untouched: it was never written)."""
@@ -209,6 +272,9 @@ class AudioPrefill:
         self._done = 0
         self._pcm.clear()
         self._encoded_samples = 0
+        self._states.clear()
+        if self._encoder is not None:
+            self._states.append(self._encoder.start())
 
 
 def _truncated(cache: KVCache, length: int) -> KVCache:
