@@ -564,7 +564,13 @@ class GemmaBrain:
 
 
 STREAM_STEP_MS = 240
-"""New audio that makes the stream worker encode and prefill again (when it is free)."""
+"""New audio that makes the stream worker encode and prefill again (when it is free), with the
+stock encoder graph (each step re-encodes the audio so far)."""
+
+STEPPED_STREAM_STEP_MS = 160
+"""The same with the per-step encoder graph (each step encodes only the new tokens): at 240 ms a
+4 s utterance left 5 encoder and 14 prefill tokens after the end of speech, at 160 ms 1 and
+10 (bench_gemma_loop, oracle; goals <= 4 and <= 12)."""
 
 
 class GemmaStream:
@@ -581,8 +587,10 @@ class GemmaStream:
     """
 
     def __init__(
-        self, brain: GemmaBrain, site: str, router: Router | None, *, step_ms: int = STREAM_STEP_MS
+        self, brain: GemmaBrain, site: str, router: Router | None, *, step_ms: int | None = None
     ) -> None:
+        if step_ms is None:
+            step_ms = STEPPED_STREAM_STEP_MS if brain.runtime.step_encoder is not None else STREAM_STEP_MS
         self._brain = brain
         self.site = site
         self._router = router
