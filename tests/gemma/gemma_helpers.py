@@ -9,12 +9,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from assistant.brains.gemma.brain import GemmaBrain
+import numpy as np
 
 from assistant.brains.gemma.runtime import Generation
 from assistant.config import GemmaSettings
 from assistant.tools.base import Tool
+
+if TYPE_CHECKING:
+    from assistant.brains.gemma.brain import GemmaBrain
+    from assistant.brains.gemma.runtime import GemmaRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,3 +148,14 @@ def recording(brain: GemmaBrain) -> list[tuple[int, ...]]:
 
     brain._decode = decode  # type: ignore[method-assign]
     return seen
+
+
+def greedy(runtime: GemmaRuntime, logits: Any, cache: Any, steps: int) -> list[int]:
+    """Greedy tokens from ``logits`` on, one prefill per token (the runtime's own loop, spelled out)."""
+    tokens = []
+    for step in range(steps):
+        token = int(np.argmax(logits))
+        tokens.append(token)
+        if step + 1 < steps:
+            logits, cache = runtime.prefill(cache, [token])
+    return tokens

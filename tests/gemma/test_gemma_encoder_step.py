@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gemma_helpers import ROOT
+from gemma_helpers import ROOT, greedy
 
 from assistant.brains.gemma.encoder_step import StepEncoder, window_start
 from assistant.brains.gemma.files import check_model_dir, load_model_files
@@ -127,16 +127,6 @@ def _stream(runtime: GemmaRuntime, name: str, pcm: bytes, step_samples: int) -> 
     return core, tail
 
 
-def _greedy(runtime: GemmaRuntime, logits: Any, cache: Any, steps: int) -> list[int]:
-    tokens = []
-    for step in range(steps):
-        token = int(np.argmax(logits))
-        tokens.append(token)
-        if step + 1 < steps:
-            logits, cache = runtime.prefill(cache, [token])
-    return tokens
-
-
 @pytest.mark.parametrize("name", ["audio_2s", "audio_3s"])
 @pytest.mark.parametrize("step_samples", [3840, 640])
 def test_streamed_turn_with_the_step_graph_gives_transformers_tokens(
@@ -149,7 +139,7 @@ def test_streamed_turn_with_the_step_graph_gives_transformers_tokens(
         core, tail = _stream(rt, name, pcm, step_samples)
         result = core.close(pcm, tail)
         assert result is not None and not result.reprefilled
-        assert _greedy(rt, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+        assert greedy(rt, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
         results[label] = (core, result)
     core, result = results["step"]
     # The stock graph re-encodes the whole clip after the end of speech; the step graph
@@ -173,7 +163,7 @@ def test_an_utterance_ending_before_the_streamed_audio_restarts_from_a_kept_stat
     result = core.close(pcm, tail)
     assert result is not None and not result.reprefilled and result.dropped > 0
     assert result.encoder_tokens <= 7  # one 240 ms step at most, not the whole clip
-    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+    assert greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
 
 
 def test_a_graph_without_the_step_contract_is_refused(tmp_path: Path) -> None:

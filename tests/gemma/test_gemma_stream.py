@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gemma_helpers import ROOT, Lights, recording, settings_for
+from gemma_helpers import ROOT, Lights, greedy, recording, settings_for
 
 from assistant.brains.gemma.brain import (
     STEPPED_STREAM_STEP_MS,
@@ -48,16 +48,6 @@ def _frames(pcm: bytes) -> Iterator[bytes]:
 @pytest.fixture(scope="module")
 def runtime() -> GemmaRuntime:
     return GemmaRuntime(load_model_files(ORACLE, "fp32", "fp32"))
-
-
-def _greedy(runtime: GemmaRuntime, logits: Any, cache: Any, steps: int) -> list[int]:
-    tokens = []
-    for step in range(steps):
-        token = int(np.argmax(logits))
-        tokens.append(token)
-        if step + 1 < steps:
-            logits, cache = runtime.prefill(cache, [token])
-    return tokens
 
 
 def _stream(runtime: GemmaRuntime, prefix: Any, pcm: bytes, step_samples: int = 3840) -> AudioPrefill:
@@ -96,7 +86,7 @@ def test_streamed_prefill_gives_transformers_tokens(
     assert result.audio_tokens == case["audio_tokens"]
     # After the end of speech: the last soft tokens, <audio|> and the generation prompt only.
     assert result.prefill_tokens == case["audio_tokens"] - result.early_tokens + 1 + len(tail)
-    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+    assert greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
 
 
 def test_early_tokens_that_differ_are_thrown_away(runtime: GemmaRuntime) -> None:
@@ -112,7 +102,7 @@ def test_early_tokens_that_differ_are_thrown_away(runtime: GemmaRuntime) -> None
     tail = case["ids"][cut + 2 + case["audio_tokens"] :]
     result = core.close(_pcm("audio_2s"), tail)
     assert result is not None and result.reprefilled and result.early_tokens == 0
-    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+    assert greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
     assert all(np.array_equal(a, b) for a, b in zip(snapshot, prefix.keys, strict=True))
 
 
@@ -135,7 +125,7 @@ def test_audio_fed_past_the_utterance_end_keeps_the_matching_tokens(runtime: Gem
     assert result.early_tokens + result.dropped == core.early_tokens
     assert result.prefill_tokens == case["audio_tokens"] - result.early_tokens + 1 + len(tail)
     assert result.prefill_tokens <= 12
-    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+    assert greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
     assert all(np.array_equal(a, b) for a, b in zip(snapshot, prefix.keys, strict=True))
 
 
@@ -152,7 +142,7 @@ def test_a_changed_tail_keeps_the_tokens_before_it(runtime: GemmaRuntime) -> Non
     # Tokens wholly before the change (sample 16000) are kept, none after it.
     assert final_tokens(16000, runtime.features.config) <= result.early_tokens <= 16000 // 640
     assert result.dropped > 0
-    assert _greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
+    assert greedy(runtime, result.logits, result.cache, len(case["tokens"])) == case["tokens"]
 
 
 # -- the brain ------------------------------------------------------------------------------
