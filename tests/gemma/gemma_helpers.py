@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +12,7 @@ import numpy as np
 from assistant.brains.gemma.runtime import Generation
 from assistant.config import GemmaSettings
 from assistant.tools.base import Tool
+from tests.support.scripts import load_script
 
 if TYPE_CHECKING:
     from assistant.brains.gemma.brain import GemmaBrain
@@ -34,15 +33,7 @@ MALFORMED = '<|tool_call>call:HassTurnOn{name:<|"|>kitchen light}<tool_call|><|t
 
 def load_generator() -> ModuleType:
     """scripts/make_tiny_gemma.py as a module."""
-    if "make_tiny_gemma" in sys.modules:
-        return sys.modules["make_tiny_gemma"]
-    spec = importlib.util.spec_from_file_location("make_tiny_gemma", ROOT / "scripts" / "make_tiny_gemma.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("scripts/make_tiny_gemma.py not found")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_tiny_gemma"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_tiny_gemma.py")
 
 
 class Lights:

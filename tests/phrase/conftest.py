@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -12,18 +10,13 @@ import pytest
 
 from assistant.brains.phrase import PhraseBrain
 from assistant.config import PhraseSettings
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_testset_script() -> ModuleType:
-    script = ROOT / "scripts" / "make_phrase_testset.py"
-    spec = importlib.util.spec_from_file_location("make_phrase_testset", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being created
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_phrase_testset.py")
 
 
 @pytest.fixture(scope="session")

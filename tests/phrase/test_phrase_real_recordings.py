@@ -8,10 +8,8 @@ bench/bench_real_recordings.py, whose run() this test shares.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import wave
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +18,7 @@ import pytest
 
 from assistant.brains.phrase import PhraseBrain
 from assistant.brains.phrase.testkit import demo_tools
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = ROOT / "tests" / "data" / "recordings"
@@ -34,13 +33,7 @@ CATEGORIES = {"wake_only", "other_assistant", "single_word", "out_of_domain", "y
 
 
 def _bench() -> ModuleType:
-    path = ROOT / "bench" / "bench_real_recordings.py"
-    spec = importlib.util.spec_from_file_location("bench_real_recordings", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being created
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/bench_real_recordings.py")
 
 
 @pytest.fixture(scope="module")

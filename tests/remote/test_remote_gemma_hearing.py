@@ -7,8 +7,6 @@ same words must reach the server); the server is the scripted loopback one.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from assistant.config import GemmaSettings
 from assistant.types import BrainTurn, Reply, Utterance
 from tests.support.chat_server import ScriptedServer, closed_port, sse, text_chunks
 from tests.support.remote_house import House, remote
+from tests.support.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "tests" / "data" / "gemma" / "templates" / "litert-lm_chat_template_e2b_e4b.jinja"
@@ -33,14 +32,7 @@ pytestmark = pytest.mark.slow
 
 
 def _generator() -> ModuleType:
-    if "make_tiny_gemma" in sys.modules:
-        return sys.modules["make_tiny_gemma"]
-    spec = importlib.util.spec_from_file_location("make_tiny_gemma", REPO / "scripts" / "make_tiny_gemma.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_tiny_gemma"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_tiny_gemma.py")
 
 
 @pytest.fixture(scope="module")
