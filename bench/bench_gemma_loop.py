@@ -388,7 +388,21 @@ TECHNIQUES = (
     "+ prompt lookup",
     "+ draft model = target",
     "+ unrelated draft model",
+    "+ branches 4/16",
+    "+ branches 4/16 + lookup",
+    "+ branches 8/32",
+    "+ branches 16/64",
 )
+# brain.gemma.branches / branch_tokens per technique: the most rows, the most positions per pass
+# (4/16: the defaults).
+BRANCHES = {"+ branches 4/16": (4, 16), "+ branches 4/16 + lookup": (4, 16), "+ branches 8/32": (8, 32)}
+BRANCHES["+ branches 16/64"] = (16, 64)
+
+
+def _pass_cost(positions: list[int], rates: tuple[float, float] = PI5_LITERT) -> float:
+    """Seconds for passes of these many fed positions: max(one decode step, n at the prefill rate)."""
+    prefill, decode = rates
+    return sum(max(1.0 / decode, n / prefill) for n in positions)
 
 
 def passes(general: Path, lookahead: int = 4) -> None:
@@ -413,7 +427,8 @@ def passes(general: Path, lookahead: int = 4) -> None:
     )
     print(
         f"  {'output':27} {'tokenizer':16} {'technique':25} {'tokens':>6} {'passes':>6} {'tok/pass':>8} "
-        f"{'drafts ok':>9} {'draft passes':>12}  Pi 5 decode: E2B {e2b} / E4B {e4b} tok/s (E4B + E2B draft)"
+        f"{'drafts ok':>9} {'draft passes':>12} {'fed/pass':>8}  Pi 5 decode: E2B {e2b} / E4B {e4b} tok/s"
+        f" (E4B + E2B draft); E2B max(1/{e2b}, n/{PI5_LITERT[0]:.0f}) s per pass of n fed positions"
     )
     tools = home_tools()
     for label, path in tokenizers.items():
@@ -438,14 +453,16 @@ def passes(general: Path, lookahead: int = 4) -> None:
                 decoder = ConstrainedDecoder(CallGrammar(tools), vocabulary, stops)
                 draft = technique not in {"plain greedy", "jump-forward"}
                 drafter: Drafter | None = None
-                if technique == "+ prompt lookup":
+                branches = BRANCHES.get(technique, (0, 16))
+                if technique.endswith(("prompt lookup", "+ lookup")):
                     drafter = PromptLookup([*declared, *prompt])
-                elif technique.startswith("+ "):
+                elif technique.startswith("+ ") and "branches" not in technique:
                     drafter = _Proposer(
                         target, agree="= target" in technique, vocab=tokenizer.get_vocab_size()
                     )
                 if technique == "plain greedy":
                     steps, tokens = len(target) - 1, target
+                    model.passes = [0, *[1] * steps]
                 else:
                     opened = decoder.prefill(model, KVCache((), (), 0), prompt) if draft else None
                     logits, cache = (None, None) if draft else model.prefill(KVCache((), (), 0), prompt)
@@ -459,6 +476,8 @@ def passes(general: Path, lookahead: int = 4) -> None:
                         opened=opened,
                         drafter=drafter,
                         lookahead=lookahead,
+                        branches=branches[0],
+                        branch_tokens=branches[1],
                     )
                     steps, tokens = generation.steps, list(generation.tokens)
                     if tokens != target or model.generated()[: len(target) - 1] != target[:-1]:
@@ -466,11 +485,17 @@ def passes(general: Path, lookahead: int = 4) -> None:
                 rate = f"{decoder.accepted}/{decoder.drafted}" if decoder.drafted else "-"
                 draft_passes = drafter.passes if drafter is not None else 0
                 per = (len(tokens) - 1) / max(1, steps)
+                fed = model.passes[1:]  # after the prefill's (which the opening draft rides on)
+                if len(fed) != steps:
+                    raise RuntimeError(f"{command}, {technique}: {len(fed)} passes recorded, {steps} counted")
+                fed_per = sum(fed) / max(1, steps)
+                cost = "-" if isinstance(drafter, _Proposer) else f"{_pass_cost(fed):.2f} s"
                 e4b_time = steps / e4b + (draft_passes / e2b if isinstance(drafter, _Proposer) else 0.0)
                 e2b_time = "-" if isinstance(drafter, _Proposer) else f"{steps / e2b:.2f} s"
                 print(
                     f"  {command:27} {label:16} {technique:25} {len(target):6} {steps:6} {per:8.1f} "
-                    f"{rate:>9} {draft_passes:12}  E2B {e2b_time:>6}, E4B {e4b_time:.2f} s"
+                    f"{rate:>9} {draft_passes:12} {fed_per:8.1f}  E2B {e2b_time:>6}, E4B {e4b_time:.2f} s;"
+                    f" E2B max-cost {cost:>6}"
                 )
     print(
         "  passes = sequential target decoder runs after the prefill (the first pick comes from the\n"

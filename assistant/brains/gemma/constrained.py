@@ -50,7 +50,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -439,6 +439,17 @@ class Model(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
+@runtime_checkable
+class RowModel(Model, Protocol):
+    """A Model that can feed several continuations in one pass (GemmaRuntime.verify_rows)."""
+
+    batched: bool
+
+    def verify_rows(
+        self, cache: KVCache, rows: Sequence[Sequence[int]], *, cancel: threading.Event | None = None
+    ) -> tuple[npt.NDArray[Any], Callable[[int, int], KVCache]]: ...
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Each token id's grammar symbols (computed lazily), the special ids and the sorted plain pieces."""
@@ -587,6 +598,12 @@ class ConstrainedDecoder:
         """Draft tokens fed so far (figures)."""
         self.accepted = 0
         """Of those, the ones the model's own pick agreed with."""
+        self.branch_passes = 0
+        """Passes that fed branch rows (generate's ``branches``)."""
+        self.branch_rows = 0
+        """Rows fed in those passes."""
+        self.branch_hits = 0
+        """Of those passes, the ones where the model's pick was the first token of a row."""
         self._lock = threading.Lock()
 
     def in_call(self) -> Cursor:
@@ -747,16 +764,7 @@ class ConstrainedDecoder:
         """Tokens the grammar guesses after ``cursor`` (CallGrammar.draft_symbol), to be verified."""
         if cursor.states is None or cursor.pending or limit <= 0:
             return []
-        states = cursor.states
-        syms: list[str] = []
-        while len(syms) < self.max_forced:
-            sym = self.grammar.draft_symbol(states)
-            if sym is None:
-                break
-            syms.append(sym)
-            states = self.grammar.step(states, sym)
-            if ACCEPT in states:
-                break
+        syms = self._guessed(cursor.states)
         if not syms:
             return []
         # A draft needs no stable boundary (the model verifies every token): the tokenizer's own
@@ -769,6 +777,51 @@ class ConstrainedDecoder:
             if kept == syms[: len(kept)] and self._walk(start, kept):
                 return ids[: min(keep, limit)]
         return []
+
+    def _guessed(self, states: frozenset[State], syms: Sequence[str] = ()) -> list[str]:
+        """``syms`` and the grammar's draft symbols after them (CallGrammar.draft_symbol)."""
+        out = list(syms)
+        while len(out) < self.max_forced and ACCEPT not in states:
+            sym = self.grammar.draft_symbol(states)
+            if sym is None:
+                break
+            out.append(sym)
+            states = self.grammar.step(states, sym)
+        return out
+
+    def branches(
+        self, cursor: Cursor, encode: Callable[[str], list[int]], rows: int, limit: int
+    ) -> list[list[int]]:
+        """The valid continuations where the grammar branches next, at most ``rows`` of ``limit`` tokens.
+
+        One per symbol the grammar allows after ``cursor``: that symbol and the grammar's draft
+        after it (the forced text, then its guess), as the tokenizer writes them, cut at the
+        first token the grammar refuses (so no row is ever invalid). The grammar's own guess
+        comes first. None where the grammar does not branch or cannot be enumerated (free text,
+        a string's body, a split character).
+        """
+        if cursor.states is None or cursor.pending or rows < 2 or limit <= 0:
+            return []
+        states = cursor.states
+        nxt = self.grammar.next_symbols(states)
+        if ANY in nxt or ACCEPT in states or len(nxt) < 2:
+            return []
+        guess = self.grammar.draft_symbol(states)
+        out: list[list[int]] = []
+        firsts: set[int] = set()
+        for sym in sorted(nxt, key=lambda s: (s != guess, s)):
+            syms = self._guessed(self.grammar.step(states, sym), [sym])
+            ids = self._allowed(cursor, encode("".join(syms)))[:limit]
+            if ids and ids[0] not in firsts:
+                firsts.add(ids[0])
+                out.append(ids)
+                if len(out) >= rows:
+                    break
+        return out if len(out) >= 2 else []
+
+    def _guess_first(self, cursor: Cursor) -> bool:
+        """The grammar has a guess at ``cursor`` (branches puts its row first)."""
+        return cursor.states is not None and self.grammar.draft_symbol(cursor.states) is not None
 
     def _allowed(self, cursor: Cursor, proposed: Sequence[int]) -> list[int]:
         """The proposal up to the first token the grammar refuses or a stop (picked unfed anyway)."""
@@ -831,6 +884,48 @@ class ConstrainedDecoder:
         self.accepted += kept
         return kept, logits, cursor
 
+    def _branch_pass(
+        self,
+        model: RowModel,
+        cache: KVCache,
+        shared: list[int],
+        *,
+        cursor: Cursor,
+        sampler: Sampler,
+        tokens: list[int],
+        cancel: threading.Event | None,
+        budget: tuple[int, int, int],
+    ) -> tuple[KVCache, npt.NDArray[Any], Cursor] | None:
+        """One pass over ``shared`` + each branch row; keeps the row the model picks, as far as it agrees.
+
+        ``budget``: the most rows, the most positions over all rows (each row is ``shared`` +
+        at most the same number of candidate tokens), the tokens left in the round. None
+        (nothing fed) where the grammar does not branch after ``shared``, the budget leaves
+        fewer than two rows, or it would cut the grammar's guess short (row 0; the single
+        chain of the guess feeds it whole instead). The pick after the shared part is read from row 0
+        (every row computes the same there), so which row is kept does not depend on which
+        rows were fed; without a row starting with it only the shared part is kept, and the
+        next pass feeds the pick.
+        """
+        most_rows, positions, left = budget
+        rows = self.branches(cursor, model.encode, most_rows, left)
+        count = min(len(rows), positions // (len(shared) + 1))
+        width = positions // max(1, count) - len(shared)
+        if count < 2 or (self._guess_first(cursor) and width < len(rows[0])):
+            return None  # too few rows fit, or the grammar's guess fits whole only in a single chain
+        rows = [row[:width] for row in rows[:count]]
+        logits, row_cache = model.verify_rows(cache, [[*shared, *row] for row in rows], cancel=cancel)
+        at = len(shared) - 1
+        pick, _ = self.choose(logits[0, at], cursor, sampler)
+        chosen = next((i for i, row in enumerate(rows) if row[0] == pick), 0)
+        row = rows[chosen]
+        seq = np.concatenate([logits[0, at : at + 1], logits[chosen, at + 1 : at + 1 + len(row)]])
+        kept, after, cursor = self._accept(seq, row, cursor, sampler, tokens)
+        self.branch_passes += 1
+        self.branch_rows += len(rows)
+        self.branch_hits += kept > 0
+        return row_cache(chosen, cache.length + len(shared) + kept), after, cursor
+
     # -- one round -----------------------------------------------------------------------
 
     def generate(
@@ -848,6 +943,8 @@ class ConstrainedDecoder:
         drafter: Drafter | None = None,
         history: Sequence[int] = (),
         lookahead: int = 4,
+        branches: int = 0,
+        branch_tokens: int = 16,
     ) -> Generation:
         """Decode to a stop id or the budget; ``steps`` counts sequential decoder passes.
 
@@ -857,6 +954,13 @@ class ConstrainedDecoder:
         (first, unless ``drafter.over_grammar``; the other only where the first has none).
         Drafted tokens are kept as far as the model's own masked greedy pick agrees, so the
         tokens are those of token-by-token masked decoding.
+
+        Branch rows (greedy, ``branches`` >= 2, a model with a dynamic batch: RowModel): where
+        the grammar branches right after the forced run, the pass feeds one batch row per valid
+        continuation there (``branches``: the most rows, ``branch_tokens``: the most positions
+        over all rows), each the pick + forced run + that continuation; the model's pick after
+        the shared part (row 0's logits) selects the row, whose tokens are then kept as far as
+        the model agrees, with that row's cache cut to them (_branch_pass).
         """
         tokens: list[int] = []
         cursor = cursor or Cursor(None)
@@ -882,6 +986,26 @@ class ConstrainedDecoder:
             run, cursor = self.forced(cursor, model.encode)
             run = run[: max(0, max_new_tokens - len(tokens))]
             tokens.extend(run)
+            branched = (
+                self._branch_pass(
+                    model,
+                    cache,
+                    [token, *run],
+                    cursor=cursor,
+                    sampler=sampler,
+                    tokens=tokens,
+                    cancel=cancel,
+                    budget=(branches, branch_tokens, max_new_tokens - len(tokens)),
+                )
+                if drafting and branches >= 2 and isinstance(model, RowModel) and model.batched
+                else None
+            )
+            if branched is not None:
+                cache, logits, cursor = branched
+                steps += 1
+                if len(tokens) >= max_new_tokens:
+                    return Generation(tuple(tokens), None, cache, (), steps)
+                continue
             guess: list[int] = []
             grammar_first = drafter is None or not drafter.over_grammar
             if drafting and grammar_first:
