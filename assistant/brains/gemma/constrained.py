@@ -794,11 +794,12 @@ class ConstrainedDecoder:
     ) -> list[list[int]]:
         """The valid continuations where the grammar branches next, at most ``rows`` of ``limit`` tokens.
 
-        One per symbol the grammar allows after ``cursor``: that symbol and the grammar's draft
-        after it (the forced text, then its guess), as the tokenizer writes them, cut at the
-        first token the grammar refuses (so no row is ever invalid). The grammar's own guess
-        comes first. None where the grammar does not branch or cannot be enumerated (free text,
-        a string's body, a split character).
+        One per symbol the grammar allows after ``cursor``: the first token of that symbol and
+        the grammar's draft after it as the tokenizer writes them, then the forced run after
+        that token and the grammar's draft after the run; every token checked against the
+        grammar (so no row is ever invalid). The grammar's own guess comes first. None where
+        the grammar does not branch or cannot be enumerated (free text, a string's body, a
+        split character).
         """
         if cursor.states is None or cursor.pending or rows < 2 or limit <= 0:
             return []
@@ -810,13 +811,22 @@ class ConstrainedDecoder:
         out: list[list[int]] = []
         firsts: set[int] = set()
         for sym in sorted(nxt, key=lambda s: (s != guess, s)):
-            syms = self._guessed(self.grammar.step(states, sym), [sym])
-            ids = self._allowed(cursor, encode("".join(syms)))[:limit]
-            if ids and ids[0] not in firsts:
-                firsts.add(ids[0])
-                out.append(ids)
-                if len(out) >= rows:
-                    break
+            # The first token as the tokenizer writes this continuation (the model's likely pick),
+            # then what token-by-token decoding feeds after that pick: its forced run, then the
+            # grammar's draft (as _accept keeps them).
+            head = self._allowed(
+                cursor, encode("".join(self._guessed(self.grammar.step(states, sym), [sym])))
+            )
+            if not head or head[0] in firsts:
+                continue
+            after = self._after(cursor, head[0])
+            if after is None:  # pragma: no cover - _allowed checked it
+                continue
+            run, after = self.forced(after, encode)
+            firsts.add(head[0])
+            out.append([head[0], *run, *self.draft(after, encode, limit - 1 - len(run))][:limit])
+            if len(out) >= rows:
+                break
         return out if len(out) >= 2 else []
 
     def _guess_first(self, cursor: Cursor) -> bool:
@@ -868,21 +878,63 @@ class ConstrainedDecoder:
         cursor: Cursor,
         sampler: Sampler,
         tokens: list[int],
-    ) -> tuple[int, npt.NDArray[Any], Cursor]:
-        """Keep the drafted tokens the model's own masked pick agrees with; rows[i] follows guess[i-1]."""
+        *,
+        encode: Callable[[str], list[int]],
+    ) -> tuple[int, npt.NDArray[Any], Cursor, list[int]]:
+        """Keep the drafted tokens token-by-token masked decoding would write; rows[i] follows guess[i-1].
+
+        As that decoding does: the model's masked pick must agree with a drafted token, and after
+        each pick the forced run (the jump-forward tokens) is taken whatever the model's logits
+        say, so drafted tokens there must be those of the forced run. A forced run the draft
+        stops in is returned as ``pending`` (not in ``tokens``, not fed: the next pass feeds it
+        before the model picks again). Returns the tokens kept, the logits after the last of
+        them (meaningless when pending), the cursor (after the pending run too) and pending.
+        """
         kept = 0
         logits = rows[0]
-        for drafted in guess:
+        pending: list[int] = []
+        while kept < len(guess):
             pick, after = self.choose(logits, cursor, sampler)
-            if pick != drafted:
+            if pick != guess[kept]:
                 break
             kept += 1
             tokens.append(pick)
             cursor = after
+            run, after_run = self.forced(cursor, encode)
+            same = 0
+            while same < len(run) and kept + same < len(guess) and guess[kept + same] == run[same]:
+                same += 1
+            tokens.extend(run[:same])
+            kept += same
+            if same < len(run):
+                pending, cursor = run[same:], after_run
+                break
+            cursor = after_run
             logits = rows[kept]
         self.drafted += len(guess)
         self.accepted += kept
-        return kept, logits, cursor
+        return kept, logits, cursor, pending
+
+    def _guess(
+        self,
+        cursor: Cursor,
+        encode: Callable[[str], list[int]],
+        drafter: Drafter | None,
+        *,
+        context: list[int],
+        lookahead: int,
+        room: int,
+    ) -> list[int]:
+        """The draft of one pass: the grammar's guess, the drafter's proposal cut where the grammar
+        refuses a token (``context``: the ids before it), first whichever comes first."""
+        grammar_first = drafter is None or not drafter.over_grammar
+        guess = self.draft(cursor, encode, room) if grammar_first else []
+        if drafter is not None and not guess:
+            limit = min(lookahead, room)
+            guess = self._allowed(cursor, drafter.propose(context, limit)[:limit])
+        if not grammar_first and not guess:
+            guess = self.draft(cursor, encode, room)
+        return guess
 
     def _branch_pass(
         self,
@@ -895,7 +947,7 @@ class ConstrainedDecoder:
         tokens: list[int],
         cancel: threading.Event | None,
         budget: tuple[int, int, int],
-    ) -> tuple[KVCache, npt.NDArray[Any], Cursor] | None:
+    ) -> tuple[KVCache, npt.NDArray[Any], Cursor, list[int]] | None:
         """One pass over ``shared`` + each branch row; keeps the row the model picks, as far as it agrees.
 
         ``budget``: the most rows, the most positions over all rows (each row is ``shared`` +
@@ -920,11 +972,11 @@ class ConstrainedDecoder:
         chosen = next((i for i, row in enumerate(rows) if row[0] == pick), 0)
         row = rows[chosen]
         seq = np.concatenate([logits[0, at : at + 1], logits[chosen, at + 1 : at + 1 + len(row)]])
-        kept, after, cursor = self._accept(seq, row, cursor, sampler, tokens)
+        kept, after, cursor, pending = self._accept(seq, row, cursor, sampler, tokens, encode=model.encode)
         self.branch_passes += 1
         self.branch_rows += len(rows)
         self.branch_hits += kept > 0
-        return row_cache(chosen, cache.length + len(shared) + kept), after, cursor
+        return row_cache(chosen, cache.length + len(shared) + kept), after, cursor, pending
 
     # -- one round -----------------------------------------------------------------------
 
@@ -966,31 +1018,38 @@ class ConstrainedDecoder:
         cursor = cursor or Cursor(None)
         steps = 0
         drafting = draft and sampler.sampling.temperature <= 0.0
+        pending: list[int] = []  # a forced run a kept draft stopped in: the next pass feeds it, no pick
         if opened is not None:
             # The prefill already fed the opening draft: keep what the model agrees with.
             cache = opened.cache
             opening = opened.draft if drafting else ()
-            kept, logits, cursor = self._accept(
-                opened.rows[: len(opening) + 1], opening, cursor, sampler, tokens
+            kept, logits, cursor, pending = self._accept(
+                opened.rows[: len(opening) + 1], opening, cursor, sampler, tokens, encode=model.encode
             )
             cache = cache.truncated(cache.length - (len(opened.draft) - kept))
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled during decoding")
-            token, cursor = self.choose(logits, cursor, sampler)
-            tokens.append(token)
-            if token in self.stops:
-                return Generation(tuple(tokens), token, cache, (), steps)
-            if len(tokens) >= max_new_tokens:
-                return Generation(tuple(tokens), None, cache, (token,), steps)
-            run, cursor = self.forced(cursor, model.encode)
-            run = run[: max(0, max_new_tokens - len(tokens))]
-            tokens.extend(run)
+            pending = pending[: max(0, max_new_tokens - len(tokens))]
+            if pending:
+                shared, pending = pending, []
+                tokens.extend(shared)
+            else:
+                token, cursor = self.choose(logits, cursor, sampler)
+                tokens.append(token)
+                if token in self.stops:
+                    return Generation(tuple(tokens), token, cache, (), steps)
+                if len(tokens) >= max_new_tokens:
+                    return Generation(tuple(tokens), None, cache, (token,), steps)
+                run, cursor = self.forced(cursor, model.encode)
+                run = run[: max(0, max_new_tokens - len(tokens))]
+                tokens.extend(run)
+                shared = [token, *run]
             branched = (
                 self._branch_pass(
                     model,
                     cache,
-                    [token, *run],
+                    shared,
                     cursor=cursor,
                     sampler=sampler,
                     tokens=tokens,
@@ -1001,24 +1060,28 @@ class ConstrainedDecoder:
                 else None
             )
             if branched is not None:
-                cache, logits, cursor = branched
+                cache, logits, cursor, pending = branched
                 steps += 1
                 if len(tokens) >= max_new_tokens:
                     return Generation(tuple(tokens), None, cache, (), steps)
                 continue
-            guess: list[int] = []
-            grammar_first = drafter is None or not drafter.over_grammar
-            if drafting and grammar_first:
-                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
-            if drafting and drafter is not None and not guess:
-                limit = min(lookahead, max_new_tokens - len(tokens))
-                guess = self._allowed(cursor, drafter.propose([*history, *tokens], limit)[:limit])
-            if drafting and not grammar_first and not guess:
-                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
-            feed = [token, *run, *guess]
-            rows, cache = model.verify(cache, feed, cancel=cancel)
+            guess = (
+                self._guess(
+                    cursor,
+                    model.encode,
+                    drafter,
+                    context=[*history, *tokens],
+                    lookahead=lookahead,
+                    room=max_new_tokens - len(tokens),
+                )
+                if drafting
+                else []
+            )
+            rows, cache = model.verify(cache, [*shared, *guess], cancel=cancel)
             steps += 1
-            kept, logits, cursor = self._accept(rows[len(run) :], guess, cursor, sampler, tokens)
+            kept, logits, cursor, pending = self._accept(
+                rows[len(shared) - 1 :], guess, cursor, sampler, tokens, encode=model.encode
+            )
             if kept < len(guess):
                 cache = cache.truncated(cache.length - (len(guess) - kept))
             if len(tokens) >= max_new_tokens:
