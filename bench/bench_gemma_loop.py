@@ -12,7 +12,8 @@
    commands and a 30-token spoken answer with scripted choices (a stand-in decoder whose
    pick is the next token of the tokenised output): plain greedy, grammar-constrained
    jump-forward, + the grammar's verified draft, + prompt lookup, + a draft model at its
-   two bounds (always agrees / never does), with Pi 5 estimates.
+   two bounds (always agrees / never does), + branch rows at three budgets (the grammar's
+   continuations at the next branch point as batch rows of one pass), with Pi 5 estimates.
 4. Speculative decoding of a spoken answer on real ONNX sessions with the brain's
    drafters (speculative.py): target passes, draft passes, accepted tokens and identity
    with plain greedy; the target itself, a smaller scripted model, an unrelated one and
@@ -517,10 +518,26 @@ def passes(general: Path, lookahead: int = 4) -> None:
         f"  hears the utterance itself, its own audio encoding and suffix prefill per turn (a 2 s command:\n"
         f"  ~56 tokens, {56 / PI5_LITERT[0]:.2f} s at E2B's {PI5_LITERT[0]:.0f} tok/s, before its first "
         "proposal,\n  on the critical path as wired today).\n"
-        "  'dim the lamp to 30 %' stays at 7 passes without a draft model: after the tool name the grammar\n"
+        "  'dim the lamp to 30 %' needs 7 passes with a single-chain draft: after the tool name the grammar\n"
         "  branches seven times (first key, two digits, ',' or '}', second key, entity, and the pass that\n"
-        "  feeds the last choice); a grammar-only draft cannot know the model's picks. Real Gemma's\n"
-        "  tokenizer writes every digit as its own token: '21' and '30' cost one pick per digit there too."
+        "  feeds the last choice), and a grammar-only draft cannot know the model's picks. Real Gemma's\n"
+        "  tokenizer writes every digit as its own token: '21' and '30' cost one pick per digit there too.\n"
+        "  + branches R/T (brain.gemma.branches / branch_tokens; 4/16 is the default): where the grammar\n"
+        "  branches right after a pass's pick and forced run, that pass also feeds each valid continuation\n"
+        "  there (its first token, the forced run after it, the grammar's draft) as a batch row, at most R\n"
+        "  rows and T positions (rows x longest row, the pick and forced run repeated in every row); the\n"
+        "  model's pick selects the row, kept as far as token-by-token decoding agrees. fed/pass =\n"
+        "  positions fed per pass over all rows (padding included); E2B max-cost = the sum over passes\n"
+        f"  of max(1/{PI5_LITERT[1]}, n/{PI5_LITERT[0]:.0f}) s for n fed positions (LiteRT-LM E2B decode\n"
+        "  and prefill rates: a pass of up to ~17 positions costs one decode step, memory-bound;\n"
+        "  beyond that, compute-bound).\n"
+        "  Not in it: the past KV copied once per row each branch pass, attention over it per row, and the\n"
+        "  logits of every fed position (262k each on real Gemma). The fewest passes (dim: 4) need 16/64\n"
+        "  and cost more than 4/16's 5 passes here: the oracle's and the tiny tokenizers split key names\n"
+        "  into several tokens, so rows are long (real Gemma's 262k vocabulary writes most keys in one or\n"
+        "  two tokens). Prompt lookup adds nothing inside calls (the rows come first) and helps the spoken\n"
+        "  answer, where the grammar has no branches.\n"
+        "  drafts ok counts the tokens of the kept row or single chain only."
     )
 
 

@@ -29,12 +29,11 @@ from test_gemma_constrained import OneByOne, home_tools
 from assistant.brains.gemma.brain import make_gemma_brain
 from assistant.brains.gemma.constrained import CallGrammar, ConstrainedDecoder, Cursor, vocabulary_of
 from assistant.brains.gemma.files import load_model_files
-from assistant.brains.gemma.runtime import GemmaRuntime, KVCache, Sampler, Sampling
+from assistant.brains.gemma.runtime import Cancelled, GemmaRuntime, KVCache, Sampler, Sampling
 from assistant.config import ConfigError, parse_settings
 from assistant.errors import BrainError
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
-from assistant.types import Utterance
 from tests.support.scripts import load_script
 
 ORACLE = ROOT / "tests" / "data" / "gemma" / "oracle"
@@ -167,6 +166,10 @@ def test_verify_rows_equals_each_row_fed_alone(models: dict[str, GemmaRuntime], 
     with pytest.raises(ValueError, match="holds"):
         row_cache(1, cache.length + 3)  # row 1 has two tokens; the rest of its row is padding
     assert runtime.rows_problem(cache) is None
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        runtime.verify_rows(cache, rows, cancel=cancel)
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny small", "oracle"])
@@ -357,14 +360,3 @@ def test_branch_settings_are_checked() -> None:
         parse_settings("brain:\n  gemma:\n    branch_tokens: 1\n")
     gemma = parse_settings("brain:\n  gemma:\n    branches: 16\n    branch_tokens: 64\n").brain.gemma
     assert (gemma.branches, gemma.branch_tokens) == (16, 64)
-
-
-def test_a_turn_with_branches_still_runs_one_action(
-    scripted_dir: Path, home: tuple[Router, Any, Any]
-) -> None:
-    """A sanity turn through the brain at the largest budget: one action, a reply."""
-    router, lights, _ = home
-    brain = make_gemma_brain(settings_for(scripted_dir, branches=16, branch_tokens=64))
-    pcm = (np.random.default_rng(2).standard_normal(16000) * 2000).astype("<i2").tobytes()
-    turn = brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=1.0, source="test"), router, threading.Event())
-    assert lights.ran == [{"name": "kitchen light"}] and turn.reply.text

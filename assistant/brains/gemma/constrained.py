@@ -954,14 +954,17 @@ class ConstrainedDecoder:
         at most the same number of candidate tokens), the tokens left in the round. None
         (nothing fed) where the grammar does not branch after ``shared``, the budget leaves
         fewer than two rows, or it would cut the grammar's guess short (row 0; the single
-        chain of the guess feeds it whole instead). The pick after the shared part is read from row 0
-        (every row computes the same there), so which row is kept does not depend on which
-        rows were fed; without a row starting with it only the shared part is kept, and the
-        next pass feeds the pick.
+        chain of the guess feeds it whole instead). The pick after the shared part is read
+        from row 0 (every row computes the same there), so which row is kept does not depend
+        on which rows were fed; without a row starting with it only the shared part is kept,
+        and the next pass feeds the pick.
         """
         most_rows, positions, left = budget
-        rows = self.branches(cursor, model.encode, most_rows, left)
-        count = min(len(rows), positions // (len(shared) + 1))
+        fit = positions // (len(shared) + 1)  # rows of one candidate token each
+        if fit < 2:
+            return None
+        rows = self.branches(cursor, model.encode, min(most_rows, fit), left)
+        count = min(len(rows), fit)
         width = positions // max(1, count) - len(shared)
         if count < 2 or (self._guess_first(cursor) and width < len(rows[0])):
             return None  # too few rows fit, or the grammar's guess fits whole only in a single chain
