@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -337,20 +338,41 @@ def test_the_brains_turns_are_the_same_with_branches(scripted_dir: Path, utteran
     assert ran == [{"name": "kitchen light"}] * 4
 
 
+def _fixed_batch_copy(source: Path, dest: Path) -> Path:
+    """The model folder with its decoder graph declaring batch size 1 (the weights untouched)."""
+    import onnx
+
+    shutil.copytree(source, dest)
+    path = dest / "onnx" / "decoder_model_merged.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param == "batch_size":
+            dims[0].dim_value = 1
+    onnx.save(model, str(path))
+    return dest
+
+
 def test_branches_are_off_when_sampling_or_without_a_dynamic_batch(
-    general_dir: Path, home: tuple[Router, Any, Any], caplog: pytest.LogCaptureFixture
+    general_dir: Path,
+    home: tuple[Router, Any, Any],
+    tmp_path: Path,
+    utterance: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     router, *_ = home
     assert make_gemma_brain(settings_for(general_dir, temperature=0.7)).branches == 0
-    brain = make_gemma_brain(settings_for(general_dir))
-    assert brain.branches == 4  # the default
-    brain.runtime.batched = False  # as a graph with a fixed batch dimension declares it
+    assert make_gemma_brain(settings_for(general_dir)).branches == 4  # the default
+    brain = make_gemma_brain(settings_for(_fixed_batch_copy(general_dir, tmp_path / "fixed")))
+    assert not brain.runtime.batched
     with caplog.at_level(logging.WARNING, logger="assistant.brains.gemma.brain"):
         brain.warm(router)
     assert brain.branches == 0
     assert "branch verification is off: the decoder graph has a fixed batch size" in caplog.text
     with pytest.raises(BrainError, match="fixed batch size"):
         brain.runtime.verify_rows(brain.runtime.empty_cache(), [[1], [2]])
+    turn = brain.handle(utterance(1.0), router, threading.Event())  # the turn runs without rows
+    assert turn.counts.get("branch_passes", 0) == 0
 
 
 def test_branch_settings_are_checked() -> None:

@@ -161,7 +161,7 @@ class GemmaBrain:
         _, cache = self.runtime.prefill(
             self.runtime.empty_cache(), ids, chunk=self.prefill_chunk, cancel=cancel
         )
-        if self.branches >= 2 and not self._rows_checked:
+        if self.constrained and self.branches >= 2 and not self._rows_checked:
             self._rows_checked = True
             problem = self.runtime.rows_problem(cache)
             if problem is not None:
