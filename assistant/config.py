@@ -180,6 +180,16 @@ class GemmaSettings:
     """With draft: model, a second onnx-community export sharing the tokenizer (E2B for E4B)."""
     lookahead: int = 4
     """Tokens drafted per decoder pass."""
+    branches: int = 4
+    """Branch verification in tool calls (greedy only; exact): where the call grammar branches
+    right after a pass's pick and forced run, that pass also feeds up to this many of the
+    valid continuations there as extra batch rows (the past replicated per row); the model's
+    own pick keeps one row, as far as it agrees. 0 or 1 = off. Needs a decoder graph with a
+    dynamic batch dimension (checked once at the first prefix; off with a warning if not)."""
+    branch_tokens: int = 16
+    """The most positions one branch pass feeds over all its rows (each row: the pick, its
+    forced run and one continuation). On a Pi 5 (E2B, LiteRT-LM rates) a pass of n positions
+    costs about max(1/7.6, n/133) s, so ~17 positions cost no more than one token."""
 
 
 @dataclass(frozen=True)
@@ -916,6 +926,8 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "top_k": _Range(1, 1_000_000),
         "top_p": _PROBABILITY,
         "lookahead": _Range(1, 64),
+        "branches": _Range(0, 64),
+        "branch_tokens": _Range(2, 1024),
     },
     PhraseSettings: {
         "rejection_threshold": _Range(0.0, 10_000.0, open_low=True),

@@ -12,7 +12,8 @@
    commands and a 30-token spoken answer with scripted choices (a stand-in decoder whose
    pick is the next token of the tokenised output): plain greedy, grammar-constrained
    jump-forward, + the grammar's verified draft, + prompt lookup, + a draft model at its
-   two bounds (always agrees / never does), with Pi 5 estimates.
+   two bounds (always agrees / never does), + branch rows at three budgets (the grammar's
+   continuations at the next branch point as batch rows of one pass), with Pi 5 estimates.
 4. Speculative decoding of a spoken answer on real ONNX sessions with the brain's
    drafters (speculative.py): target passes, draft passes, accepted tokens and identity
    with plain greedy; the target itself, a smaller scripted model, an unrelated one and
@@ -388,7 +389,21 @@ TECHNIQUES = (
     "+ prompt lookup",
     "+ draft model = target",
     "+ unrelated draft model",
+    "+ branches 4/16",
+    "+ branches 4/16 + lookup",
+    "+ branches 8/32",
+    "+ branches 16/64",
 )
+# brain.gemma.branches / branch_tokens per technique: the most rows, the most positions per pass
+# (4/16: the defaults).
+BRANCHES = {"+ branches 4/16": (4, 16), "+ branches 4/16 + lookup": (4, 16), "+ branches 8/32": (8, 32)}
+BRANCHES["+ branches 16/64"] = (16, 64)
+
+
+def _pass_cost(positions: list[int], rates: tuple[float, float] = PI5_LITERT) -> float:
+    """Seconds for passes of these many fed positions: max(one decode step, n at the prefill rate)."""
+    prefill, decode = rates
+    return sum(max(1.0 / decode, n / prefill) for n in positions)
 
 
 def passes(general: Path, lookahead: int = 4) -> None:
@@ -413,7 +428,8 @@ def passes(general: Path, lookahead: int = 4) -> None:
     )
     print(
         f"  {'output':27} {'tokenizer':16} {'technique':25} {'tokens':>6} {'passes':>6} {'tok/pass':>8} "
-        f"{'drafts ok':>9} {'draft passes':>12}  Pi 5 decode: E2B {e2b} / E4B {e4b} tok/s (E4B + E2B draft)"
+        f"{'drafts ok':>9} {'draft passes':>12} {'fed/pass':>8}  Pi 5 decode: E2B {e2b} / E4B {e4b} tok/s"
+        f" (E4B + E2B draft); E2B max(1/{e2b}, n/{PI5_LITERT[0]:.0f}) s per pass of n fed positions"
     )
     tools = home_tools()
     for label, path in tokenizers.items():
@@ -438,14 +454,16 @@ def passes(general: Path, lookahead: int = 4) -> None:
                 decoder = ConstrainedDecoder(CallGrammar(tools), vocabulary, stops)
                 draft = technique not in {"plain greedy", "jump-forward"}
                 drafter: Drafter | None = None
-                if technique == "+ prompt lookup":
+                branches = BRANCHES.get(technique, (0, 16))
+                if technique.endswith(("prompt lookup", "+ lookup")):
                     drafter = PromptLookup([*declared, *prompt])
-                elif technique.startswith("+ "):
+                elif technique.startswith("+ ") and "branches" not in technique:
                     drafter = _Proposer(
                         target, agree="= target" in technique, vocab=tokenizer.get_vocab_size()
                     )
                 if technique == "plain greedy":
                     steps, tokens = len(target) - 1, target
+                    model.passes = [0, *[1] * steps]
                 else:
                     opened = decoder.prefill(model, KVCache((), (), 0), prompt) if draft else None
                     logits, cache = (None, None) if draft else model.prefill(KVCache((), (), 0), prompt)
@@ -459,6 +477,8 @@ def passes(general: Path, lookahead: int = 4) -> None:
                         opened=opened,
                         drafter=drafter,
                         lookahead=lookahead,
+                        branches=branches[0],
+                        branch_tokens=branches[1],
                     )
                     steps, tokens = generation.steps, list(generation.tokens)
                     if tokens != target or model.generated()[: len(target) - 1] != target[:-1]:
@@ -466,11 +486,17 @@ def passes(general: Path, lookahead: int = 4) -> None:
                 rate = f"{decoder.accepted}/{decoder.drafted}" if decoder.drafted else "-"
                 draft_passes = drafter.passes if drafter is not None else 0
                 per = (len(tokens) - 1) / max(1, steps)
+                fed = model.passes[1:]  # after the prefill's (which the opening draft rides on)
+                if len(fed) != steps:
+                    raise RuntimeError(f"{command}, {technique}: {len(fed)} passes recorded, {steps} counted")
+                fed_per = sum(fed) / max(1, steps)
+                cost = "-" if isinstance(drafter, _Proposer) else f"{_pass_cost(fed):.2f} s"
                 e4b_time = steps / e4b + (draft_passes / e2b if isinstance(drafter, _Proposer) else 0.0)
                 e2b_time = "-" if isinstance(drafter, _Proposer) else f"{steps / e2b:.2f} s"
                 print(
                     f"  {command:27} {label:16} {technique:25} {len(target):6} {steps:6} {per:8.1f} "
-                    f"{rate:>9} {draft_passes:12}  E2B {e2b_time:>6}, E4B {e4b_time:.2f} s"
+                    f"{rate:>9} {draft_passes:12} {fed_per:8.1f}  E2B {e2b_time:>6}, E4B {e4b_time:.2f} s;"
+                    f" E2B max-cost {cost:>6}"
                 )
     print(
         "  passes = sequential target decoder runs after the prefill (the first pick comes from the\n"
@@ -492,10 +518,26 @@ def passes(general: Path, lookahead: int = 4) -> None:
         f"  hears the utterance itself, its own audio encoding and suffix prefill per turn (a 2 s command:\n"
         f"  ~56 tokens, {56 / PI5_LITERT[0]:.2f} s at E2B's {PI5_LITERT[0]:.0f} tok/s, before its first "
         "proposal,\n  on the critical path as wired today).\n"
-        "  'dim the lamp to 30 %' stays at 7 passes without a draft model: after the tool name the grammar\n"
+        "  'dim the lamp to 30 %' needs 7 passes with a single-chain draft: after the tool name the grammar\n"
         "  branches seven times (first key, two digits, ',' or '}', second key, entity, and the pass that\n"
-        "  feeds the last choice); a grammar-only draft cannot know the model's picks. Real Gemma's\n"
-        "  tokenizer writes every digit as its own token: '21' and '30' cost one pick per digit there too."
+        "  feeds the last choice), and a grammar-only draft cannot know the model's picks. Real Gemma's\n"
+        "  tokenizer writes every digit as its own token: '21' and '30' cost one pick per digit there too.\n"
+        "  + branches R/T (brain.gemma.branches / branch_tokens; 4/16 is the default): where the grammar\n"
+        "  branches right after a pass's pick and forced run, that pass also feeds each valid continuation\n"
+        "  there (its first token, the forced run after it, the grammar's draft) as a batch row, at most R\n"
+        "  rows and T positions (rows x longest row, the pick and forced run repeated in every row); the\n"
+        "  model's pick selects the row, kept as far as token-by-token decoding agrees. fed/pass =\n"
+        "  positions fed per pass over all rows (padding included); E2B max-cost = the sum over passes\n"
+        f"  of max(1/{PI5_LITERT[1]}, n/{PI5_LITERT[0]:.0f}) s for n fed positions (LiteRT-LM E2B decode\n"
+        "  and prefill rates: a pass of up to ~17 positions costs one decode step, memory-bound;\n"
+        "  beyond that, compute-bound).\n"
+        "  Not in it: the past KV copied once per row each branch pass, attention over it per row, and the\n"
+        "  logits of every fed position (262k each on real Gemma). The fewest passes (dim: 4) need 16/64\n"
+        "  and cost more than 4/16's 5 passes here: the oracle's and the tiny tokenizers split key names\n"
+        "  into several tokens, so rows are long (real Gemma's 262k vocabulary writes most keys in one or\n"
+        "  two tokens). Prompt lookup adds nothing inside calls (the rows come first) and helps the spoken\n"
+        "  answer, where the grammar has no branches.\n"
+        "  drafts ok counts the tokens of the kept row or single chain only."
     )
 
 

@@ -78,7 +78,7 @@ def settings_for(path: Path, **overrides: Any) -> GemmaSettings:
 class ScriptedChoices:
     """A stand-in decoder whose greedy pick after n generated tokens is ``target[n]``.
 
-    Implements what ConstrainedDecoder needs (encode, prefill, verify) without ONNX: the
+    Implements what ConstrainedDecoder needs (encode, prefill, verify, verify_rows) without ONNX: the
     "cache" is the list of fed tokens, so the tokens a generation leaves in it can be
     compared with the tokenizer's own encoding of the whole output. ``noise`` adds seeded
     runner-up logits, so the mask has something to refuse.
@@ -95,6 +95,9 @@ class ScriptedChoices:
         self.vocab = int(tokenizer.get_vocab_size())
         self.fed: list[int] = []
         self.passes: list[int] = []
+        """Positions fed per pass (all rows of a branch pass)."""
+        self.rows: list[int] = []
+        """Rows of each branch pass."""
         self._noise = noise
         self._rng = np.random.default_rng(seed)
         self.prompt = prompt
@@ -117,6 +120,28 @@ class ScriptedChoices:
         first = cache.length + 1 - self.prompt
         rows = self._np.stack([self.row(first + i) for i in range(len(ids))])
         return rows, KVCache((), (), len(self.fed))
+
+    batched = True
+    """Branch rows share a pass (ConstrainedDecoder's ``branches``), as GemmaRuntime.verify_rows."""
+
+    def verify_rows(self, cache: Any, rows: Any, *, cancel: Any = None) -> tuple[Any, Any]:
+        """Every row after the same ``cache``; ``passes`` records the positions of the whole batch."""
+        from assistant.brains.gemma.runtime import KVCache
+
+        width = max(len(row) for row in rows)
+        first = cache.length + 1 - self.prompt
+        logits = self._np.stack([self._np.stack([self.row(first + i) for i in range(width)]) for _ in rows])
+        self.passes.append(len(rows) * width)
+        self.rows.append(len(rows))
+        fed = self.fed[: cache.length]
+
+        def row_cache(index: int, length: int) -> Any:
+            if not cache.length <= length <= cache.length + len(rows[index]):
+                raise ValueError(f"row {index} cannot hold {length} tokens")
+            self.fed = fed + list(rows[index][: length - cache.length])
+            return KVCache((), (), length)
+
+        return logits, row_cache
 
     def prefill(self, cache: Any, ids: Any, *, rows: int = 0, **_: Any) -> tuple[Any, Any]:
         logits, cache = self.verify(cache, ids)

@@ -18,6 +18,11 @@ tokenizer (``draft_model_dir``) or n-gram lookup in the prompt and tool declarat
 token ends the draft; forced runs still jump forward) and in the spoken reply. The yes/no
 transcription of a confirmation answer is decoded without a draft.
 
+Branch verification (``brain.gemma.branches``, greedy only, exact): where the call grammar
+branches after a pass's forced run, the valid continuations there ride on the same pass as
+extra batch rows (GemmaRuntime.verify_rows); the model's pick keeps one. Checked once on the
+first prefix (a decoder graph with a fixed batch size turns it off).
+
 ``begin_stream`` (the ``Streaming`` capability, stream.py) takes the utterance while it
 is spoken: most audio soft tokens are prefilled before the end of speech, and
 ``finish`` gives the same greedy tokens as ``handle``.
@@ -129,6 +134,9 @@ class GemmaBrain:
         self.draft_runtime = draft_runtime if self.draft == "model" else None
         if self.draft != "none":
             _LOGGER.info("gemma drafting: %s, lookahead %d", self.draft, settings.lookahead)
+        self.branches = settings.branches if constrained and settings.temperature <= 0.0 else 0
+        """Branch rows per tool-call pass in use (0: off; greedy and constrained only)."""
+        self._rows_checked = False
         # Re-entrant: handle() holds it and calls warm(), which the daemon may also call on its own.
         self._lock = threading.RLock()
 
@@ -153,6 +161,12 @@ class GemmaBrain:
         _, cache = self.runtime.prefill(
             self.runtime.empty_cache(), ids, chunk=self.prefill_chunk, cancel=cancel
         )
+        if self.constrained and self.branches >= 2 and not self._rows_checked:
+            self._rows_checked = True
+            problem = self.runtime.rows_problem(cache)
+            if problem is not None:
+                _LOGGER.warning("gemma branch verification is off: %s", problem)
+                self.branches = 0
         decoder = None
         if self.constrained:
             if self._vocabulary is None:
@@ -389,6 +403,7 @@ class GemmaBrain:
         passes = drafter.passes if drafter is not None else 0
         k = self.settings.lookahead
         if decoder is not None:
+            bp, br = decoder.branch_passes, decoder.branch_rows
             generation = decoder.generate(
                 self.runtime,
                 cache,
@@ -400,8 +415,12 @@ class GemmaBrain:
                 drafter=drafter,
                 history=history or [],
                 lookahead=k,
+                branches=self.branches,
+                branch_tokens=self.settings.branch_tokens,
             )
             drafted, accepted = decoder.drafted - drafted, decoder.accepted - accepted
+            turn.counts["branch_passes"] = turn.counts.get("branch_passes", 0) + decoder.branch_passes - bp
+            turn.counts["branch_rows"] = turn.counts.get("branch_rows", 0) + decoder.branch_rows - br
         elif drafter is not None:
             generation, drafted, accepted = drafted_generate(
                 self.runtime,

@@ -50,7 +50,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -439,6 +439,17 @@ class Model(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
+@runtime_checkable
+class RowModel(Model, Protocol):
+    """A Model that can feed several continuations in one pass (GemmaRuntime.verify_rows)."""
+
+    batched: bool
+
+    def verify_rows(
+        self, cache: KVCache, rows: Sequence[Sequence[int]], *, cancel: threading.Event | None = None
+    ) -> tuple[npt.NDArray[Any], Callable[[int, int], KVCache]]: ...
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Each token id's grammar symbols (computed lazily), the special ids and the sorted plain pieces."""
@@ -587,6 +598,12 @@ class ConstrainedDecoder:
         """Draft tokens fed so far (figures)."""
         self.accepted = 0
         """Of those, the ones the model's own pick agreed with."""
+        self.branch_passes = 0
+        """Passes that fed branch rows (generate's ``branches``)."""
+        self.branch_rows = 0
+        """Rows fed in those passes."""
+        self.branch_hits = 0
+        """Of those passes, the ones where the model's pick was the first token of a row."""
         self._lock = threading.Lock()
 
     def in_call(self) -> Cursor:
@@ -747,16 +764,7 @@ class ConstrainedDecoder:
         """Tokens the grammar guesses after ``cursor`` (CallGrammar.draft_symbol), to be verified."""
         if cursor.states is None or cursor.pending or limit <= 0:
             return []
-        states = cursor.states
-        syms: list[str] = []
-        while len(syms) < self.max_forced:
-            sym = self.grammar.draft_symbol(states)
-            if sym is None:
-                break
-            syms.append(sym)
-            states = self.grammar.step(states, sym)
-            if ACCEPT in states:
-                break
+        syms = self._guessed(cursor.states)
         if not syms:
             return []
         # A draft needs no stable boundary (the model verifies every token): the tokenizer's own
@@ -769,6 +777,61 @@ class ConstrainedDecoder:
             if kept == syms[: len(kept)] and self._walk(start, kept):
                 return ids[: min(keep, limit)]
         return []
+
+    def _guessed(self, states: frozenset[State], syms: Sequence[str] = ()) -> list[str]:
+        """``syms`` and the grammar's draft symbols after them (CallGrammar.draft_symbol)."""
+        out = list(syms)
+        while len(out) < self.max_forced and ACCEPT not in states:
+            sym = self.grammar.draft_symbol(states)
+            if sym is None:
+                break
+            out.append(sym)
+            states = self.grammar.step(states, sym)
+        return out
+
+    def branches(
+        self, cursor: Cursor, encode: Callable[[str], list[int]], rows: int, limit: int
+    ) -> list[list[int]]:
+        """The valid continuations where the grammar branches next, at most ``rows`` of ``limit`` tokens.
+
+        One per symbol the grammar allows after ``cursor``: the first token of that symbol and
+        the grammar's draft after it as the tokenizer writes them, then the forced run after
+        that token and the grammar's draft after the run; every token checked against the
+        grammar (so no row is ever invalid). The grammar's own guess comes first. None where
+        the grammar does not branch or cannot be enumerated (free text, a string's body, a
+        split character).
+        """
+        if cursor.states is None or cursor.pending or rows < 2 or limit <= 0:
+            return []
+        states = cursor.states
+        nxt = self.grammar.next_symbols(states)
+        if ANY in nxt or ACCEPT in states or len(nxt) < 2:
+            return []
+        guess = self.grammar.draft_symbol(states)
+        out: list[list[int]] = []
+        firsts: set[int] = set()
+        for sym in sorted(nxt, key=lambda s: (s != guess, s)):
+            # The first token as the tokenizer writes this continuation (the model's likely pick),
+            # then what token-by-token decoding feeds after that pick: its forced run, then the
+            # grammar's draft (as _accept keeps them).
+            head = self._allowed(
+                cursor, encode("".join(self._guessed(self.grammar.step(states, sym), [sym])))
+            )
+            if not head or head[0] in firsts:
+                continue
+            after = self._after(cursor, head[0])
+            if after is None:  # pragma: no cover - _allowed checked it
+                continue
+            run, after = self.forced(after, encode)
+            firsts.add(head[0])
+            out.append([head[0], *run, *self.draft(after, encode, limit - 1 - len(run))][:limit])
+            if len(out) >= rows:
+                break
+        return out if len(out) >= 2 else []
+
+    def _guess_first(self, cursor: Cursor) -> bool:
+        """The grammar has a guess at ``cursor`` (branches puts its row first)."""
+        return cursor.states is not None and self.grammar.draft_symbol(cursor.states) is not None
 
     def _allowed(self, cursor: Cursor, proposed: Sequence[int]) -> list[int]:
         """The proposal up to the first token the grammar refuses or a stop (picked unfed anyway)."""
@@ -815,21 +878,108 @@ class ConstrainedDecoder:
         cursor: Cursor,
         sampler: Sampler,
         tokens: list[int],
-    ) -> tuple[int, npt.NDArray[Any], Cursor]:
-        """Keep the drafted tokens the model's own masked pick agrees with; rows[i] follows guess[i-1]."""
+        *,
+        encode: Callable[[str], list[int]],
+    ) -> tuple[int, npt.NDArray[Any], Cursor, list[int]]:
+        """Keep the drafted tokens token-by-token masked decoding would write; rows[i] follows guess[i-1].
+
+        As that decoding does: the model's masked pick must agree with a drafted token, and after
+        each pick the forced run (the jump-forward tokens) is taken whatever the model's logits
+        say, so drafted tokens there must be those of the forced run. A forced run the draft
+        stops in is returned as ``pending`` (not in ``tokens``, not fed: the next pass feeds it
+        before the model picks again). Returns the tokens kept, the logits after the last of
+        them (meaningless when pending), the cursor (after the pending run too) and pending.
+        """
         kept = 0
         logits = rows[0]
-        for drafted in guess:
+        pending: list[int] = []
+        while kept < len(guess):
             pick, after = self.choose(logits, cursor, sampler)
-            if pick != drafted:
+            if pick != guess[kept]:
                 break
             kept += 1
             tokens.append(pick)
             cursor = after
+            run, after_run = self.forced(cursor, encode)
+            same = 0
+            while same < len(run) and kept + same < len(guess) and guess[kept + same] == run[same]:
+                same += 1
+            tokens.extend(run[:same])
+            kept += same
+            if same < len(run):
+                pending, cursor = run[same:], after_run
+                break
+            cursor = after_run
             logits = rows[kept]
         self.drafted += len(guess)
         self.accepted += kept
-        return kept, logits, cursor
+        return kept, logits, cursor, pending
+
+    def _guess(
+        self,
+        cursor: Cursor,
+        encode: Callable[[str], list[int]],
+        drafter: Drafter | None,
+        *,
+        context: list[int],
+        lookahead: int,
+        room: int,
+    ) -> list[int]:
+        """The draft of one pass: the grammar's guess, the drafter's proposal cut where the grammar
+        refuses a token (``context``: the ids before it), first whichever comes first."""
+        grammar_first = drafter is None or not drafter.over_grammar
+        guess = self.draft(cursor, encode, room) if grammar_first else []
+        if drafter is not None and not guess:
+            limit = min(lookahead, room)
+            guess = self._allowed(cursor, drafter.propose(context, limit)[:limit])
+        if not grammar_first and not guess:
+            guess = self.draft(cursor, encode, room)
+        return guess
+
+    def _branch_pass(
+        self,
+        model: RowModel,
+        cache: KVCache,
+        shared: list[int],
+        *,
+        cursor: Cursor,
+        sampler: Sampler,
+        tokens: list[int],
+        cancel: threading.Event | None,
+        budget: tuple[int, int, int],
+    ) -> tuple[KVCache, npt.NDArray[Any], Cursor, list[int]] | None:
+        """One pass over ``shared`` + each branch row; keeps the row the model picks, as far as it agrees.
+
+        ``budget``: the most rows, the most positions over all rows (each row is ``shared`` +
+        at most the same number of candidate tokens), the tokens left in the round. None
+        (nothing fed) where the grammar does not branch after ``shared``, the budget leaves
+        fewer than two rows, or it would cut the grammar's guess short (row 0; the single
+        chain of the guess feeds it whole instead). The pick after the shared part is read
+        from row 0 (every row computes the same there), so which row is kept does not depend
+        on which rows were fed; without a row starting with it only the shared part is kept,
+        and the next pass feeds the pick.
+        """
+        most_rows, positions, left = budget
+        fit = positions // (len(shared) + 1)  # rows of one candidate token each
+        if fit < 2:
+            return None
+        rows = self.branches(cursor, model.encode, min(most_rows, fit), left)
+        count = min(len(rows), fit)
+        width = positions // max(1, count) - len(shared)
+        if count < 2 or (self._guess_first(cursor) and width < len(rows[0])):
+            return None  # too few rows fit, or the grammar's guess fits whole only in a single chain
+        rows = [row[:width] for row in rows[:count]]
+        logits, row_cache = model.verify_rows(cache, [[*shared, *row] for row in rows], cancel=cancel)
+        at = len(shared) - 1
+        pick, _ = self.choose(logits[0, at], cursor, sampler)
+        chosen = next((i for i, row in enumerate(rows) if row[0] == pick), 0)
+        row = rows[chosen]
+        seq = np.concatenate([logits[0, at : at + 1], logits[chosen, at + 1 : at + 1 + len(row)]])
+        kept, after, cursor, pending = self._accept(seq, row, cursor, sampler, tokens, encode=model.encode)
+        self.branch_passes += 1
+        self.branch_rows += len(rows)
+        self.branch_hits += kept > 0
+        return row_cache(chosen, cache.length + len(shared) + kept), after, cursor, pending
 
     # -- one round -----------------------------------------------------------------------
 
@@ -848,6 +998,8 @@ class ConstrainedDecoder:
         drafter: Drafter | None = None,
         history: Sequence[int] = (),
         lookahead: int = 4,
+        branches: int = 0,
+        branch_tokens: int = 16,
     ) -> Generation:
         """Decode to a stop id or the budget; ``steps`` counts sequential decoder passes.
 
@@ -857,44 +1009,82 @@ class ConstrainedDecoder:
         (first, unless ``drafter.over_grammar``; the other only where the first has none).
         Drafted tokens are kept as far as the model's own masked greedy pick agrees, so the
         tokens are those of token-by-token masked decoding.
+
+        Branch rows (greedy, ``branches`` >= 2, a model with a dynamic batch: RowModel): where
+        the grammar branches right after the forced run, the pass feeds one batch row per valid
+        continuation there (``branches``: the most rows, ``branch_tokens``: the most positions
+        over all rows), each the pick + forced run + that continuation; the model's pick after
+        the shared part (row 0's logits) selects the row, whose tokens are then kept as far as
+        the model agrees, with that row's cache cut to them (_branch_pass).
         """
         tokens: list[int] = []
         cursor = cursor or Cursor(None)
         steps = 0
         drafting = draft and sampler.sampling.temperature <= 0.0
+        pending: list[int] = []  # a forced run a kept draft stopped in: the next pass feeds it, no pick
         if opened is not None:
             # The prefill already fed the opening draft: keep what the model agrees with.
             cache = opened.cache
             opening = opened.draft if drafting else ()
-            kept, logits, cursor = self._accept(
-                opened.rows[: len(opening) + 1], opening, cursor, sampler, tokens
+            kept, logits, cursor, pending = self._accept(
+                opened.rows[: len(opening) + 1], opening, cursor, sampler, tokens, encode=model.encode
             )
             cache = cache.truncated(cache.length - (len(opened.draft) - kept))
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled during decoding")
-            token, cursor = self.choose(logits, cursor, sampler)
-            tokens.append(token)
-            if token in self.stops:
-                return Generation(tuple(tokens), token, cache, (), steps)
-            if len(tokens) >= max_new_tokens:
-                return Generation(tuple(tokens), None, cache, (token,), steps)
-            run, cursor = self.forced(cursor, model.encode)
-            run = run[: max(0, max_new_tokens - len(tokens))]
-            tokens.extend(run)
-            guess: list[int] = []
-            grammar_first = drafter is None or not drafter.over_grammar
-            if drafting and grammar_first:
-                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
-            if drafting and drafter is not None and not guess:
-                limit = min(lookahead, max_new_tokens - len(tokens))
-                guess = self._allowed(cursor, drafter.propose([*history, *tokens], limit)[:limit])
-            if drafting and not grammar_first and not guess:
-                guess = self.draft(cursor, model.encode, max_new_tokens - len(tokens))
-            feed = [token, *run, *guess]
-            rows, cache = model.verify(cache, feed, cancel=cancel)
+            pending = pending[: max(0, max_new_tokens - len(tokens))]
+            if pending:
+                shared, pending = pending, []
+                tokens.extend(shared)
+            else:
+                token, cursor = self.choose(logits, cursor, sampler)
+                tokens.append(token)
+                if token in self.stops:
+                    return Generation(tuple(tokens), token, cache, (), steps)
+                if len(tokens) >= max_new_tokens:
+                    return Generation(tuple(tokens), None, cache, (token,), steps)
+                run, cursor = self.forced(cursor, model.encode)
+                run = run[: max(0, max_new_tokens - len(tokens))]
+                tokens.extend(run)
+                shared = [token, *run]
+            branched = (
+                self._branch_pass(
+                    model,
+                    cache,
+                    shared,
+                    cursor=cursor,
+                    sampler=sampler,
+                    tokens=tokens,
+                    cancel=cancel,
+                    budget=(branches, branch_tokens, max_new_tokens - len(tokens)),
+                )
+                if drafting and branches >= 2 and isinstance(model, RowModel) and model.batched
+                else None
+            )
+            if branched is not None:
+                cache, logits, cursor, pending = branched
+                steps += 1
+                if len(tokens) >= max_new_tokens:
+                    return Generation(tuple(tokens), None, cache, (), steps)
+                continue
+            guess = (
+                self._guess(
+                    cursor,
+                    model.encode,
+                    drafter,
+                    context=[*history, *tokens],
+                    lookahead=lookahead,
+                    room=max_new_tokens - len(tokens),
+                )
+                if drafting
+                else []
+            )
+            rows, cache = model.verify(cache, [*shared, *guess], cancel=cancel)
             steps += 1
-            kept, logits, cursor = self._accept(rows[len(run) :], guess, cursor, sampler, tokens)
+            kept, logits, cursor, pending = self._accept(
+                rows[len(shared) - 1 :], guess, cursor, sampler, tokens, encode=model.encode
+            )
             if kept < len(guess):
                 cache = cache.truncated(cache.length - (len(guess) - kept))
             if len(tokens) >= max_new_tokens:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -194,6 +194,9 @@ class GemmaRuntime:
         self._ple_dtype = _NP_TYPES.get(dec_inputs["per_layer_inputs"].type, np.float32)
         self._kv_dtype = _NP_TYPES.get(dec_inputs["past_key_values.0.key"].type, np.float32)
         self._has_logits_to_keep = "num_logits_to_keep" in dec_inputs
+        batch = dec_inputs["inputs_embeds"].shape[0] if dec_inputs["inputs_embeds"].shape else 1
+        self.batched = not isinstance(batch, int)
+        """The decoder's batch dimension is dynamic: branch rows can share one pass (verify_rows)."""
         self._use_cache_branch_rank = (
             len(dec_inputs["use_cache_branch"].shape) if "use_cache_branch" in dec_inputs else None
         )
@@ -355,6 +358,79 @@ class GemmaRuntime:
             raise Cancelled("cancelled before a decoder pass")
         embeds, per_layer = self.embed(ids)
         return self.forward(cache, embeds, per_layer, every_position=True)
+
+    def verify_rows(
+        self, cache: KVCache, rows: Sequence[Sequence[int]], *, cancel: threading.Event | None = None
+    ) -> tuple[npt.NDArray[Any], Callable[[int, int], KVCache]]:
+        """Feed several continuations of ``cache`` in one decoder pass, one batch row each.
+
+        The past is replicated per row; rows shorter than the longest are padded at their end
+        (causal attention: a position never sees a later one, so padding changes nothing before
+        it). Returns the logits after each id of each row [rows, longest, vocab] and a function
+        giving row r's cache after ``length`` tokens in all (the kept part of one row, copied so
+        the batch is freed).
+        """
+        if not rows or not all(rows):
+            raise ValueError("verify_rows needs non-empty rows")
+        if not self.batched:
+            raise BrainError("this decoder graph has a fixed batch size: no branch rows", code="no_batch")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before a decoder pass")
+        count, seq = len(rows), max(len(r) for r in rows)
+        ids = np.full((count, seq), self.tokens.pad, dtype=np.int64)
+        for index, row in enumerate(rows):
+            ids[index, : len(row)] = row
+        ids = np.where(ids == self.tokens.audio, self.tokens.pad, ids)
+        embeds, per_layer = self.embed_session.run(self._embed_names, {"input_ids": ids})
+        total = cache.length + seq
+        feed: dict[str, Any] = {
+            "inputs_embeds": embeds.astype(self._embeds_dtype, copy=False),
+            "per_layer_inputs": per_layer.astype(self._ple_dtype, copy=False),
+            "attention_mask": np.ones((count, total), dtype=np.int64),
+            "position_ids": np.repeat(np.arange(cache.length, total, dtype=np.int64)[None, :], count, axis=0),
+        }
+        if self._has_logits_to_keep:
+            feed["num_logits_to_keep"] = np.array(seq, dtype=np.int64)
+        if self._use_cache_branch_rank is not None:
+            flag = np.array(cache.length > 0, dtype=bool)
+            feed["use_cache_branch"] = flag.reshape((1,) * self._use_cache_branch_rank)
+        for (key_name, value_name), key, value in zip(
+            self._past_names, cache.keys, cache.values, strict=True
+        ):
+            feed[key_name] = np.repeat(key, count, axis=0)
+            feed[value_name] = np.repeat(value, count, axis=0)
+        outputs = self.decoder_session.run(self._output_names, feed)
+        logits = outputs[0][:, -seq:].astype(np.float32, copy=False)
+        presents = outputs[1:]
+        limits = [cache.length + len(r) for r in rows]
+
+        def row_cache(row: int, length: int) -> KVCache:
+            if not cache.length <= length <= limits[row]:
+                raise ValueError(f"row {row} holds {cache.length}..{limits[row]} tokens, not {length}")
+            keys = tuple(np.ascontiguousarray(k[row : row + 1, :, :length]) for k in presents[0::2])
+            values = tuple(np.ascontiguousarray(v[row : row + 1, :, :length]) for v in presents[1::2])
+            return KVCache(keys, values, length)
+
+        return logits, row_cache
+
+    def rows_problem(self, cache: KVCache) -> str | None:
+        """Why branch rows cannot share a pass on this decoder graph (None: they can).
+
+        A dynamic batch dimension is declared by the onnx-community exports; this also runs
+        two one-token rows after ``cache`` and compares each with the same token fed alone.
+        """
+        if not self.batched:
+            return "the decoder graph has a fixed batch size"
+        ids = [self.tokens.pad, self.tokens.bos]
+        try:
+            rows, _ = self.verify_rows(cache, [[ids[0]], [ids[1]]])
+            for index, token in enumerate(ids):
+                alone, _ = self.verify(cache, [token])
+                if not np.allclose(rows[index, 0], alone[0], rtol=1e-2, atol=1e-2):
+                    return "batch rows give other logits than the same tokens fed alone"
+        except Exception as exc:  # onnxruntime raises its own types for shape errors
+            return f"a batch of two rows fails ({exc})"
+        return None
 
     def generate(
         self,
