@@ -28,7 +28,13 @@ from gemma_helpers import CONTEXT, ROOT, Lights, ScriptedChoices, recording, set
 from test_gemma_constrained import OneByOne, home_tools
 
 from assistant.brains.gemma.brain import make_gemma_brain
-from assistant.brains.gemma.constrained import CallGrammar, ConstrainedDecoder, Cursor, vocabulary_of
+from assistant.brains.gemma.constrained import (
+    CallGrammar,
+    ConstrainedDecoder,
+    Cursor,
+    symbols_of,
+    vocabulary_of,
+)
 from assistant.brains.gemma.files import load_model_files
 from assistant.brains.gemma.runtime import Cancelled, GemmaRuntime, KVCache, Sampler, Sampling
 from assistant.config import ConfigError, parse_settings
@@ -382,3 +388,25 @@ def test_branch_settings_are_checked() -> None:
         parse_settings("brain:\n  gemma:\n    branch_tokens: 1\n")
     gemma = parse_settings("brain:\n  gemma:\n    branches: 16\n    branch_tokens: 64\n").brain.gemma
     assert (gemma.branches, gemma.branch_tokens) == (16, 64)
+
+
+def test_branch_rows_put_the_keys_after_the_last_written_first() -> None:
+    """Gemma's template writes a call's arguments sorted by key (dictsort): after ``{`` the rows
+    start with the keys, after ``brightness:30,`` with the keys after ``brightness``; a key before
+    it stays allowed (only the order of the rows changes)."""
+    bench = load_script("bench/bench_gemma_loop.py")
+    grammar = CallGrammar(bench.home_tools())
+
+    def walk(text: str) -> frozenset[Any]:
+        states = grammar.start()
+        for sym in symbols_of(text):
+            states = grammar.step(states, sym)
+        assert states, text
+        return states
+
+    opened = walk("call:HassLightSet{")
+    assert grammar.keys_ahead(opened) == {"a": "area", "b": "brightness", "c": "color", "n": "name"}
+    after = walk("call:HassLightSet{brightness:30,")
+    assert grammar.keys_ahead(after) == {"c": "color", "n": "name"}
+    assert "a" in grammar.next_symbols(after)  # area, before brightness, is still valid
+    assert grammar.keys_ahead(walk("call:HassLightSet{brightness:3")) == {}

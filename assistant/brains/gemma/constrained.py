@@ -408,6 +408,30 @@ class CallGrammar:
             return min(keys)[1]
         return "," if "," in nxt else None
 
+    @staticmethod
+    def keys_ahead(states: frozenset[State]) -> dict[str, str]:
+        """Where a key may start: its first symbol -> the key, for the keys after the last one written.
+
+        Gemma's chat template writes a call's arguments sorted by key (``dictsort``), so the model's
+        own calls most likely come that way: after ``{`` any key, after ``brightness:30,`` the keys
+        after ``brightness``. Only an order for branch rows (every valid key stays allowed).
+        """
+        ahead: dict[str, str] = {}
+        for state in states:
+            if len(state) < 3:
+                continue
+            (top, index), (seq, part), (obj, data) = state[-1], state[-2], state[-3]
+            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value" or part:
+                continue
+            name = obj.names.get(id(seq))
+            if name is None or index != 0:
+                continue
+            written = data[0] - {name}
+            if not written or name > max(written):
+                sym = top.syms[0]
+                ahead[sym] = min(ahead.get(sym, name), name)
+        return ahead
+
     def accepts(self, text: str) -> bool:
         """True when ``text`` (after ``<|tool_call>``) is one whole valid call."""
         states = self.start()
@@ -808,9 +832,10 @@ class ConstrainedDecoder:
         if ANY in nxt or ACCEPT in states or len(nxt) < 2:
             return []
         guess = self.grammar.draft_symbol(states)
+        ahead = self.grammar.keys_ahead(states)
         out: list[list[int]] = []
         firsts: set[int] = set()
-        for sym in sorted(nxt, key=lambda s: (s != guess, s)):
+        for sym in sorted(nxt, key=lambda s: (s not in ahead, s != guess, ahead.get(s, ""), s)):
             # The first token as the tokenizer writes this continuation (the model's likely pick),
             # then what token-by-token decoding feeds after that pick: its forced run, then the
             # grammar's draft (as _accept keeps them).
