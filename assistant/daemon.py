@@ -60,10 +60,11 @@ from assistant.brains.base import (
     ToolGateway,
     turn_figures,
 )
-from assistant.capabilities import AsyncClosable, Closable, SupportsBatching, SupportsVolume
+from assistant.capabilities import AsyncClosable, Closable, PlaysPcm, SupportsBatching, SupportsVolume
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode, TtsError, coded
 from assistant.frame_bridge import ThreadedFrameSource
+from assistant.handoff import HandedOff, TurnHandoff
 from assistant.inbox import Announce, Command, Inbox, PushToTalk, SetMuted, SetVolume, Shutdown, Stop
 from assistant.runs import Counters, Run
 from assistant.tools.base import Tool
@@ -285,6 +286,7 @@ class Orchestrator:
         frame_stall_s: float = 5.0,
         brain_stall_s: float = 60.0,
         idle_batch_ms: int = IDLE_BATCH_MS,
+        handoff: TurnHandoff | None = None,
     ) -> None:
         """Wire the parts.
 
@@ -294,7 +296,9 @@ class Orchestrator:
         frame arrived for ``frame_stall_s`` or a brain call runs longer than
         ``brain_stall_s``. ``idle_batch_ms``: burst length asked of a source that
         ``SupportsBatching`` while latency does not matter (idle); 0 keeps every frame
-        immediate.
+        immediate. ``handoff``: offered each utterance before the brain (``assistant.handoff``:
+        Home Assistant's pipeline through our Wyoming satellite endpoint); it may also be
+        set later (``orchestrator.handoff``), before a turn.
         """
         self.settings = settings
         self.site = settings.site
@@ -311,6 +315,7 @@ class Orchestrator:
         self.frame_stall_s = frame_stall_s
         self.brain_stall_s = brain_stall_s
         self.idle_batch_ms = idle_batch_ms
+        self.handoff = handoff
         self._batch_ms: int | None = None
         self.counters = Counters()
         self.muted = False
@@ -693,6 +698,11 @@ class Orchestrator:
                                head: bytes = b"") -> None:
         run.mark("think_start")
         self._emit(EventType.THINK_START, {"run": run.id})
+        if (handed := await self._hand_off(run, utterance)) is not None:
+            if stream is not None:
+                _quietly_abort(stream)
+            await self._handed_off(run, handed)
+            return
         self._brain_calls[run.id] = time.monotonic()
         gateway = _ObservedGateway(
             self.router,
@@ -731,6 +741,65 @@ class Orchestrator:
             self._emit(EventType.TRANSCRIPT, {"text": turn.transcript})
         rest = dataclasses.replace(turn.reply, text=unsaid(ahead.said, turn.reply.text))
         await self._reply(run, rest, ahead=bool(ahead.said))
+
+    async def _hand_off(self, run: Run, utterance: Utterance) -> HandedOff | None:
+        """The turn given to the handoff (None: the brain's). An answer to our own question stays ours."""
+        handoff = self.handoff
+        if handoff is None or self._listen_reason == "confirmation":
+            return None
+        if self.router.pending_confirmation(self.site) is not None:
+            return None
+        try:
+            return await handoff.take(utterance, run.cancel)
+        except Exception as err:  # it may have handed the turn over already: the brain must not act on it too
+            _LOGGER.exception("The turn handoff failed")
+            return HandedOff(problem=f"the turn handoff failed: {err}", code=ErrorCode.HA_SATELLITE_LOST)
+
+    async def _handed_off(self, run: Run, handed: HandedOff) -> None:
+        """The other side's turn: its answer played (or its text spoken), the run ended; no brain sees it."""
+        run.mark("think_end")
+        run.transcript, run.reply = handed.transcript, handed.reply
+        self._emit(EventType.THINK_END, {"understood": handed.problem is None, "tool_calls": [],
+                                         "timings_ms": {}, "counts": {}, "flags": ["handed_off"]})
+        if handed.transcript is not None:
+            self._emit(EventType.TRANSCRIPT, {"text": handed.transcript})
+        if self._run is not run or run.cancel.is_set():
+            return
+        handoff = self.handoff
+        try:
+            if handed.audio and handed.rate and isinstance(self.tts, PlaysPcm):
+                if await self._play(run, self.tts, handed) is None:
+                    return
+            elif handed.reply:  # no sound came (or this sink cannot play it): our voice says it
+                if await self._speak(run, handed.reply) is None:
+                    return
+            else:
+                problem = AssistantError(handed.problem or "no answer",
+                                         code=handed.code or ErrorCode.HA_PIPELINE_FAILED)
+                await self._fail(run, "handoff", problem, speak=False)
+                return
+        finally:
+            if handoff is not None:
+                await handoff.played()
+        if self._run is run and not run.cancel.is_set():
+            self._end_run("ok")
+
+    async def _play(self, run: Run, sink: PlaysPcm, handed: HandedOff) -> SpeakResult | None:
+        """speaking: sound made elsewhere through the sink; None when it failed (already reported)."""
+        self._set_state(State.SPEAKING)
+        self._emit(EventType.TTS_START, {"text": handed.reply, "sink": self.tts.name})
+        try:
+            result = await self._in_thread(sink.play_pcm, handed.audio, handed.rate, run.cancel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if self._run is run and not run.cancel.is_set():
+                await self._fail(run, "tts", coded(err, TtsError, ErrorCode.TTS_OUTPUT_FAILED), speak=False)
+            return None
+        if result.first_audio_at is not None:
+            run.mark("first_audio", result.first_audio_at)
+        self._emit(EventType.TTS_END, {"completed": result.completed, "path": result.path})
+        return result
 
     async def _reply(self, run: Run, reply: Reply, *, ahead: bool = False) -> None:
         """speaking, then idle, or listening again for a confirmation or a follow-up.

@@ -73,7 +73,7 @@ def test_describe_and_ping_are_answered_at_once() -> None:
         ([Transcribe(language="fr").event()], "wyoming_not_served"),
         ([Event("transcript", {"text": ["a"]})], "wyoming_bad_event"),
         ([Event("transcript", {"text": "a" * 1001})], "wyoming_too_large"),
-        ([Event("synthesize", {"text": "hello"})], "wyoming_bad_event"),
+        ([Event("synthesize", {"text": "hello"})], "wyoming_not_served"),  # tts not served here
     ],
 )
 def test_what_breaks_the_protocol_is_refused_with_a_code(events: list[Event], code: str) -> None:
@@ -151,7 +151,7 @@ def test_the_server_settings_parse_and_a_bad_site_is_reported_with_its_line() ->
     server = settings.wyoming.server
     assert server is not None and server.serve == ("asr",) and server.site == "home-assistant"
     with pytest.raises(ConfigError) as caught:
-        parse_settings("wyoming:\n  server:\n    port: 0\n    serve: [tts]\n")
+        parse_settings("wyoming:\n  server:\n    port: 0\n    serve: [wake]\n")
     assert "<string>:3: wyoming.server.port" in str(caught.value) and "serve.[0]" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         parse_settings("wyoming:\n  server:\n    site: living room\n")
