@@ -79,6 +79,9 @@ class SatelliteLimits:
     """Longest wait for the peer to take one event."""
     answer_timeout_s: float = 30.0
     """Longest wait from the end of our speech to the end of HA's answer."""
+    speech_timeout_s: float = 8.0
+    """Longest wait, once HA said its answer's text (``synthesize``), for that answer's sound
+    (a pipeline whose tts fails sends none: then our own voice says the text)."""
     max_answer_s: float = 60.0
     """Most answer audio (at its own rate)."""
     chunk_samples: int = 1024
@@ -104,6 +107,8 @@ class _Turn:
         self._reply = ""
         self._audio = bytearray()
         self._rate = 0
+        self.reply_at: float | None = None
+        """Loop time of ``synthesize`` (the answer's text)."""
 
     def receive(self, event: Event) -> None:
         """One of HA's events while the turn is on; those that say nothing here are dropped."""
@@ -114,6 +119,7 @@ class _Turn:
             self._transcript = _text(data)
         elif kind == "synthesize":
             self._reply = _text(data) or ""
+            self.reply_at = asyncio.get_running_loop().time()
         elif kind == "audio-start":
             rate, width, channels = data.get("rate"), data.get("width"), data.get("channels")
             if not (isinstance(rate, int) and rate in ANSWER_RATES and width == 2 and channels == 1):
@@ -265,10 +271,13 @@ class SatelliteEndpoint:
         deadline = loop.time() + limit
         while not turn.done.is_set():
             left = deadline - loop.time()
+            if turn.reply_at is not None:
+                left = min(left, turn.reply_at + self._limits.speech_timeout_s - loop.time())
             if cancel.is_set():
                 turn.end("the turn was cancelled here", ErrorCode.HA_SATELLITE_LOST)
             elif left <= 0:
-                turn.end(f"no answer from Home Assistant within {limit:g} s", ErrorCode.HA_SATELLITE_LOST)
+                said = "no sound for its answer" if turn.reply_at is not None else "no answer"
+                turn.end(f"{said} from Home Assistant in time", ErrorCode.HA_SATELLITE_LOST)
             else:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(0.05, left)):  # the cancel flag is a thread's: polled

@@ -110,6 +110,8 @@ class HomeAssistant:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         # No network for HA itself: every requirement comes from the venv (scripts/ha_core_env).
         env.update(UV_OFFLINE="1", PIP_NO_INDEX="1", UV_NO_CACHE="1")
+        # HA runs "ffmpeg" (its tts converts a satellite's answer): the venv's own (scripts/ha_core_env)
+        env["PATH"] = f"{_venv(self.release) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         console = (self.config_dir / "console.log").open("wb")
         started = time.monotonic()
         self.proc = subprocess.Popen(

@@ -59,8 +59,8 @@ def _endpoint(**limits: Any) -> SatelliteEndpoint:
                              version="9.9-test", area="kitchen", limits=SatelliteLimits(**limits))
 
 
-async def _within(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _within(condition: Callable[[], bool], limit_s: float = 5.0) -> None:
+    deadline = time.monotonic() + limit_s
     while not condition():
         assert time.monotonic() < deadline, "condition never met"
         await asyncio.sleep(0.01)
@@ -80,9 +80,9 @@ class HomeAssistantSide:
             await _within(lambda: self.endpoint.running)
         return self
 
-    async def read(self, kind: str, timeout: float = 5.0) -> Event:
+    async def read(self, kind: str, limit_s: float = 5.0) -> Event:
         """The next event of ``kind`` (others skipped)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             while True:
                 event = await self.client.read_event()
                 assert event is not None, f"disconnected while waiting for {kind}"
@@ -102,20 +102,22 @@ class HomeAssistantSide:
             assert (chunk.rate, chunk.width, chunk.channels) == (16000, 2, 1)
             heard += chunk.audio
 
-    async def read_any(self, timeout: float = 5.0) -> Event:
-        async with asyncio.timeout(timeout):
+    async def read_any(self, limit_s: float = 5.0) -> Event:
+        async with asyncio.timeout(limit_s):
             event = await self.client.read_event()
         assert event is not None, "disconnected"
         return event
 
-    async def answer(self, transcript: str, reply: str, audio: bytes = ANSWER, rate: int = ANSWER_RATE) -> None:
+    async def answer(self, transcript: str, reply: str, audio: bytes = ANSWER,
+                     rate: int = ANSWER_RATE) -> None:
         """The events HA's pipeline forwards, in its order, for a turn that ends in speech."""
         for event in (Transcribe(language="en").event(), VoiceStarted(timestamp=0).event(),
                       VoiceStopped(timestamp=400).event(), Transcript(text=transcript).event(),
                       Synthesize(text=reply).event(), AudioStart(rate=rate, width=2, channels=1).event()):
             await self.client.write_event(event)
         for at in range(0, len(audio), 2048):
-            await self.client.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=audio[at:at + 2048]).event())
+            chunk = AudioChunk(rate=rate, width=2, channels=1, audio=audio[at:at + 2048])
+            await self.client.write_event(chunk.event())
         await self.client.write_event(AudioStop().event())
 
     async def close(self) -> None:
@@ -146,7 +148,7 @@ def test_describe_offers_a_satellite_and_nothing_else_with_our_name_and_version(
         ha = await HomeAssistantSide(endpoint).connect(run=False)
         await ha.client.write_event(Describe().event())
         info = Info.from_event(await ha.read("info"))
-        assert info.satellite is not None and info.satellite.installed  # what makes HA take it for a satellite
+        assert info.satellite is not None and info.satellite.installed  # HA takes the entry for a satellite
         assert (info.satellite.name, info.satellite.version, info.satellite.area) == ("assistant", "9.9-test",
                                                                                       "kitchen")
         assert "English" in (info.satellite.description or "")
@@ -203,7 +205,7 @@ def test_no_connection_or_a_paused_satellite_leaves_the_turn_to_our_brain() -> N
     _run(scenario)
 
 
-def test_a_connection_lost_after_the_hand_over_ends_the_turn_without_an_answer_and_without_a_fallback() -> None:
+def test_a_connection_lost_after_the_hand_over_ends_the_turn_without_an_answer_nor_a_fallback() -> None:
     async def scenario(endpoint: SatelliteEndpoint) -> None:
         ha = await HomeAssistantSide(endpoint).connect()
         taken = _take(endpoint)
@@ -243,11 +245,15 @@ def test_home_assistant_errors_and_bad_answers_end_the_turn_with_a_reason() -> N
                          *[AudioChunk(rate=8000, width=2, channels=1, audio=bytes(16000)).event()] * 12)
         assert big.code == "wyoming_too_large", big  # over max_answer_s (1 s at 48 kHz)
         late = await turn(Synthesize(text="Done.").event())  # the text, and then no speech
-        assert late.code == "ha_satellite_lost" and late.reply == "Done." and "no answer" in (late.problem or "")
+        assert late.code == "ha_satellite_lost" and late.reply == "Done."
+        assert "no sound" in (late.problem or "")
+        silent = await turn()  # nothing at all
+        assert silent.code == "ha_satellite_lost" and not silent.reply
+        assert "no answer" in (silent.problem or "")
         assert endpoint.running  # none of it ended the connection
         await ha.close()
 
-    _run(scenario, max_answer_s=1.0, answer_timeout_s=0.5)
+    _run(scenario, max_answer_s=1.0, answer_timeout_s=0.5, speech_timeout_s=0.3)
 
 
 def test_what_is_not_a_wyoming_event_gets_an_error_and_a_disconnect_and_the_endpoint_serves_on() -> None:
@@ -288,7 +294,8 @@ def test_the_satellite_port_must_differ_from_the_server_port() -> None:
 
 
 def _command() -> bytes:
-    return silence(0.4) + espeak16("okay nabu") + silence(0.6) + espeak16("turn on the kitchen light") + silence(1.5)
+    command = espeak16("turn on the kitchen light")
+    return silence(0.4) + espeak16("okay nabu") + silence(0.6) + command + silence(1.5)
 
 
 def test_the_orchestrator_hands_a_wake_word_turn_to_home_assistant_and_takes_it_back_when_ha_is_gone(
@@ -298,8 +305,8 @@ def test_the_orchestrator_hands_a_wake_word_turn_to_home_assistant_and_takes_it_
     endpoint = _endpoint()
     gone = threading.Event()
     brain = ScriptedBrain(tool_reply("Turned on the kitchen light."))
-    rig = Rig(tmp_path, [Segment(_command()), Segment(_command(), wait_for=gone.is_set, label="second")], brain,
-              tts=sink, handoff=endpoint)
+    segments = [Segment(_command()), Segment(_command(), wait_for=gone.is_set, label="second")]
+    rig = Rig(tmp_path, segments, brain, tts=sink, handoff=endpoint)
     heard: list[bytes] = []
     played_first: list[int] = []
 
