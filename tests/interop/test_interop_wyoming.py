@@ -291,6 +291,8 @@ def _wake_and(command: str) -> bytes:
 
 def test_our_satellite_hands_its_wake_word_turns_to_home_assistants_pipeline_over_our_asr_and_handle(
         setup: Setup, tmp_path: Path) -> None:
+    if not (_venv(RELEASE) / "bin" / "ffmpeg").exists():  # HA's tts converts the answer with it
+        pytest.skip(f"no ffmpeg in {_venv(RELEASE)}: run scripts/ha_core_env")
     endpoint, watcher, mark = setup.served.satellite, setup.watcher, setup.watcher.mark()
     assert endpoint is not None
     assert _wait(lambda: endpoint.running, 15)  # HA sent run-satellite
