@@ -543,7 +543,7 @@ class Orchestrator:
         """A fresh stream for the utterance about to be spoken (a brain that is ``Streaming``)."""
         self._abort_stream()
         brain = self.brain
-        if not isinstance(brain, Streaming):
+        if not isinstance(brain, Streaming) or self._handed_away():
             return
         try:
             self._stream = brain.begin_stream(self.site, self.router)
@@ -599,7 +599,7 @@ class Orchestrator:
         (else it decodes as usual). Speech that goes on simply makes the guess unused.
         """
         brain = self.brain
-        if not isinstance(brain, Prefetching):
+        if not isinstance(brain, Prefetching) or self._handed_away():
             return
         pcm = self.segmenter.pending_pcm(PREFETCH_SILENCE_S)
         if pcm is None:
@@ -741,6 +741,11 @@ class Orchestrator:
             self._emit(EventType.TRANSCRIPT, {"text": turn.transcript})
         rest = dataclasses.replace(turn.reply, text=unsaid(ahead.said, turn.reply.text))
         await self._reply(run, rest, ahead=bool(ahead.said))
+
+    def _handed_away(self) -> bool:
+        """The turn being heard will most likely go to the handoff: no head start for the brain
+        (its decode would take the cores the other side's work needs: HA calls our asr)."""
+        return self.handoff is not None and self.handoff.active and self._listen_reason != "confirmation"
 
     async def _hand_off(self, run: Run, utterance: Utterance) -> HandedOff | None:
         """The turn given to the handoff (None: the brain's). An answer to our own question stays ours."""

@@ -37,6 +37,11 @@ class HandedOff:
 class TurnHandoff(Protocol):
     """Takes turns away from the brain (see the module docstring)."""
 
+    @property
+    def active(self) -> bool:
+        """Whether it would take a turn now (the brain then gets no head start on the speech)."""
+        ...
+
     async def take(self, utterance: Utterance, cancel: threading.Event) -> HandedOff | None:
         """None: not taken (the brain answers). Else the turn's end; returns soon after ``cancel`` is set."""
         ...

@@ -195,6 +195,11 @@ class SatelliteEndpoint:
         """HA is connected and runs us (``run-satellite``, no pause since): turns go to it."""
         return self._link is not None and self._link.running
 
+    @property
+    def active(self) -> bool:
+        """``running``: the next turn will most likely be HA's (``TurnHandoff``)."""
+        return self.running
+
     async def start(self) -> None:
         """Listen on ``settings.host:satellite_port``; raises OSError when the address is taken."""
         self._server = await asyncio.start_server(

@@ -293,6 +293,31 @@ def test_the_satellite_port_must_differ_from_the_server_port() -> None:
 # --------------------------------------------------------------------------- the daemon
 
 
+class HeadStartBrain(ScriptedBrain):
+    """A scripted brain that would decode ahead (``Streaming``, ``Prefetching``): counts its head starts."""
+
+    def __init__(self, *steps: Any) -> None:
+        super().__init__(*steps)
+        self.streams = 0
+        self.prefetches = 0
+
+    def prefetch(self, pcm: bytes, router: Any) -> None:
+        self.prefetches += 1
+
+    def begin_stream(self, site: str = "default", router: Any = None) -> HeadStartBrain:
+        self.streams += 1
+        return self
+
+    def feed(self, pcm: bytes) -> None:
+        pass
+
+    def finish(self, utterance: Utterance, router: Any, cancel: threading.Event) -> Any:
+        return self.handle(utterance, router, cancel)
+
+    def abort(self) -> None:
+        pass
+
+
 def _command() -> bytes:
     command = espeak16("turn on the kitchen light")
     return silence(0.4) + espeak16("okay nabu") + silence(0.6) + command + silence(1.5)
@@ -304,7 +329,7 @@ def test_the_orchestrator_hands_a_wake_word_turn_to_home_assistant_and_takes_it_
     sink = SpeakerSink("espeak", EspeakSynthesizer(), player)
     endpoint = _endpoint()
     gone = threading.Event()
-    brain = ScriptedBrain(tool_reply("Turned on the kitchen light."))
+    brain = HeadStartBrain(tool_reply("Turned on the kitchen light."))
     segments = [Segment(_command()), Segment(_command(), wait_for=gone.is_set, label="second")]
     rig = Rig(tmp_path, segments, brain, tts=sink, handoff=endpoint)
     heard: list[bytes] = []
@@ -333,6 +358,7 @@ def test_the_orchestrator_hands_a_wake_word_turn_to_home_assistant_and_takes_it_
     asyncio.run(main())
     assert len(heard) == 1 and 1.0 < len(heard[0]) / 32000 < 4.0  # the command, as our VAD cut it
     assert len(brain.utterances) == 1 and len(rig.router.calls) == 1  # only the second turn was ours
+    assert brain.streams == 1 and brain.prefetches == 1  # and no head start on HA's turn: HA needs the cores
     transcripts = [e.data["text"] for e in rig.log.events if e.type is EventType.TRANSCRIPT]
     assert transcripts[0] == "turn on the kitchen light"
     spoken = [e.data["text"] for e in rig.log.events if e.type is EventType.TTS_START]
