@@ -41,7 +41,16 @@ from assistant.types import EventType
 from tests.e2e.live_daemon import Watcher
 from tests.interop.test_ha_core import HomeAssistant, _venv, _wait
 from tests.support.mosquitto import Broker, free_port, mosquitto_available
-from tests.support.pipeline import PacedPlayer, ScriptedBrain, Segment, _piper, espeak16, piper16, silence
+from tests.support.pipeline import (
+    PacedPlayer,
+    ScriptedBrain,
+    Segment,
+    _piper,
+    espeak16,
+    piper16,
+    silence,
+    tool_reply,
+)
 from tests.support.rig import Rig
 from tests.support.wyoming_server import Served, served
 
@@ -344,3 +353,32 @@ def _run_events(setup: Setup, run: str) -> list[dict[str, Any]]:
     got = setup.socket.command({"type": "assist_pipeline/pipeline_debug/get", "pipeline_id": setup.pipeline,
                                 "pipeline_run_id": run})
     return list(got["events"])
+
+
+def test_muting_our_satellite_in_home_assistant_gives_the_turns_back_to_our_brain(setup: Setup,
+                                                                                 tmp_path: Path) -> None:
+    endpoint, mark = setup.served.satellite, setup.watcher.mark()
+    assert endpoint is not None
+    assert _wait(lambda: endpoint.running, 15)
+    mute = _entity(setup.socket, "switch")
+    assert mute is not None and "mute" in mute, mute
+    runs_before = _runs(setup)
+    setup.ha.call("switch", "turn_on", {"entity_id": mute})
+    paused_at = time.monotonic()
+    try:
+        assert _wait(lambda: not endpoint.running, 10)  # HA sent pause-satellite
+        brain = ScriptedBrain(tool_reply("Turned on the kitchen light."))
+        rig = Rig(tmp_path, [Segment(_wake_and("Turn on the kitchen light."))], brain, handoff=endpoint)
+        setup.served.loop.run(rig.orch.run(), timeout=60)
+        assert len(brain.utterances) == 1 and [c.name for c in rig.router.calls] == ["HassTurnOn"]
+        assert rig.sink.spoken == ["Turned on the kitchen light."]  # our own voice
+    finally:
+        # HA leaves its pipeline loop at the next pong (it pings 2 s after each): unmuted before
+        # that, it carries on with the paused connection and never sends run-satellite again
+        # (as a wyoming-satellite, we then stay paused). Give it the time a person would.
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - paused_at)))
+        setup.ha.call("switch", "turn_off", {"entity_id": mute})
+    assert _runs(setup) == runs_before  # HA ran nothing for it
+    time.sleep(0.3)
+    assert setup.demo_commands(mark) == []  # only our (fake) router saw the command
+    assert _wait(lambda: endpoint.running, 20)  # unmuted: HA reconnects and runs the satellite again
