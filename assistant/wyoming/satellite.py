@@ -74,7 +74,12 @@ class SatelliteLimits:
 
     wire: WireLimits = field(default_factory=WireLimits)
     idle_timeout_s: float = 30.0
-    """Longest quiet on a connection (HA pings every 2 s)."""
+    """Longest quiet on a connection before it is dropped (HA pings every 2 s while it runs us;
+    a muted satellite hears nothing)."""
+    stale_after_s: float = 8.0
+    """Quiet this long, the connection is not trusted with a turn (our brain takes it): HA pings
+    2 s after each pong, so a live HA is never this quiet while it runs us; a host that vanished
+    without closing the connection is."""
     write_timeout_s: float = 5.0
     """Longest wait for the peer to take one event."""
     answer_timeout_s: float = 30.0
@@ -167,6 +172,8 @@ class _Link:
     peer: object
     running: bool = False
     turn: _Turn | None = None
+    heard_at: float = 0.0
+    """Loop time of the last event from the peer."""
 
 
 class SatelliteEndpoint:
@@ -228,11 +235,13 @@ class SatelliteEndpoint:
     async def take(self, utterance: Utterance, cancel: threading.Event) -> HandedOff | None:
         """Hand the turn to HA's pipeline (see the module docstring); None: our brain takes it."""
         link = self._link
-        if link is None or not link.running or link.turn is not None:
-            why = "not connected" if link is None else "paused" if not link.running else "busy"
+        limits = self._limits
+        quiet = asyncio.get_running_loop().time() - link.heard_at if link is not None else 0.0
+        if link is None or not link.running or link.turn is not None or quiet > limits.stale_after_s:
+            why = ("not connected" if link is None else "paused" if not link.running
+                   else "busy" if link.turn is not None else f"silent for {quiet:.0f} s")
             _LOGGER.info("Home Assistant's satellite is %s: our brain takes the turn", why)
             return None
-        limits = self._limits
         turn = _Turn(int(limits.max_answer_s * max(ANSWER_RATES)) * 2)
         link.turn = turn
         try:
@@ -308,7 +317,7 @@ class SatelliteEndpoint:
         if task is not None:
             self._tasks.add(task)
         peer = writer.get_extra_info("peername")
-        old, link = self._link, _Link(writer, peer)
+        old, link = self._link, _Link(writer, peer, heard_at=asyncio.get_running_loop().time())
         if old is not None:  # HA reconnects after a failure it saw first: the newest connection is HA's
             _LOGGER.info("Wyoming satellite: %s replaces the connection of %s", peer, old.peer)
             old.writer.transport.abort()
@@ -350,6 +359,7 @@ class SatelliteEndpoint:
                 return WireError(f"no event for {limits.idle_timeout_s:g} s", code=ErrorCode.WYOMING_TIMEOUT)
             if event is None:
                 return None
+            link.heard_at = asyncio.get_running_loop().time()
             for reply in self._receive(link, event):
                 await self._write(link, reply)
         return None

@@ -205,6 +205,22 @@ def test_no_connection_or_a_paused_satellite_leaves_the_turn_to_our_brain() -> N
     _run(scenario)
 
 
+def test_a_connection_that_went_silent_is_not_trusted_with_a_turn() -> None:
+    async def scenario(endpoint: SatelliteEndpoint) -> None:
+        ha = await HomeAssistantSide(endpoint).connect()  # and then no ping: a host that vanished
+        await asyncio.sleep(0.4)
+        assert endpoint.running and await endpoint.take(_utterance(), threading.Event()) is None
+        await ha.client.write_event(Ping().event())  # HA's next ping: trusted again
+        await ha.read("pong")
+        taken = _take(endpoint)
+        await ha.hear_turn()
+        await ha.answer("hi", "Hello.")
+        assert (await taken) is not None
+        await ha.close()
+
+    _run(scenario, stale_after_s=0.3)
+
+
 def test_a_connection_lost_after_the_hand_over_ends_the_turn_without_an_answer_nor_a_fallback() -> None:
     async def scenario(endpoint: SatelliteEndpoint) -> None:
         ha = await HomeAssistantSide(endpoint).connect()
