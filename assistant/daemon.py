@@ -336,7 +336,7 @@ class Orchestrator:
         self._last_frame_at = time.monotonic()
         self._stream_time = 0.0
         self._wake_fed_until = 0.0
-        self._announcements: deque[str] = deque(maxlen=5)
+        self._announcements: deque[Announce] = deque(maxlen=5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -444,8 +444,8 @@ class Orchestrator:
                 self._request_shutdown()
             case PushToTalk():
                 self._on_push_to_talk()
-            case Announce(text=text):
-                self._on_announce(text)
+            case Announce():
+                self._on_announce(command)
             case SetMuted(muted=muted, from_home=from_home):
                 self.muted = muted
                 self._pace_source()
@@ -773,7 +773,7 @@ class Orchestrator:
         handoff = self.handoff
         try:
             if handed.audio and handed.rate and isinstance(self.tts, PlaysPcm):
-                if await self._play(run, self.tts, handed) is None:
+                if await self._play(run, self.tts, handed.reply, handed.audio, handed.rate) is None:
                     return
             elif handed.reply:  # no sound came (or this sink cannot play it): our voice says it
                 if await self._speak(run, handed.reply) is None:
@@ -789,12 +789,13 @@ class Orchestrator:
         if self._run is run and not run.cancel.is_set():
             self._end_run("ok")
 
-    async def _play(self, run: Run, sink: PlaysPcm, handed: HandedOff) -> SpeakResult | None:
-        """speaking: sound made elsewhere through the sink; None when it failed (already reported)."""
+    async def _play(self, run: Run, sink: PlaysPcm, text: str, pcm: bytes, rate: int) -> SpeakResult | None:
+        """speaking: sound made elsewhere (saying ``text``) through the sink; None when it failed
+        (already reported)."""
         self._set_state(State.SPEAKING)
-        self._emit(EventType.TTS_START, {"text": handed.reply, "sink": self.tts.name})
+        self._emit(EventType.TTS_START, {"text": text, "sink": self.tts.name})
         try:
-            result = await self._in_thread(sink.play_pcm, handed.audio, handed.rate, run.cancel)
+            result = await self._in_thread(sink.play_pcm, pcm, rate, run.cancel)
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -954,24 +955,34 @@ class Orchestrator:
         self._spawn(self._start_listening("push_to_talk"), "push-to-talk")
 
     def _on_stop_activity(self) -> None:
+        for dropped in self._announcements:
+            if dropped.done is not None:
+                dropped.done()
         self._announcements.clear()
         if self._run is None:
             return
         _LOGGER.info("Stop: cancelling %s", self._state)
         self._cancel_run("stop")
 
-    def _on_announce(self, text: str) -> None:
+    def _on_announce(self, announcement: Announce) -> None:
         if self._state is State.IDLE and not self._stop_requested:
-            self._spawn(self._announce(text), "announce")
+            self._spawn(self._announce(announcement), "announce")
         else:
-            self._announcements.append(text)
+            self._announcements.append(announcement)
 
-    async def _announce(self, text: str) -> None:
+    async def _announce(self, announcement: Announce) -> None:
         if self._state is not State.IDLE:
-            self._announcements.appendleft(text)
+            self._announcements.appendleft(announcement)
             return
         run = self._new_run("announce")
-        await self._speak(run, text)
+        try:
+            if announcement.sound and announcement.rate and isinstance(self.tts, PlaysPcm):
+                await self._play(run, self.tts, announcement.text, announcement.sound, announcement.rate)
+            elif announcement.text or not announcement.sound:  # a sound this sink cannot play: nothing
+                await self._speak(run, announcement.text)
+        finally:
+            if announcement.done is not None:
+                announcement.done()
         if self._run is run:
             self._end_run("announced")
 

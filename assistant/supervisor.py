@@ -168,7 +168,7 @@ async def _start_satellite(settings: Settings, daemon: Daemon) -> SatelliteEndpo
         return None
     try:
         area = None if settings.site == "default" else settings.site
-        endpoint = await start_satellite_endpoint(wanted, area=area)
+        endpoint = await start_satellite_endpoint(wanted, area=area, announce=daemon.inbox.post)
     except OSError as err:
         _LOGGER.error("Wyoming satellite: cannot listen on %s:%d (%s); our brain takes every turn",
                       wanted.host, wanted.satellite_port, err.strerror or err)

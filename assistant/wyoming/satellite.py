@@ -21,8 +21,10 @@ sends no run end: a turn is over at the answer's ``audio-stop`` or at an ``error
 ``played`` from us tells HA the answer is over (its entity goes idle). A pipeline that ends
 at ``handle`` would forward no answer text at all (HA sends nothing at intent end), hence
 tts, and HA needs a speech engine for it (``serve: [tts]`` offers ours). Outside a turn
-HA may announce (audio-start/chunk/stop, then waits for ``played``) and report timers:
-announcements are acknowledged, not played (yet), timers are logged.
+HA may announce (``assist_satellite.announce``: audio-start / audio-chunk... / audio-stop
+at 22 050 Hz, then it waits for ``played`` up to the sound's length plus 0.5 s): the sound
+goes to the orchestrator's inbox as an ``Announce`` (played when idle, like our own
+announcements) and ``played`` follows its end. Timer events are logged.
 
 Who takes a turn (never both): HA, when it is connected and has sent ``run-satellite``
 (not paused) and the ``run-pipeline`` went out; our brain otherwise (``take`` returns None
@@ -41,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +58,7 @@ from wyoming.snd import Played
 from assistant.config import WyomingServerSettings
 from assistant.errors import ErrorCode
 from assistant.handoff import HandedOff
+from assistant.inbox import Announce
 from assistant.types import Utterance
 from assistant.wyoming.wire import WireError, WireLimits, read_event
 
@@ -174,13 +178,19 @@ class _Link:
     turn: _Turn | None = None
     heard_at: float = 0.0
     """Loop time of the last event from the peer."""
+    announcement: _Turn | None = None
+    """An announcement's sound being received (outside a turn)."""
 
 
 class SatelliteEndpoint:
     """The TCP endpoint HA connects to (one connection: a new one replaces the old) and the turn handoff."""
 
     def __init__(self, settings: WyomingServerSettings, *, version: str, name: str = "assistant",
-                 area: str | None = None, limits: SatelliteLimits = SatelliteLimits()) -> None:
+                 area: str | None = None, limits: SatelliteLimits = SatelliteLimits(),
+                 announce: Callable[[Announce], None] | None = None) -> None:
+        """``announce``: where HA's announcements go (the orchestrator's ``Inbox.post``); None:
+        they are acknowledged and not played."""
+        self.announce = announce
         self._settings = settings
         self._info = describe(name, version, area).event()
         self._limits = limits
@@ -308,6 +318,42 @@ class SatelliteEndpoint:
 
     # ------------------------------------------------------------------ the connection
 
+    def _announcement(self, link: _Link, event: Event) -> tuple[Event, ...]:
+        """An announcement's sound, outside a turn: to the inbox at its end; ``played`` once played."""
+        if event.type == "audio-start":
+            link.announcement = _Turn(int(self._limits.max_answer_s * max(ANSWER_RATES)) * 2)
+        sound = link.announcement
+        if sound is None:  # a chunk or a stop without a start: nothing to play
+            return (Played().event(),) if event.type == "audio-stop" else ()
+        sound.receive(event)
+        if not sound.done.is_set():
+            return ()
+        link.announcement = None
+        result = sound.result
+        if result is None or result.problem is not None or not result.audio or self.announce is None:
+            _LOGGER.info("Home Assistant's announcement not played (%s)",
+                         "no speaker for it" if self.announce is None else
+                         result.problem if result is not None and result.problem else "no sound")
+            return (Played().event(),)
+        loop = asyncio.get_running_loop()
+        _LOGGER.info("Home Assistant announces %.1f s of sound", len(result.audio) / (2 * result.rate))
+
+        def played() -> None:  # on the orchestrator's loop (the same one in the daemon)
+            loop.call_soon_threadsafe(self._played_later, link)
+
+        self.announce(Announce("", sound=result.audio, rate=result.rate, done=played))
+        return ()
+
+    def _played_later(self, link: _Link) -> None:
+        if self._link is link:
+            task = asyncio.ensure_future(self._played(link))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _played(self, link: _Link) -> None:
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            await self._write(link, Played().event())
+
     async def _write(self, link: _Link, event: Event) -> None:
         async with asyncio.timeout(self._limits.write_timeout_s):
             await async_write_event(event, link.writer)
@@ -381,19 +427,18 @@ class SatelliteEndpoint:
             link.running = running  # a turn in flight goes on when paused: HA may still answer it
         elif link.turn is not None:
             link.turn.receive(event)
-        elif kind == "audio-stop":  # the end of an announcement: HA waits for played
-            _LOGGER.info("Home Assistant announced something: not played here (no announcements yet)")
-            replies = (Played().event(),)
+        elif kind in ("audio-start", "audio-chunk", "audio-stop"):
+            replies = self._announcement(link, event)
         else:
             _LOGGER.debug("Wyoming satellite: %s from Home Assistant outside a turn, ignored", kind)
         return replies
 
 
-async def start_satellite_endpoint(settings: WyomingServerSettings, *, area: str | None = None
-                                   ) -> SatelliteEndpoint:
+async def start_satellite_endpoint(settings: WyomingServerSettings, *, area: str | None = None,
+                                   announce: Callable[[Announce], None] | None = None) -> SatelliteEndpoint:
     """Build and start the endpoint on the running loop; raises OSError when the port is taken."""
     from assistant import __version__  # noqa: PLC0415 - the package imports its parts, not the reverse
 
-    endpoint = SatelliteEndpoint(settings, version=__version__, area=area)
+    endpoint = SatelliteEndpoint(settings, version=__version__, area=area, announce=announce)
     await endpoint.start()
     return endpoint

@@ -104,6 +104,8 @@ class HomeAssistant:
         (self.config_dir / "configuration.yaml").write_text(
             "homeassistant:\n  name: Interop\n  time_zone: UTC\n  unit_system: metric\n"
             "  latitude: 52.37\n  longitude: 4.89\n  elevation: 0\n"
+            # HA hands its satellites' announcements to ffmpeg as a URL of its own: the loopback one
+            f"  internal_url: http://127.0.0.1:{self.port}\n"
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\n"
             "logger:\n  default: warning\n"
         )

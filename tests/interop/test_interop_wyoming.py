@@ -382,3 +382,37 @@ def test_muting_our_satellite_in_home_assistant_gives_the_turns_back_to_our_brai
     time.sleep(0.3)
     assert setup.demo_commands(mark) == []  # only our (fake) router saw the command
     assert _wait(lambda: endpoint.running, 20)  # unmuted: HA reconnects and runs the satellite again
+
+
+def test_an_announcement_from_home_assistant_plays_on_our_speaker(setup: Setup, tmp_path: Path) -> None:
+    if not (_venv(RELEASE) / "bin" / "ffmpeg").exists():  # HA reads the announcement with it
+        pytest.skip(f"no ffmpeg in {_venv(RELEASE)}: run scripts/ha_core_env")
+    endpoint = setup.served.satellite
+    assert endpoint is not None and _wait(lambda: endpoint.running, 20)
+    speaker = Speaker(PacedPlayer())
+    rig = Rig(tmp_path, [], ScriptedBrain(), tts=speaker)
+    announced = threading.Event()
+    took: list[float] = []
+
+    def announce() -> None:  # HA's service call returns once the satellite is done
+        started = time.monotonic()
+        setup.ha.call("assist_satellite", "announce", {"entity_id": setup.satellite,
+                                                       "message": "Dinner is ready.", "preannounce": False})
+        took.append(time.monotonic() - started)
+        announced.set()
+
+    rig.source.segments = [Segment(silence(0.1), wait_for=announced.is_set)]  # runs until HA is done
+    endpoint.announce = rig.orch.inbox.post  # what the supervisor wires for the daemon
+    caller = threading.Thread(target=announce, daemon=True)
+    try:
+        caller.start()
+        setup.served.loop.run(rig.orch.run(), timeout=60)
+    finally:
+        endpoint.announce = None
+        caller.join(10)
+    assert speaker.texts == [] and len(speaker.sounds) == 1, (speaker.sounds, speaker.texts)
+    rate, samples = speaker.sounds[0]
+    assert rate == 22050 and samples > 0.5 * rate, speaker.sounds  # our voice saying it, through HA
+    assert took and took[0] >= samples / rate, took  # HA waited for it to be played
+    outcomes = [e.data["outcome"] for e in rig.log.events if e.type is EventType.RUN_END]
+    assert outcomes == ["announced"], outcomes

@@ -37,6 +37,7 @@ from wyoming.vad import VoiceStarted, VoiceStopped
 
 from assistant.config import ConfigError, WyomingServerSettings, parse_settings
 from assistant.handoff import HandedOff
+from assistant.inbox import Announce
 from assistant.tts import SpeakerSink
 from assistant.tts.espeak import EspeakSynthesizer
 from assistant.types import EventType, Utterance
@@ -293,6 +294,38 @@ def test_what_is_not_a_wyoming_event_gets_an_error_and_a_disconnect_and_the_endp
         await ha.hear_turn()
         await ha.answer("ok", "Okay.")
         assert (await taken) is not None
+        await ha.close()
+
+    _run(scenario)
+
+
+def test_an_announcement_goes_to_the_inbox_and_played_follows_its_end() -> None:
+    async def scenario(endpoint: SatelliteEndpoint) -> None:
+        posted: list[Announce] = []
+        endpoint.announce = posted.append
+        ha = await HomeAssistantSide(endpoint).connect()
+
+        async def announce(audio: bytes, rate: int = ANSWER_RATE) -> None:  # as HA's async_announce
+            await ha.client.write_event(AudioStart(rate=rate, width=2, channels=1, timestamp=0).event())
+            for at in range(0, len(audio), 2048):
+                chunk = AudioChunk(rate=rate, width=2, channels=1, audio=audio[at:at + 2048])
+                await ha.client.write_event(chunk.event())
+            await ha.client.write_event(AudioStop().event())
+
+        await announce(ANSWER)
+        await _within(lambda: len(posted) == 1)
+        assert (posted[0].text, posted[0].sound, posted[0].rate) == ("", ANSWER, ANSWER_RATE)
+        with pytest.raises(TimeoutError):
+            await ha.read("played", limit_s=0.2)  # not before it was played
+        assert posted[0].done is not None
+        posted[0].done()
+        await ha.read("played")
+        await announce(bytes(3), rate=22050)  # half a sample: not played, acknowledged at once
+        await ha.read("played")
+        endpoint.announce = None
+        await announce(ANSWER)  # nobody to play it: acknowledged at once
+        await ha.read("played")
+        assert len(posted) == 1 and endpoint.running
         await ha.close()
 
     _run(scenario)
