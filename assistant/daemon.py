@@ -764,6 +764,7 @@ class Orchestrator:
         """The other side's turn: its answer played (or its text spoken), the run ended; no brain sees it."""
         run.mark("think_end")
         run.transcript, run.reply = handed.transcript, handed.reply
+        run.brain_flags = frozenset({"handed_off"})  # the run's report says whose turn it was
         self._emit(EventType.THINK_END, {"understood": handed.problem is None, "tool_calls": [],
                                          "timings_ms": {}, "counts": {}, "flags": ["handed_off"]})
         if handed.transcript is not None:

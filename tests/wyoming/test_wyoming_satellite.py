@@ -414,6 +414,33 @@ def test_the_orchestrator_hands_a_wake_word_turn_to_home_assistant_and_takes_it_
     assert spoken == ["Turned on the light.", "Turned on the kitchen light."]
     # the speaker played HA's answer sample for sample (before played went to HA), then our own reply
     assert played_first == [len(ANSWER) // 2] and sum(player.played) > len(ANSWER) // 2
-    ends = [e.data["outcome"] for e in rig.log.events if e.type is EventType.RUN_END]
-    assert ends == ["ok", "ok"], ends
+    ends = [(e.data["outcome"], e.data["flags"]) for e in rig.log.events if e.type is EventType.RUN_END]
+    assert [outcome for outcome, _ in ends] == ["ok", "ok"] and "handed_off" in ends[0][1], ends
+    assert "handed_off" not in ends[1][1], ends
 
+
+
+class BrokenHandoff:
+    """A handoff that fails inside ``take`` (after it may have handed the turn over)."""
+
+    active = True
+    played_calls = 0
+
+    async def take(self, utterance: Utterance, cancel: threading.Event) -> HandedOff | None:
+        raise RuntimeError("the handoff broke")
+
+    async def played(self) -> None:
+        self.played_calls += 1
+
+
+def test_a_handoff_that_fails_ends_the_turn_and_the_brain_does_not_act_on_it_too(tmp_path: Path) -> None:
+    brain = HeadStartBrain(tool_reply("Turned on the kitchen light."))
+    handoff = BrokenHandoff()
+    rig = Rig(tmp_path, [Segment(_command())], brain, handoff=handoff)
+    rig.run()
+    assert brain.utterances == [] and rig.router.calls == []
+    ends = [e.data["outcome"] for e in rig.log.events if e.type is EventType.RUN_END]
+    errors = [e.data["code"] for e in rig.log.events if e.type is EventType.ERROR]
+    assert ends == ["error"] and errors == ["ha_satellite_lost"], rig.log.events
+    assert "error" in rig.earcons.played
+    assert handoff.played_calls == 1  # told it is over, as after any taken turn
