@@ -22,7 +22,10 @@ and at the end only the rest of the reply. Requests from outside (push-to-talk, 
 mute, stop, shutdown) arrive as typed commands through one ``Inbox``
 (assistant.inbox). Blocking work (brain, synthesis, playback) runs in worker threads with
 a cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge
-in while the assistant speaks, and ``health_problem()`` sees a live audio loop. The assistant
+in while the assistant speaks, and ``health_problem()`` sees a live audio loop. A
+``TurnHandoff`` (assistant.handoff: Home Assistant's pipeline through our Wyoming satellite
+endpoint) is offered each heard utterance before the brain; a turn it takes the brain never
+sees, and its answer is played (or its text spoken) here. The assistant
 never hears itself: while it thinks or speaks, frames reach only the wake/stop detector
 (when barge-in is armed) and never the segmenter.
 
@@ -769,10 +772,10 @@ class Orchestrator:
                                          "timings_ms": {}, "counts": {}, "flags": ["handed_off"]})
         if handed.transcript is not None:
             self._emit(EventType.TRANSCRIPT, {"text": handed.transcript})
-        if self._run is not run or run.cancel.is_set():
-            return
         handoff = self.handoff
         try:
+            if self._run is not run or run.cancel.is_set():
+                return  # a barge-in or stop took over: the answer is not played
             if handed.audio and handed.rate and isinstance(self.tts, PlaysPcm):
                 if await self._play(run, self.tts, handed.reply, handed.audio, handed.rate) is None:
                     return

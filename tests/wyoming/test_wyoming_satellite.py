@@ -42,7 +42,7 @@ from assistant.tts import SpeakerSink
 from assistant.tts.espeak import EspeakSynthesizer
 from assistant.types import EventType, Utterance
 from assistant.wyoming.satellite import SatelliteEndpoint, SatelliteLimits
-from tests.support.pipeline import PacedPlayer, ScriptedBrain, Segment, espeak16, silence, tool_reply
+from tests.support.pipeline import PacedPlayer, ScriptedBrain, Segment, espeak16, piper16, silence, tool_reply
 from tests.support.rig import Rig
 
 SPEECH = b"".join(int(v).to_bytes(2, "little", signed=True) for v in range(-3000, 3000, 3)) * 3  # ~0.4 s
@@ -444,3 +444,43 @@ def test_a_handoff_that_fails_ends_the_turn_and_the_brain_does_not_act_on_it_too
     assert ends == ["error"] and errors == ["ha_satellite_lost"], rig.log.events
     assert "error" in rig.earcons.played
     assert handoff.played_calls == 1  # told it is over, as after any taken turn
+
+
+def test_a_stop_word_while_home_assistants_answer_plays_cuts_it_and_ha_is_told_it_is_over(
+        tmp_path: Path) -> None:
+    player = PacedPlayer()
+    endpoint = _endpoint()
+    long_answer = ANSWER * 24  # 6 s
+    rig: Rig | None = None
+
+    def speaking() -> bool:
+        return rig is not None and bool(player.played)
+
+    rig = Rig(tmp_path, [Segment(_command()),
+                         Segment(silence(0.5) + piper16("hey mycroft") + silence(1.0), wait_for=speaking,
+                                 paced=True)],
+              ScriptedBrain(), tts=SpeakerSink("espeak", EspeakSynthesizer(), player), handoff=endpoint)
+    told: list[float] = []
+
+    async def home_assistant() -> None:
+        ha = await HomeAssistantSide(endpoint).connect()
+        await ha.hear_turn()
+        await ha.answer("turn on the kitchen light", "A long answer.", audio=long_answer)
+        await ha.read("played", limit_s=10)
+        told.append(time.monotonic())
+        await ha.close()
+
+    async def main() -> None:
+        await endpoint.start()
+        ha = asyncio.ensure_future(home_assistant())
+        try:
+            await asyncio.wait_for(rig.orch.run(), 30)
+            await asyncio.wait_for(ha, 5)
+        finally:
+            await endpoint.stop()
+
+    asyncio.run(main())
+    assert player.stopped_at is not None and told and told[0] >= player.stopped_at  # cut, then told
+    assert sum(player.played) < len(long_answer) // 4  # well before its end
+    (cancel,) = rig.log.of("cancelled")
+    assert cancel.data["kind"] == "stop"
