@@ -8,9 +8,14 @@ that lacks it. Brain capabilities (warm, prefetch) live in assistant.brains.base
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from assistant.types import AudioFrame
+
+if TYPE_CHECKING:
+    import threading
+
+    from assistant.tts.base import SpeakResult
 
 
 @runtime_checkable
@@ -46,6 +51,15 @@ class SupportsVolume(Protocol):
 
     def set_volume(self, percent: int) -> None:
         """Play at ``percent`` (0..100) of full scale from the next clip on."""
+        ...
+
+
+@runtime_checkable
+class PlaysPcm(Protocol):
+    """A sink that can play sound made elsewhere (the speaker: Home Assistant's spoken answer)."""
+
+    def play_pcm(self, pcm: bytes, rate: int, cancel: threading.Event) -> SpeakResult:
+        """Play int16 mono ``pcm`` at ``rate``; returns when done or within ~50 ms of ``cancel``."""
         ...
 
 

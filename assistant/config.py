@@ -409,9 +409,15 @@ class WyomingServerSettings:
     """Address to listen on (0.0.0.0 for Home Assistant on another machine)."""
     port: int = 10800
     """TCP port."""
-    serve: tuple[Literal["asr", "handle", "satellite"], ...] = ("asr", "handle")
-    """What it offers: asr (transcripts), handle (a conversation agent), satellite (this mic;
-    not offered yet: logged and left out)."""
+    serve: tuple[Literal["asr", "handle", "tts", "satellite"], ...] = ("asr", "handle")
+    """What it offers: asr (transcripts), handle (a conversation agent), tts (the piper voice of
+    ``tts.voice``: HA needs a speech engine for a pipeline that ends in speech, as a satellite's
+    does), satellite (this assistant's microphone and speaker for HA's pipelines, on
+    ``satellite_port``: while HA is connected and running it, a wake-word turn is HA's, and our
+    brain takes it whenever HA is not there or paused)."""
+    satellite_port: int = 10700
+    """TCP port of the satellite endpoint (HA treats a whole endpoint as one satellite, so it
+    cannot share ``port``)."""
     site: str = "home-assistant"
     """The site the router sees for Home Assistant's requests (its confirmations stay with it)."""
 
@@ -942,7 +948,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "max_payload_bytes": _Range(1, 16 << 20),
     },
     TtsSettings: {"speed": _Range(80, 500)},
-    WyomingServerSettings: {"port": _Range(1, 65535)},
+    WyomingServerSettings: {"port": _Range(1, 65535), "satellite_port": _Range(1, 65535)},
     RemoteSettings: {
         "connect_timeout_s": _Range(0.0, 120.0, open_low=True),
         "first_token_timeout_s": _Range(0.0, 600.0, open_low=True),
@@ -1115,6 +1121,9 @@ def _wyoming_server_problems(obj: WyomingServerSettings) -> list[tuple[str, str]
     problems: list[tuple[str, str]] = []
     if (why := _site_problem(obj.site)) is not None:
         problems.append(("site", why))
+    if "satellite" in obj.serve and obj.satellite_port == obj.port:
+        problems.append(("satellite_port", f"must differ from port ({obj.port}): HA takes an endpoint "
+                                           "that offers a satellite for a satellite only"))
     return problems
 
 

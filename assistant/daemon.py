@@ -22,7 +22,10 @@ and at the end only the rest of the reply. Requests from outside (push-to-talk, 
 mute, stop, shutdown) arrive as typed commands through one ``Inbox``
 (assistant.inbox). Blocking work (brain, synthesis, playback) runs in worker threads with
 a cancel event; the loop keeps reading audio meanwhile, so a wake or stop word can barge
-in while the assistant speaks, and ``health_problem()`` sees a live audio loop. The assistant
+in while the assistant speaks, and ``health_problem()`` sees a live audio loop. A
+``TurnHandoff`` (assistant.handoff: Home Assistant's pipeline through our Wyoming satellite
+endpoint) is offered each heard utterance before the brain; a turn it takes the brain never
+sees, and its answer is played (or its text spoken) here. The assistant
 never hears itself: while it thinks or speaks, frames reach only the wake/stop detector
 (when barge-in is armed) and never the segmenter.
 
@@ -60,10 +63,11 @@ from assistant.brains.base import (
     ToolGateway,
     turn_figures,
 )
-from assistant.capabilities import AsyncClosable, Closable, SupportsBatching, SupportsVolume
+from assistant.capabilities import AsyncClosable, Closable, PlaysPcm, SupportsBatching, SupportsVolume
 from assistant.config import Settings
 from assistant.errors import AssistantError, BrainError, ErrorCode, TtsError, coded
 from assistant.frame_bridge import ThreadedFrameSource
+from assistant.handoff import HandedOff, TurnHandoff
 from assistant.inbox import Announce, Command, Inbox, PushToTalk, SetMuted, SetVolume, Shutdown, Stop
 from assistant.runs import Counters, Run
 from assistant.tools.base import Tool
@@ -285,6 +289,7 @@ class Orchestrator:
         frame_stall_s: float = 5.0,
         brain_stall_s: float = 60.0,
         idle_batch_ms: int = IDLE_BATCH_MS,
+        handoff: TurnHandoff | None = None,
     ) -> None:
         """Wire the parts.
 
@@ -294,7 +299,9 @@ class Orchestrator:
         frame arrived for ``frame_stall_s`` or a brain call runs longer than
         ``brain_stall_s``. ``idle_batch_ms``: burst length asked of a source that
         ``SupportsBatching`` while latency does not matter (idle); 0 keeps every frame
-        immediate.
+        immediate. ``handoff``: offered each utterance before the brain (``assistant.handoff``:
+        Home Assistant's pipeline through our Wyoming satellite endpoint); it may also be
+        set later (``orchestrator.handoff``), before a turn.
         """
         self.settings = settings
         self.site = settings.site
@@ -311,6 +318,7 @@ class Orchestrator:
         self.frame_stall_s = frame_stall_s
         self.brain_stall_s = brain_stall_s
         self.idle_batch_ms = idle_batch_ms
+        self.handoff = handoff
         self._batch_ms: int | None = None
         self.counters = Counters()
         self.muted = False
@@ -331,7 +339,7 @@ class Orchestrator:
         self._last_frame_at = time.monotonic()
         self._stream_time = 0.0
         self._wake_fed_until = 0.0
-        self._announcements: deque[str] = deque(maxlen=5)
+        self._announcements: deque[Announce] = deque(maxlen=5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -439,8 +447,8 @@ class Orchestrator:
                 self._request_shutdown()
             case PushToTalk():
                 self._on_push_to_talk()
-            case Announce(text=text):
-                self._on_announce(text)
+            case Announce():
+                self._on_announce(command)
             case SetMuted(muted=muted, from_home=from_home):
                 self.muted = muted
                 self._pace_source()
@@ -538,7 +546,7 @@ class Orchestrator:
         """A fresh stream for the utterance about to be spoken (a brain that is ``Streaming``)."""
         self._abort_stream()
         brain = self.brain
-        if not isinstance(brain, Streaming):
+        if not isinstance(brain, Streaming) or self._handed_away():
             return
         try:
             self._stream = brain.begin_stream(self.site, self.router)
@@ -594,7 +602,7 @@ class Orchestrator:
         (else it decodes as usual). Speech that goes on simply makes the guess unused.
         """
         brain = self.brain
-        if not isinstance(brain, Prefetching):
+        if not isinstance(brain, Prefetching) or self._handed_away():
             return
         pcm = self.segmenter.pending_pcm(PREFETCH_SILENCE_S)
         if pcm is None:
@@ -693,6 +701,11 @@ class Orchestrator:
                                head: bytes = b"") -> None:
         run.mark("think_start")
         self._emit(EventType.THINK_START, {"run": run.id})
+        if (handed := await self._hand_off(run, utterance)) is not None:
+            if stream is not None:
+                _quietly_abort(stream)
+            await self._handed_off(run, handed)
+            return
         self._brain_calls[run.id] = time.monotonic()
         gateway = _ObservedGateway(
             self.router,
@@ -731,6 +744,72 @@ class Orchestrator:
             self._emit(EventType.TRANSCRIPT, {"text": turn.transcript})
         rest = dataclasses.replace(turn.reply, text=unsaid(ahead.said, turn.reply.text))
         await self._reply(run, rest, ahead=bool(ahead.said))
+
+    def _handed_away(self) -> bool:
+        """The turn being heard will most likely go to the handoff: no head start for the brain
+        (its decode would take the cores the other side's work needs: HA calls our asr)."""
+        return self.handoff is not None and self.handoff.active and self._listen_reason != "confirmation"
+
+    async def _hand_off(self, run: Run, utterance: Utterance) -> HandedOff | None:
+        """The turn given to the handoff (None: the brain's). An answer to our own question stays ours."""
+        handoff = self.handoff
+        if handoff is None or self._listen_reason == "confirmation":
+            return None
+        if self.router.pending_confirmation(self.site) is not None:
+            return None
+        try:
+            return await handoff.take(utterance, run.cancel)
+        except Exception as err:  # it may have handed the turn over already: the brain must not act on it too
+            _LOGGER.exception("The turn handoff failed")
+            return HandedOff(problem=f"the turn handoff failed: {err}", code=ErrorCode.HA_SATELLITE_LOST)
+
+    async def _handed_off(self, run: Run, handed: HandedOff) -> None:
+        """The other side's turn: its answer played (or its text spoken), the run ended; no brain sees it."""
+        run.mark("think_end")
+        run.transcript, run.reply = handed.transcript, handed.reply
+        run.brain_flags = frozenset({"handed_off"})  # the run's report says whose turn it was
+        self._emit(EventType.THINK_END, {"understood": handed.problem is None, "tool_calls": [],
+                                         "timings_ms": {}, "counts": {}, "flags": ["handed_off"]})
+        if handed.transcript is not None:
+            self._emit(EventType.TRANSCRIPT, {"text": handed.transcript})
+        handoff = self.handoff
+        try:
+            if self._run is not run or run.cancel.is_set():
+                return  # a barge-in or stop took over: the answer is not played
+            if handed.audio and handed.rate and isinstance(self.tts, PlaysPcm):
+                if await self._play(run, self.tts, handed.reply, handed.audio, handed.rate) is None:
+                    return
+            elif handed.reply:  # no sound came (or this sink cannot play it): our voice says it
+                if await self._speak(run, handed.reply) is None:
+                    return
+            else:
+                problem = AssistantError(handed.problem or "no answer",
+                                         code=handed.code or ErrorCode.HA_PIPELINE_FAILED)
+                await self._fail(run, "handoff", problem, speak=False)
+                return
+        finally:
+            if handoff is not None:
+                await handoff.played()
+        if self._run is run and not run.cancel.is_set():
+            self._end_run("ok")
+
+    async def _play(self, run: Run, sink: PlaysPcm, text: str, pcm: bytes, rate: int) -> SpeakResult | None:
+        """speaking: sound made elsewhere (saying ``text``) through the sink; None when it failed
+        (already reported)."""
+        self._set_state(State.SPEAKING)
+        self._emit(EventType.TTS_START, {"text": text, "sink": self.tts.name})
+        try:
+            result = await self._in_thread(sink.play_pcm, pcm, rate, run.cancel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if self._run is run and not run.cancel.is_set():
+                await self._fail(run, "tts", coded(err, TtsError, ErrorCode.TTS_OUTPUT_FAILED), speak=False)
+            return None
+        if result.first_audio_at is not None:
+            run.mark("first_audio", result.first_audio_at)
+        self._emit(EventType.TTS_END, {"completed": result.completed, "path": result.path})
+        return result
 
     async def _reply(self, run: Run, reply: Reply, *, ahead: bool = False) -> None:
         """speaking, then idle, or listening again for a confirmation or a follow-up.
@@ -880,24 +959,34 @@ class Orchestrator:
         self._spawn(self._start_listening("push_to_talk"), "push-to-talk")
 
     def _on_stop_activity(self) -> None:
+        for dropped in self._announcements:
+            if dropped.done is not None:
+                dropped.done()
         self._announcements.clear()
         if self._run is None:
             return
         _LOGGER.info("Stop: cancelling %s", self._state)
         self._cancel_run("stop")
 
-    def _on_announce(self, text: str) -> None:
+    def _on_announce(self, announcement: Announce) -> None:
         if self._state is State.IDLE and not self._stop_requested:
-            self._spawn(self._announce(text), "announce")
+            self._spawn(self._announce(announcement), "announce")
         else:
-            self._announcements.append(text)
+            self._announcements.append(announcement)
 
-    async def _announce(self, text: str) -> None:
+    async def _announce(self, announcement: Announce) -> None:
         if self._state is not State.IDLE:
-            self._announcements.appendleft(text)
+            self._announcements.appendleft(announcement)
             return
         run = self._new_run("announce")
-        await self._speak(run, text)
+        try:
+            if announcement.sound and announcement.rate and isinstance(self.tts, PlaysPcm):
+                await self._play(run, self.tts, announcement.text, announcement.sound, announcement.rate)
+            elif announcement.text or not announcement.sound:  # a sound this sink cannot play: nothing
+                await self._speak(run, announcement.text)
+        finally:
+            if announcement.done is not None:
+                announcement.done()
         if self._run is run:
             self._end_run("announced")
 

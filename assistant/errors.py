@@ -106,6 +106,11 @@ class ErrorCode(StrEnum):
     WYOMING_NOT_SERVED = "wyoming_not_served"
     WYOMING_BUSY = "wyoming_busy"
     WYOMING_TIMEOUT = "wyoming_timeout"
+    # our satellite endpoint: a turn handed to Home Assistant that ended without its reply
+    HA_PIPELINE_FAILED = "ha_pipeline_failed"
+    """HA's pipeline reported an error (its code and message are in the text)."""
+    HA_SATELLITE_LOST = "ha_satellite_lost"
+    """The connection to HA ended, or HA went quiet, after the turn was handed over."""
     STALE_COMMAND = "stale_command"
     """A satellite's command was heard longer ago than its freshness: not acted on."""
 

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _LOGGER = logging.getLogger(__name__)
@@ -25,9 +26,17 @@ class PushToTalk:
 
 @dataclass(frozen=True, slots=True)
 class Announce:
-    """Speak ``text`` when idle (timers, HA's say entity, a dropped command); queued while busy."""
+    """Speak ``text`` when idle (timers, HA's say entity, a dropped command); queued while busy.
+
+    With ``sound`` (int16 mono PCM at ``rate``: an announcement Home Assistant sent our
+    satellite) that is played instead, where the speaker can play sound. ``done`` is called
+    (on the orchestrator's loop) once it is over: played, skipped, or cleared by a stop.
+    """
 
     text: str
+    sound: bytes = b""
+    rate: int = 0
+    done: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from assistant.config import Settings
+from assistant.errors import TtsError
 from assistant.inbox import PushToTalk, Shutdown
 from assistant.lifecycle import ReloadCheck, SignalRelay, Watchdog, process_relay
 
 if TYPE_CHECKING:
     from assistant.compose import Daemon
+    from assistant.tts.base import Synthesizer
     from assistant.wyoming.hub import Hub
+    from assistant.wyoming.satellite import SatelliteEndpoint
     from assistant.wyoming.server import WyomingServer
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,12 +83,14 @@ async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | N
     watchdog = asyncio.ensure_future(Watchdog(orch.health_problem).run())
     hub_task: asyncio.Future[None] | None = None
     server: WyomingServer | None = None
+    satellite: SatelliteEndpoint | None = None
     try:
         daemon.start()
         if daemon.hub is not None:
             hub_task = asyncio.ensure_future(daemon.hub.run())
         if settings.wyoming.server is not None:
             server = await _start_server(settings, daemon)
+            satellite = await _start_satellite(settings, daemon)
         _LOGGER.info(
             "assistant running: site=%s brain=%s tts=%s wake=%s mqtt=%s",
             settings.site,
@@ -102,6 +107,9 @@ async def _lifetime(settings: Settings, relay: SignalRelay, config_path: str | N
             await watchdog
         if daemon.hub is not None and hub_task is not None:
             await _stop_hub(daemon.hub, hub_task)
+        if satellite is not None:
+            orch.handoff = None
+            await _stop_server(satellite)
         if server is not None:
             await _stop_server(server)
         daemon.close()
@@ -120,11 +128,13 @@ async def _start_server(settings: Settings, daemon: Daemon) -> WyomingServer | N
     from assistant.wyoming.server import start_wyoming_server  # noqa: PLC0415
 
     wanted = settings.wyoming.server
-    if wanted is None:
+    if wanted is None or not set(wanted.serve) - {"satellite"}:
         return None
     phrase = await asyncio.to_thread(make_phrase_brain, settings.brain.phrase)
+    synthesizer = await asyncio.to_thread(_voice, settings, daemon) if "tts" in wanted.serve else None
     try:
-        server = await start_wyoming_server(wanted, phrase=phrase, router=daemon.assistant.router)
+        server = await start_wyoming_server(wanted, phrase=phrase, router=daemon.assistant.router,
+                                            synthesizer=synthesizer)
     except OSError as err:
         _LOGGER.error("Wyoming server: cannot listen on %s:%d (%s); running without it",
                       wanted.host, wanted.port, err.strerror or err)
@@ -133,8 +143,42 @@ async def _start_server(settings: Settings, daemon: Daemon) -> WyomingServer | N
     return server
 
 
-async def _stop_server(server: WyomingServer) -> None:
-    """Stop the Wyoming server before the router it calls closes (bounded: 2 s)."""
+def _voice(settings: Settings, daemon: Daemon) -> Synthesizer | None:
+    """The piper voice the server's tts speaks with: the daemon's own when it speaks with piper."""
+    from assistant.tts.piper import PiperSynthesizer  # noqa: PLC0415 - optional extra
+    from assistant.tts.sinks import SpeakerSink  # noqa: PLC0415
+
+    sink = daemon.assistant.tts
+    if isinstance(sink, SpeakerSink) and isinstance(sink.synthesizer, PiperSynthesizer):
+        return sink.synthesizer
+    try:
+        return PiperSynthesizer(settings.tts.voice if settings.tts.kind == "piper" else None)
+    except TtsError as err:
+        _LOGGER.error("Wyoming server: no piper voice for tts (%s)", err)
+        return None
+
+
+async def _start_satellite(settings: Settings, daemon: Daemon) -> SatelliteEndpoint | None:
+    """The satellite endpoint (``serve: [satellite]``), made the orchestrator's turn handoff.
+    One that cannot listen is logged and left out: our brain takes every turn."""
+    from assistant.wyoming.satellite import start_satellite_endpoint  # noqa: PLC0415
+
+    wanted = settings.wyoming.server
+    if wanted is None or "satellite" not in wanted.serve:
+        return None
+    try:
+        area = None if settings.site == "default" else settings.site
+        endpoint = await start_satellite_endpoint(wanted, area=area, announce=daemon.inbox.post)
+    except OSError as err:
+        _LOGGER.error("Wyoming satellite: cannot listen on %s:%d (%s); our brain takes every turn",
+                      wanted.host, wanted.satellite_port, err.strerror or err)
+        return None
+    daemon.orchestrator.handoff = endpoint
+    return endpoint
+
+
+async def _stop_server(server: WyomingServer | SatelliteEndpoint) -> None:
+    """Stop the Wyoming server (or satellite endpoint) before the router it calls closes (bounded: 2 s)."""
     try:
         await asyncio.wait_for(server.stop(), 2.0)
     except Exception:  # a server failure must not block the rest of the shutdown

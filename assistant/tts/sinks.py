@@ -42,6 +42,13 @@ class SpeakerSink:
             return SpeakResult(completed=True)
         return self._streamer.speak(text, cancel)
 
+    def play_pcm(self, pcm: bytes, rate: int, cancel: threading.Event) -> SpeakResult:
+        """Play int16 mono ``pcm`` made elsewhere (Home Assistant's spoken answer) on the output device."""
+        started: list[float] = []
+        samples = np.frombuffer(pcm[:len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.int16)
+        completed = self.player.play(samples, rate, cancel, on_start=lambda: started.append(time.monotonic()))
+        return SpeakResult(completed=completed, first_audio_at=started[0] if started else None)
+
     def close(self) -> None:
         """Nothing held between replies (the stream opens per clip)."""
 

@@ -7,11 +7,15 @@ Serves (``wyoming.server.serve``):
   utterance gives an empty transcript (``server_brains.PhraseTranscriber``).
 - ``handle``: ``transcript`` -> ``handled`` (the router acted; the spoken answer) or
   ``not-handled`` (nothing placed, nothing done) (``server_brains.RouterConversation``).
-- ``describe`` -> ``info`` naming both, with our version; ``ping`` -> ``pong``.
+- ``tts``: ``synthesize`` -> ``audio-start``, ``audio-chunk``..., ``audio-stop``: the text in
+  the daemon's piper voice (its own rate, 16-bit mono). A pipeline that ends in speech (a
+  satellite's) needs a speech engine in HA.
+- ``describe`` -> ``info`` naming each, with our version; ``ping`` -> ``pong``.
 
-``satellite`` (this assistant's microphone and speaker for HA's pipelines) is not offered
-yet: HA's integration treats an ``info`` with a satellite as a satellite only (no stt, no
-conversation), so it would need a server of its own; it is logged and left out.
+``satellite`` (this assistant's microphone and speaker for HA's pipelines) is served apart,
+on ``satellite_port`` (``assistant.wyoming.satellite``): HA's integration treats an ``info``
+with a satellite as a satellite only (no stt, no conversation), so it needs an endpoint of
+its own.
 
 Untrusted peers: every event is read within ``WireLimits`` (``wire``), every
 connection waits at most ``idle_timeout_s`` for its next event (and for the peer to take
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.handle import Handled, NotHandled
@@ -49,13 +54,16 @@ from wyoming.info import (
     HandleModel,
     HandleProgram,
     Info,
+    TtsProgram,
+    TtsVoice,
 )
 
 from assistant.brains.base import ToolGateway
 from assistant.config import WyomingServerSettings
 from assistant.errors import ErrorCode
+from assistant.tts.base import Synthesizer
 from assistant.wyoming.server_brains import PhraseLike, PhraseTranscriber, RouterConversation
-from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Transcribe
+from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Speak, Transcribe
 from assistant.wyoming.wire import WireError, WireLimits, read_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,6 +74,9 @@ OURS = Attribution(name="assistant (offline voice assistant)", url="")
 """Shown by HA beside each program (the project has no public address yet: no link)."""
 SPHINX = Attribution(name="CMU Sphinx (pocketsphinx)", url="https://github.com/cmusphinx/pocketsphinx")
 HASSIL = Attribution(name="Home Assistant intents (hassil)", url="https://github.com/home-assistant/intents")
+PIPER = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper")
+SPEECH_CHUNK_SAMPLES = 1024
+"""Samples per ``audio-chunk`` of synthesized speech."""
 
 
 LINGER_S = 0.5
@@ -106,7 +117,13 @@ def describe(serve: frozenset[str], version: str) -> Info:
                             "the current tools", attribution=HASSIL, installed=True, version=version,
                             languages=["en"])],
     )] if "handle" in serve else []
-    return Info(asr=asr, handle=handle)
+    tts = [TtsProgram(
+        name="assistant-voice", description="The assistant's own piper voice", attribution=OURS,
+        installed=True, version=version,
+        voices=[TtsVoice(name="assistant-en", description="The voice the assistant speaks with",
+                         attribution=PIPER, installed=True, version=version, languages=["en"])],
+    )] if "tts" in serve else []
+    return Info(asr=asr, handle=handle, tts=tts)
 
 
 class WyomingServer:
@@ -114,12 +131,13 @@ class WyomingServer:
 
     def __init__(self, settings: WyomingServerSettings, *, transcriber: PhraseTranscriber | None,
                  conversation: RouterConversation | None, version: str,
-                 limits: ServerLimits = ServerLimits()) -> None:
+                 synthesizer: Synthesizer | None = None, limits: ServerLimits = ServerLimits()) -> None:
         self._settings = settings
         self._transcriber = transcriber
         self._conversation = conversation
-        self.serve = frozenset(
-            name for name, part in (("asr", transcriber), ("handle", conversation)) if part is not None)
+        self._synthesizer = synthesizer
+        self.serve = frozenset(name for name, part in (
+            ("asr", transcriber), ("handle", conversation), ("tts", synthesizer)) if part is not None)
         self._info = describe(self.serve, version).event()
         self._limits = limits
         self._server: asyncio.Server | None = None
@@ -208,11 +226,10 @@ class WyomingServer:
             if isinstance(step, Send):
                 replies: tuple[Event, ...] = step.events
             else:
-                work = self._transcribe(step) if isinstance(step, Transcribe) else self._handle(step)
-                answer = await work
+                answer = await self._answer(step)
                 if isinstance(answer, Refuse):
                     return answer
-                replies = (answer,)
+                replies = answer
             for reply in replies:
                 try:
                     async with asyncio.timeout(limits.idle_timeout_s):
@@ -222,6 +239,13 @@ class WyomingServer:
                                     writer.get_extra_info("peername"))
                     writer.transport.abort()  # its unsent answers are dropped, not flushed
                     return None
+
+    async def _answer(self, step: Transcribe | Handle | Speak) -> tuple[Event, ...] | Refuse:
+        """A request's answer (events to send), or why not."""
+        if isinstance(step, Speak):
+            return await self._speak(step)
+        answer = await (self._transcribe(step) if isinstance(step, Transcribe) else self._handle(step))
+        return answer if isinstance(answer, Refuse) else (answer,)
 
     async def _transcribe(self, step: Transcribe) -> Event | Refuse:
         transcriber = self._transcriber
@@ -246,6 +270,21 @@ class WyomingServer:
         if answer.handled:
             return Handled(text=answer.text, context=step.context).event()
         return NotHandled(text=answer.text, context=step.context).event()
+
+    async def _speak(self, step: Speak) -> tuple[Event, ...] | Refuse:
+        synthesizer = self._synthesizer
+        if synthesizer is None:  # Session refuses synthesize unless tts is served
+            return Refuse(ErrorCode.WYOMING_NOT_SERVED, "text to speech (tts) is not served here")
+        spoken = await self._in_worker(lambda: synthesizer.synthesize(step.text), threading.Event())
+        if isinstance(spoken, Refuse):
+            return spoken
+        samples, rate = spoken
+        pcm = samples.astype("<i2").tobytes()
+        _LOGGER.info("Wyoming tts: %r -> %.1f s of speech", step.text, len(pcm) / (2 * rate))
+        step_bytes = SPEECH_CHUNK_SAMPLES * 2
+        chunks = tuple(AudioChunk(rate=rate, width=2, channels=1, audio=pcm[at:at + step_bytes]).event()
+                       for at in range(0, len(pcm), step_bytes))
+        return (AudioStart(rate=rate, width=2, channels=1).event(), *chunks, AudioStop().event())
 
     async def _in_worker(self, work: Callable[[], _T], cancel: threading.Event) -> _T | Refuse:
         """``work()`` in a thread, one at a time, within the work timeout; why not, when it failed."""
@@ -284,23 +323,27 @@ class WyomingServer:
 
 
 async def start_wyoming_server(settings: WyomingServerSettings, *, phrase: PhraseLike,
-                               router: ToolGateway) -> WyomingServer:
+                               router: ToolGateway, synthesizer: Synthesizer | None = None) -> WyomingServer:
     """Build and start the server for ``settings`` on the running loop, over ``phrase`` and ``router``.
 
     ``phrase`` is the phrase brain (the daemon's own, when ``brain.kind`` is phrase, or one
-    built for the server); ``router`` the daemon's router. Its grammar is built in a worker
-    thread at once. Raises OSError when the address is taken. Stop it with
-    ``await server.stop()``.
+    built for the server); ``router`` the daemon's router; ``synthesizer`` the voice of
+    ``tts`` (None: tts is left out, logged when asked for). Its grammar is built in a
+    worker thread at once. Raises OSError when the address is taken. Stop it with
+    ``await server.stop()``. The ``satellite`` of ``serve`` is not this server's
+    (``assistant.wyoming.satellite``).
     """
     from assistant import __version__  # noqa: PLC0415 - the package imports its parts, not the reverse
 
-    if "satellite" in settings.serve:
-        _LOGGER.warning("wyoming.server.serve: 'satellite' is not offered yet; serving the rest")
     site, serve = settings.site, settings.serve
+    if "tts" in serve and synthesizer is None:
+        _LOGGER.warning("wyoming.server.serve: 'tts' needs a piper voice (tts.voice or the piper extra); "
+                        "serving the rest")
     server = WyomingServer(
         settings,
         transcriber=PhraseTranscriber(phrase, router, site=site) if "asr" in serve else None,
         conversation=RouterConversation(phrase, router, site=site) if "handle" in serve else None,
+        synthesizer=synthesizer if "tts" in serve else None,
         version=__version__,
     )
     await server.start()

@@ -8,7 +8,8 @@ the peer). No I/O and no clock: the server (``assistant.wyoming.server``) does t
 
 The order a peer must keep, per request: ``describe`` -> ``info``; ``transcribe``
 (optional), ``audio-start``, ``audio-chunk``..., ``audio-stop`` -> ``transcript``;
-``transcript`` -> ``handled`` / ``not-handled``; ``ping`` -> ``pong``. Anything else, a
+``transcript`` -> ``handled`` / ``not-handled``; ``synthesize`` -> ``audio-start``,
+``audio-chunk``..., ``audio-stop`` (``Speak``); ``ping`` -> ``pong``. Anything else, a
 service that is not served, audio in another format than 16 kHz 16-bit mono, or more
 audio than ``max_audio_s`` is refused.
 """
@@ -28,6 +29,8 @@ WIDTH = 2
 CHANNELS = 1
 MAX_TEXT_CHARS = 1000
 """Longest transcript a peer may hand to ``handle`` (a spoken command is a sentence)."""
+MAX_SPEECH_CHARS = 2000
+"""Longest text a peer may have spoken (``synthesize``): an answer is a sentence or two."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,13 @@ class Handle:
 
 
 @dataclass(frozen=True)
+class Speak:
+    """Synthesize ``text``; answer with its audio (``audio-start``, ``audio-chunk``..., ``audio-stop``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Refuse:
     """Send an ``error`` event with ``code`` and ``text``, then disconnect; nothing is acted on."""
 
@@ -61,7 +71,7 @@ class Refuse:
     text: str
 
 
-Step = Send | Transcribe | Handle | Refuse
+Step = Send | Transcribe | Handle | Speak | Refuse
 
 
 class Session:
@@ -89,6 +99,8 @@ class Session:
             return self._audio_event(kind, data, event.payload)
         if kind == "transcript":
             return self._transcript(data)
+        if kind == "synthesize":
+            return self._synthesize(data)
         return Refuse(ErrorCode.WYOMING_BAD_EVENT, f"unexpected event {kind!r}")
 
     def _audio_event(self, kind: str, data: dict[str, Any], payload: bytes | None) -> Step:
@@ -143,6 +155,20 @@ class Session:
                           f"transcript: text longer than {MAX_TEXT_CHARS} characters")
         context = data.get("context")
         return Handle(text, context if isinstance(context, dict) else None)
+
+
+    def _synthesize(self, data: dict[str, Any]) -> Step:
+        if "tts" not in self._serve:
+            return Refuse(ErrorCode.WYOMING_NOT_SERVED, "synthesize: text to speech (tts) is not served here")
+        if self._audio is not None:
+            return Refuse(ErrorCode.WYOMING_OUT_OF_ORDER, "synthesize inside an audio stream")
+        text = data.get("text")
+        if not isinstance(text, str):
+            return Refuse(ErrorCode.WYOMING_BAD_EVENT, "synthesize: 'text' is not text")
+        if len(text) > MAX_SPEECH_CHARS:
+            return Refuse(ErrorCode.WYOMING_TOO_LARGE,
+                          f"synthesize: text longer than {MAX_SPEECH_CHARS} characters")
+        return Speak(" ".join(text.split()))
 
 
 def _format_problem(kind: str, data: dict[str, Any]) -> Refuse | None:

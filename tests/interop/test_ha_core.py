@@ -104,12 +104,16 @@ class HomeAssistant:
         (self.config_dir / "configuration.yaml").write_text(
             "homeassistant:\n  name: Interop\n  time_zone: UTC\n  unit_system: metric\n"
             "  latitude: 52.37\n  longitude: 4.89\n  elevation: 0\n"
+            # HA hands its satellites' announcements to ffmpeg as a URL of its own: the loopback one
+            f"  internal_url: http://127.0.0.1:{self.port}\n"
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\n"
             "logger:\n  default: warning\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         # No network for HA itself: every requirement comes from the venv (scripts/ha_core_env).
         env.update(UV_OFFLINE="1", PIP_NO_INDEX="1", UV_NO_CACHE="1")
+        # HA runs "ffmpeg" (its tts converts a satellite's answer): the venv's own (scripts/ha_core_env)
+        env["PATH"] = f"{_venv(self.release) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         console = (self.config_dir / "console.log").open("wb")
         started = time.monotonic()
         self.proc = subprocess.Popen(

@@ -10,6 +10,13 @@ needs a yes) and on audio (piper's joe voice, streamed as HA's frontend streams 
 microphone). What counts is what HA reports (its pipeline events) and what the router
 did (the MQTT commands a watcher sees on the broker).
 
+The same HA also adds our satellite endpoint (a second config entry, its own port), shows
+its ``assist_satellite`` entity, and runs its pipeline (made HA's preferred one, with our
+``tts`` as its speech engine: a satellite's pipeline ends in speech) on the turns our
+orchestrator hears after its wake word: our asr hears them, our handle acts once through
+the router, and HA's spoken answer (our voice, converted by HA's ffmpeg) plays on our
+speaker side.
+
 Skipped, with the reason, when the venv or mosquitto is not there.
 """
 
@@ -17,18 +24,34 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from assistant.tts import SpeakerSink
+from assistant.tts.base import SpeakResult
+from assistant.tts.espeak import EspeakSynthesizer
+from assistant.types import EventType
 from tests.e2e.live_daemon import Watcher
 from tests.interop.test_ha_core import HomeAssistant, _venv, _wait
 from tests.support.mosquitto import Broker, free_port, mosquitto_available
-from tests.support.pipeline import piper16
+from tests.support.pipeline import (
+    PacedPlayer,
+    ScriptedBrain,
+    Segment,
+    _piper,
+    espeak16,
+    piper16,
+    silence,
+    tool_reply,
+)
+from tests.support.rig import Rig
 from tests.support.wyoming_server import Served, served
 
 RELEASE = "2025.4.4"
@@ -113,6 +136,8 @@ class Setup:
     pipeline: str
     stt: str
     conversation: str
+    tts: str
+    satellite: str
 
     def demo_commands(self, since: int) -> list[tuple[str, bytes]]:
         return [(m.topic, m.payload) for m in self.watcher.since(since) if m.topic.startswith("demo/")]
@@ -124,7 +149,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         pytest.skip(f"no Home Assistant {RELEASE} venv in {_venv(RELEASE)}: run scripts/ha_core_env")
     tmp = tmp_path_factory.mktemp("ha-wyoming")
     ha = HomeAssistant(RELEASE, tmp / "ha-config", free_port())
-    with Broker(tmp) as broker, served(tmp, broker) as parts:
+    with Broker(tmp) as broker, served(tmp, broker, serve=("asr", "handle", "tts"), synthesizer=_piper(),
+                                       satellite=True) as parts:
         watcher = Watcher(broker, topics=("demo/#",), client_id="interop-wyoming")
         socket: Socket | None = None
         try:
@@ -134,14 +160,21 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             socket = Socket(ha)
             entities = _wait(lambda: _our_entities(socket), 30)
             assert entities, socket.command({"type": "config/entity_registry/list"})
-            stt, conversation = entities
+            stt, conversation, tts = entities
             pipeline = socket.command({
                 "type": "assist_pipeline/pipeline/create", "name": "Assistant over Wyoming",
                 "language": "en", "conversation_engine": conversation, "conversation_language": "en",
-                "stt_engine": stt, "stt_language": "en", "tts_engine": None, "tts_language": None,
-                "tts_voice": None, "wake_word_entity": None, "wake_word_id": None,
+                "stt_engine": stt, "stt_language": "en", "tts_engine": tts, "tts_language": "en",
+                "tts_voice": "assistant-en", "wake_word_entity": None, "wake_word_id": None,
             })["id"]
-            yield Setup(ha, parts, watcher, socket, entry, pipeline, stt, conversation)
+            # a satellite runs the pipeline its "Assistant" select names: "preferred" by default
+            socket.command({"type": "assist_pipeline/pipeline/set_preferred", "pipeline_id": pipeline})
+            assert parts.satellite is not None
+            satellite_entry = add_wyoming(ha, parts.satellite.port)
+            assert satellite_entry["title"] == "assistant", satellite_entry  # HA names it after our satellite
+            satellite = _wait(lambda: _entity(socket, "assist_satellite"), 30)
+            assert satellite, socket.command({"type": "config/entity_registry/list"})
+            yield Setup(ha, parts, watcher, socket, entry, pipeline, stt, conversation, tts, satellite)
         finally:
             if socket is not None:
                 socket.close()
@@ -162,13 +195,19 @@ def add_wyoming(ha: HomeAssistant, port: int) -> dict[str, Any]:
     return flow
 
 
-def _our_entities(socket: Socket) -> tuple[str, str] | None:
-    """The stt and conversation entities of the wyoming entry, once HA has both."""
+def _our_entities(socket: Socket) -> tuple[str, str, str] | None:
+    """The stt, conversation and tts entities of the wyoming entry, once HA has all three."""
     registry = socket.command({"type": "config/entity_registry/list"})
     found = {e["entity_id"].split(".")[0]: e["entity_id"] for e in registry if e["platform"] == "wyoming"}
-    if "stt" in found and "conversation" in found:
-        return found["stt"], found["conversation"]
+    if "stt" in found and "conversation" in found and "tts" in found:
+        return found["stt"], found["conversation"], found["tts"]
     return None
+
+
+def _entity(socket: Socket, domain: str) -> str | None:
+    registry = socket.command({"type": "config/entity_registry/list"})
+    return next((e["entity_id"] for e in registry if e["platform"] == "wyoming"
+                 and e["entity_id"].startswith(domain + ".")), None)
 
 
 def _speech(text: str) -> bytes:
@@ -235,3 +274,145 @@ def test_an_audio_pipeline_hears_through_our_asr_and_acts_through_our_handle(set
     assert not [e for e in events if e["type"] == "intent-start"]
     time.sleep(0.3)
     assert setup.demo_commands(mark) == []
+
+
+class Speaker(SpeakerSink):
+    """The speaker sink on a player that takes real time; which sounds and texts it was given."""
+
+    def __init__(self, player: PacedPlayer) -> None:
+        super().__init__("espeak", EspeakSynthesizer(), player)
+        self.sounds: list[tuple[int, int]] = []
+        self.texts: list[str] = []
+
+    def play_pcm(self, pcm: bytes, rate: int, cancel: threading.Event) -> SpeakResult:
+        self.sounds.append((rate, len(pcm) // 2))
+        return super().play_pcm(pcm, rate, cancel)
+
+    def speak(self, text: str, cancel: threading.Event) -> SpeakResult:
+        self.texts.append(text)
+        return super().speak(text, cancel)
+
+
+def _wake_and(command: str) -> bytes:
+    """Our wake word, a pause, a command in piper's joe voice, the silence that ends it."""
+    return silence(0.4) + espeak16("okay nabu") + silence(0.6) + piper16(command) + silence(1.5)
+
+
+def test_our_satellite_hands_its_wake_word_turns_to_home_assistants_pipeline_over_our_asr_and_handle(
+        setup: Setup, tmp_path: Path) -> None:
+    if not (_venv(RELEASE) / "bin" / "ffmpeg").exists():  # HA's tts converts the answer with it
+        pytest.skip(f"no ffmpeg in {_venv(RELEASE)}: run scripts/ha_core_env")
+    endpoint, watcher, mark = setup.served.satellite, setup.watcher, setup.watcher.mark()
+    assert endpoint is not None
+    assert _wait(lambda: endpoint.running, 15)  # HA sent run-satellite
+    assert setup.ha.wait_state(setup.satellite, "idle", 10)
+    runs_before = _runs(setup)
+    player = PacedPlayer()
+    brain = ScriptedBrain()  # our own brain: it must hear nothing while HA runs the satellite
+    speaker = Speaker(player)
+    rig = Rig(tmp_path, [], brain, tts=speaker, handoff=endpoint)
+    first_done = lambda: any(e.type is EventType.RUN_END for e in rig.log.events)  # noqa: E731
+    rig.source.segments = [Segment(_wake_and("Turn on the kitchen light.")),
+                           Segment(_wake_and("Turn off the kitchen light."), wait_for=first_done)]
+    setup.served.loop.run(rig.orch.run(), timeout=120)
+
+    assert brain.utterances == [] and rig.router.calls == []
+    outcomes = [e.data["outcome"] for e in rig.log.events if e.type is EventType.RUN_END]
+    assert outcomes == ["ok", "ok"], rig.log.events
+    heard = [e.data["text"] for e in rig.log.events if e.type is EventType.TRANSCRIPT]
+    assert heard == ["turn on the kitchen light", "turn off the kitchen light"], heard
+    # acted on exactly once each, through our router, in order
+    assert watcher.wait(lambda m: m.topic == KITCHEN and m.payload == b"OFF", since=mark, timeout=10)
+    time.sleep(0.3)
+    assert setup.demo_commands(mark) == [(KITCHEN, b"ON"), (KITCHEN, b"OFF")]
+    # HA's spoken answers (its tts stage: our voice) played on our speaker side
+    answers = [e.data["text"] for e in rig.log.events if e.type is EventType.TTS_START]
+    assert len(answers) == 2 and all(answers), answers
+    assert [rate for rate, _ in speaker.sounds] == [22050, 22050] and speaker.texts == [], speaker.sounds
+    assert all(samples > 0.3 * rate for rate, samples in speaker.sounds), speaker.sounds
+    assert sum(player.played) == sum(samples for _, samples in speaker.sounds)
+    assert setup.ha.wait_state(setup.satellite, "idle", 10)  # our played ended HA's response
+    # and HA's own record of the runs: from our satellite's audio, our stt, our conversation, our tts
+    runs = _runs(setup)[-2:]  # HA keeps the last few runs of a pipeline
+    assert len(runs) == 2 and not set(runs) & set(runs_before), (runs, runs_before)
+    for run in runs:
+        events = {e["type"]: e.get("data") or {} for e in _run_events(setup, run)}
+        assert events["stt-start"]["engine"] == setup.stt, events
+        assert events["intent-start"]["engine"] == setup.conversation, events
+        assert events["tts-start"]["engine"] == setup.tts, events
+        assert "error" not in events, events
+
+
+def _runs(setup: Setup) -> list[str]:
+    listed = setup.socket.command({"type": "assist_pipeline/pipeline_debug/list",
+                                   "pipeline_id": setup.pipeline})
+    return [r["pipeline_run_id"] for r in listed["pipeline_runs"]]
+
+
+def _run_events(setup: Setup, run: str) -> list[dict[str, Any]]:
+    got = setup.socket.command({"type": "assist_pipeline/pipeline_debug/get", "pipeline_id": setup.pipeline,
+                                "pipeline_run_id": run})
+    return list(got["events"])
+
+
+def test_muting_our_satellite_in_home_assistant_gives_the_turns_back_to_our_brain(setup: Setup,
+                                                                                 tmp_path: Path) -> None:
+    endpoint, mark = setup.served.satellite, setup.watcher.mark()
+    assert endpoint is not None
+    assert _wait(lambda: endpoint.running, 15)
+    mute = _entity(setup.socket, "switch")
+    assert mute is not None and "mute" in mute, mute
+    runs_before = _runs(setup)
+    setup.ha.call("switch", "turn_on", {"entity_id": mute})
+    paused_at = time.monotonic()
+    try:
+        assert _wait(lambda: not endpoint.running, 10)  # HA sent pause-satellite
+        brain = ScriptedBrain(tool_reply("Turned on the kitchen light."))
+        rig = Rig(tmp_path, [Segment(_wake_and("Turn on the kitchen light."))], brain, handoff=endpoint)
+        setup.served.loop.run(rig.orch.run(), timeout=60)
+        assert len(brain.utterances) == 1 and [c.name for c in rig.router.calls] == ["HassTurnOn"]
+        assert rig.sink.spoken == ["Turned on the kitchen light."]  # our own voice
+    finally:
+        # HA leaves its pipeline loop at the next pong (it pings 2 s after each): unmuted before
+        # that, it carries on with the paused connection and never sends run-satellite again
+        # (as a wyoming-satellite, we then stay paused). Give it the time a person would.
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - paused_at)))
+        setup.ha.call("switch", "turn_off", {"entity_id": mute})
+    assert _runs(setup) == runs_before  # HA ran nothing for it
+    time.sleep(0.3)
+    assert setup.demo_commands(mark) == []  # only our (fake) router saw the command
+    assert _wait(lambda: endpoint.running, 20)  # unmuted: HA reconnects and runs the satellite again
+
+
+def test_an_announcement_from_home_assistant_plays_on_our_speaker(setup: Setup, tmp_path: Path) -> None:
+    if not (_venv(RELEASE) / "bin" / "ffmpeg").exists():  # HA reads the announcement with it
+        pytest.skip(f"no ffmpeg in {_venv(RELEASE)}: run scripts/ha_core_env")
+    endpoint = setup.served.satellite
+    assert endpoint is not None and _wait(lambda: endpoint.running, 20)
+    speaker = Speaker(PacedPlayer())
+    rig = Rig(tmp_path, [], ScriptedBrain(), tts=speaker)
+    announced = threading.Event()
+    took: list[float] = []
+
+    def announce() -> None:  # HA's service call returns once the satellite is done
+        started = time.monotonic()
+        setup.ha.call("assist_satellite", "announce", {"entity_id": setup.satellite,
+                                                       "message": "Dinner is ready.", "preannounce": False})
+        took.append(time.monotonic() - started)
+        announced.set()
+
+    rig.source.segments = [Segment(silence(0.1), wait_for=announced.is_set)]  # runs until HA is done
+    endpoint.announce = rig.orch.inbox.post  # what the supervisor wires for the daemon
+    caller = threading.Thread(target=announce, daemon=True)
+    try:
+        caller.start()
+        setup.served.loop.run(rig.orch.run(), timeout=60)
+    finally:
+        endpoint.announce = None
+        caller.join(10)
+    assert speaker.texts == [] and len(speaker.sounds) == 1, (speaker.sounds, speaker.texts)
+    rate, samples = speaker.sounds[0]
+    assert rate == 22050 and samples > 0.5 * rate, speaker.sounds  # our voice saying it, through HA
+    assert took and took[0] >= samples / rate, took  # HA waited for it to be played
+    outcomes = [e.data["outcome"] for e in rig.log.events if e.type is EventType.RUN_END]
+    assert outcomes == ["announced"], outcomes

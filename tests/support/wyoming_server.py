@@ -2,7 +2,8 @@
 
 ``served(tmp, broker)`` builds the assistant (router, demo house entities on the real
 broker, no audio), a phrase brain warmed on its tools and the server on a free loopback
-port, as the daemon would run them side by side.
+port, as the daemon would run them side by side; with ``satellite=True`` also our
+satellite endpoint on a port of its own, on the same loop (``Served.loop``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 from assistant.brains.phrase import PhraseBrain
 from assistant.compose import Assistant, build_assistant, demo_entities
 from assistant.config import HomeSettings, MqttSettings, PhraseSettings, Settings, WyomingServerSettings
+from assistant.tts.base import Synthesizer
+from assistant.wyoming.satellite import SatelliteEndpoint, start_satellite_endpoint
 from assistant.wyoming.server import WyomingServer, start_wyoming_server
 from tests.support.mosquitto import Broker, free_port
 
@@ -46,6 +49,8 @@ class Served:
     server: WyomingServer
     assistant: Assistant
     phrase: PhraseBrain
+    loop: LoopThread
+    satellite: SatelliteEndpoint | None = None
 
     @property
     def port(self) -> int:
@@ -54,7 +59,8 @@ class Served:
 
 @contextlib.contextmanager
 def served(tmp: Path, broker: Broker, *, serve: tuple[Any, ...] = ("asr", "handle"),
-           host: str = "127.0.0.1") -> Iterator[Served]:
+           host: str = "127.0.0.1", synthesizer: Synthesizer | None = None,
+           satellite: bool = False) -> Iterator[Served]:
     settings = Settings(site="kitchen", state_dir=tmp / "state",
                         mqtt=MqttSettings(host=broker.host, port=broker.port),
                         home=HomeSettings(entities=demo_entities()))
@@ -62,16 +68,23 @@ def served(tmp: Path, broker: Broker, *, serve: tuple[Any, ...] = ("asr", "handl
     assistant.start()
     loop: LoopThread | None = None
     server: WyomingServer | None = None
+    endpoint: SatelliteEndpoint | None = None
     try:
         assistant.wait_for_home()
         phrase = PhraseBrain(PhraseSettings())
         phrase.build(assistant.router)  # the daemon's warm-up does this before the first request
         loop = LoopThread()
-        server_settings = WyomingServerSettings(host=host, port=free_port(), serve=serve)
-        server = loop.run(start_wyoming_server(server_settings, phrase=phrase, router=assistant.router))
-        yield Served(server, assistant, phrase)
+        server_settings = WyomingServerSettings(host=host, port=free_port(), serve=serve,
+                                                satellite_port=free_port())
+        server = loop.run(start_wyoming_server(server_settings, phrase=phrase, router=assistant.router,
+                                               synthesizer=synthesizer))
+        if satellite:
+            endpoint = loop.run(start_satellite_endpoint(server_settings, area="kitchen"))
+        yield Served(server, assistant, phrase, loop, endpoint)
     finally:
         if loop is not None:
+            if endpoint is not None:
+                loop.run(endpoint.stop())
             if server is not None:
                 loop.run(server.stop())
             loop.close()

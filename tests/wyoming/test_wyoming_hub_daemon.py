@@ -6,8 +6,9 @@ command printing room noise, wake word off), the satellite a real wyoming-satell
 process, the broker a real mosquitto. A command spoken at the satellite acts once on the
 broker and its reply reaches the satellite; ``assistant home`` shows the satellite's
 state while the daemon runs; the daemon's Wyoming server describes what it serves and its
-``handle`` acts through the same router; SIGTERM ends the daemon cleanly and the state says
-offline.
+``handle`` acts through the same router, and its satellite endpoint (on a port of its own)
+describes a satellite and takes HA's ``run-satellite``; SIGTERM ends the daemon cleanly and
+the state says offline.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from wyoming.asr import Transcript
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.info import Describe
+from wyoming.ping import Ping
+from wyoming.satellite import RunSatellite
 
 from assistant.compose import demo_entities
 from tests.e2e.live_daemon import DaemonProcess, Watcher
@@ -44,7 +47,7 @@ pytestmark = [
 
 def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_path: Path) -> None:
     broker = Broker(tmp_path).start()
-    server_port = free_port()
+    server_port, satellite_port = free_port(), free_port()
     satellite = RealSatellite(tmp_path, "kitchen").start()
     quiet = tmp_path / "quiet"
     quiet.mkdir()
@@ -60,7 +63,8 @@ def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_pat
         "mqtt": {"host": broker.host, "port": broker.port},
         "home": {"entities": [dict(e) for e in demo_entities()]},
         "wyoming": {"satellites": [{"uri": satellite.uri, "site": "kitchen", "area": "Kitchen"}],
-                    "server": {"host": "127.0.0.1", "port": server_port, "serve": ["asr", "handle"]}},
+                    "server": {"host": "127.0.0.1", "port": server_port,
+                               "serve": ["asr", "handle", "satellite"], "satellite_port": satellite_port}},
     }
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     offline_view = tmp_path / "home.yaml"  # assistant home reads the satellites' states from state_dir
@@ -93,6 +97,12 @@ def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_pat
         off = watcher.wait(lambda m: m.topic == "demo/kitchen/coffee/set" and m.text() == "OFF",
                            since=mark, timeout=15.0)
         assert off is not None, daemon.tail()
+        # our microphone for HA: the satellite endpoint answers as a satellite and is run by HA
+        satellite_info = asyncio.run(_run_satellite(satellite_port))
+        offered = satellite_info.data
+        assert offered["satellite"]["installed"] and not offered["asr"], offered
+        assert daemon.wait_for_log("Home Assistant runs our satellite", 10.0), daemon.tail()
+        assert daemon.wait_for_log("disconnected; our brain takes the turns", 10.0), daemon.tail()
         assert daemon.stop() == 0, daemon.tail()
         states = json.loads((state_dir / "satellites.json").read_text(encoding="utf-8"))["satellites"]
         assert [s["state"] for s in states] == ["offline"]
@@ -101,6 +111,18 @@ def test_assistant_run_serves_a_satellite_and_shows_it_in_assistant_home(tmp_pat
         watcher.close()
         satellite.stop()
         broker.stop()
+
+
+async def _run_satellite(port: int) -> Event:
+    """describe -> info, then run-satellite, as HA's integration does on a satellite's endpoint."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Describe().event())
+        info = await asyncio.wait_for(client.read_event(), 10.0)
+        await client.write_event(RunSatellite().event())
+        await client.write_event(Ping().event())
+        pong = await asyncio.wait_for(client.read_event(), 10.0)  # read after run-satellite: it arrived
+    assert info is not None and pong is not None and pong.type == "pong", (info, pong)
+    return info
 
 
 async def _ask_server(port: int, text: str) -> tuple[Event, Event]:

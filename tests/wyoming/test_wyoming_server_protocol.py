@@ -17,7 +17,7 @@ from wyoming.info import Describe
 
 from assistant.config import ConfigError, parse_settings
 from assistant.wyoming.server import describe
-from assistant.wyoming.server_session import Handle, Refuse, Send, Session
+from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Speak
 from assistant.wyoming.server_session import Transcribe as TranscribeStep
 from assistant.wyoming.wire import WireError, WireLimits, read_event
 
@@ -73,7 +73,7 @@ def test_describe_and_ping_are_answered_at_once() -> None:
         ([Transcribe(language="fr").event()], "wyoming_not_served"),
         ([Event("transcript", {"text": ["a"]})], "wyoming_bad_event"),
         ([Event("transcript", {"text": "a" * 1001})], "wyoming_too_large"),
-        ([Event("synthesize", {"text": "hello"})], "wyoming_bad_event"),
+        ([Event("synthesize", {"text": "hello"})], "wyoming_not_served"),  # tts not served here
     ],
 )
 def test_what_breaks_the_protocol_is_refused_with_a_code(events: list[Event], code: str) -> None:
@@ -88,6 +88,21 @@ def test_a_service_not_served_is_refused() -> None:
         "wyoming_not_served", "audio-start: speech to text (asr) is not served here")
     refused = _session(serve=("asr",)).receive(Transcript(text="hello").event())
     assert isinstance(refused, Refuse) and refused.code == "wyoming_not_served"
+
+
+def test_synthesize_becomes_a_speak_step_when_tts_is_served() -> None:
+    session = _session(serve=("asr", "tts"))
+    spoken = session.receive(Event("synthesize", {"text": " Turned  on\nthe light. "}))
+    assert spoken == Speak("Turned on the light.")
+    for data, code in (({"text": 5}, "wyoming_bad_event"), ({"text": "a" * 2001}, "wyoming_too_large")):
+        refused = _session(serve=("tts",)).receive(Event("synthesize", data))
+        assert isinstance(refused, Refuse) and refused.code == code, refused
+    inside = _session(serve=("asr", "tts"))
+    inside.receive(START)
+    assert inside.receive(Event("synthesize", {"text": "hi"})) == Refuse(
+        "wyoming_out_of_order", "synthesize inside an audio stream")
+    info = describe(frozenset({"tts"}), "1.2.3")
+    assert [v.languages for p in info.tts for v in p.voices] == [["en"]] and info.asr == []
 
 
 def test_describe_lists_only_what_is_served() -> None:
@@ -151,7 +166,7 @@ def test_the_server_settings_parse_and_a_bad_site_is_reported_with_its_line() ->
     server = settings.wyoming.server
     assert server is not None and server.serve == ("asr",) and server.site == "home-assistant"
     with pytest.raises(ConfigError) as caught:
-        parse_settings("wyoming:\n  server:\n    port: 0\n    serve: [tts]\n")
+        parse_settings("wyoming:\n  server:\n    port: 0\n    serve: [wake]\n")
     assert "<string>:3: wyoming.server.port" in str(caught.value) and "serve.[0]" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         parse_settings("wyoming:\n  server:\n    site: living room\n")
