@@ -343,6 +343,20 @@ def symbols_of(text: str, specials: Sequence[str] = (QUOTE, CALL_OPEN, CALL_CLOS
     return out
 
 
+def _spelling_keys(states: frozenset[State]) -> Iterator[tuple[str, str, _Object, int, frozenset[str]]]:
+    """States spelling an object's key: its name, the next symbol, the object, how far into the
+    key, and the keys written before it. (Part 1 of a key's sequence is its value: not a key.)"""
+    for state in states:
+        if len(state) < 3:
+            continue
+        (top, index), (seq, part), (obj, data) = state[-1], state[-2], state[-3]
+        if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value" or part:
+            continue
+        name = obj.names.get(id(seq))
+        if name is not None:
+            yield name, top.syms[index], obj, index, data[0] - {name}
+
+
 class CallGrammar:
     """What may follow ``<|tool_call>`` for a set of tools (their declarations as the prompt shows)."""
 
@@ -393,17 +407,9 @@ class CallGrammar:
         for sym in (CALL_CLOSE, "}", "]"):
             if sym in nxt:
                 return sym
-        keys: list[tuple[str, str]] = []
-        for state in states:
-            if len(state) < 3:
-                continue
-            (top, index), (seq, part), (obj, data) = state[-1], state[-2], state[-3]
-            # part 0: spelling the key itself (part 1 is its value: an enum's values are no guess)
-            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value" or part:
-                continue
-            name = obj.names.get(id(seq))
-            if name is not None and name in obj.required:
-                keys.append((name, top.syms[index]))
+        keys = [
+            (name, sym) for name, sym, obj, _index, _written in _spelling_keys(states) if name in obj.required
+        ]
         if keys:
             return min(keys)[1]
         return "," if "," in nxt else None
@@ -417,18 +423,8 @@ class CallGrammar:
         after ``brightness``. Only an order for branch rows (every valid key stays allowed).
         """
         ahead: dict[str, str] = {}
-        for state in states:
-            if len(state) < 3:
-                continue
-            (top, index), (seq, part), (obj, data) = state[-1], state[-2], state[-3]
-            if not isinstance(obj, _Object) or not isinstance(top, _Lit) or data[1] != "value" or part:
-                continue
-            name = obj.names.get(id(seq))
-            if name is None or index != 0:
-                continue
-            written = data[0] - {name}
-            if not written or name > max(written):
-                sym = top.syms[0]
+        for name, sym, _obj, index, written in _spelling_keys(states):
+            if index == 0 and (not written or name > max(written)):
                 ahead[sym] = min(ahead.get(sym, name), name)
         return ahead
 
