@@ -142,33 +142,30 @@ class Session:
         return Transcribe(pcm, language)
 
     def _transcript(self, data: dict[str, Any]) -> Step:
-        if "handle" not in self._serve:
-            return Refuse(ErrorCode.WYOMING_NOT_SERVED,
-                          "transcript: intent handling (handle) is not served here")
-        if self._audio is not None:
-            return Refuse(ErrorCode.WYOMING_OUT_OF_ORDER, "transcript inside an audio stream")
-        text = data.get("text")
-        if not isinstance(text, str):
-            return Refuse(ErrorCode.WYOMING_BAD_EVENT, "transcript: 'text' is not text")
-        if len(text) > MAX_TEXT_CHARS:
-            return Refuse(ErrorCode.WYOMING_TOO_LARGE,
-                          f"transcript: text longer than {MAX_TEXT_CHARS} characters")
+        text = self._text_of(data, "transcript", "handle", "intent handling", MAX_TEXT_CHARS)
+        if isinstance(text, Refuse):
+            return text
         context = data.get("context")
         return Handle(text, context if isinstance(context, dict) else None)
 
-
     def _synthesize(self, data: dict[str, Any]) -> Step:
-        if "tts" not in self._serve:
-            return Refuse(ErrorCode.WYOMING_NOT_SERVED, "synthesize: text to speech (tts) is not served here")
+        text = self._text_of(data, "synthesize", "tts", "text to speech", MAX_SPEECH_CHARS)
+        if isinstance(text, Refuse):
+            return text
+        return Speak(" ".join(text.split()))
+
+    def _text_of(self, data: dict[str, Any], event: str, service: str, what: str, limit: int) -> str | Refuse:
+        """The ``text`` of a transcript or synthesize event, or why it is refused."""
+        if service not in self._serve:
+            return Refuse(ErrorCode.WYOMING_NOT_SERVED, f"{event}: {what} ({service}) is not served here")
         if self._audio is not None:
-            return Refuse(ErrorCode.WYOMING_OUT_OF_ORDER, "synthesize inside an audio stream")
+            return Refuse(ErrorCode.WYOMING_OUT_OF_ORDER, f"{event} inside an audio stream")
         text = data.get("text")
         if not isinstance(text, str):
-            return Refuse(ErrorCode.WYOMING_BAD_EVENT, "synthesize: 'text' is not text")
-        if len(text) > MAX_SPEECH_CHARS:
-            return Refuse(ErrorCode.WYOMING_TOO_LARGE,
-                          f"synthesize: text longer than {MAX_SPEECH_CHARS} characters")
-        return Speak(" ".join(text.split()))
+            return Refuse(ErrorCode.WYOMING_BAD_EVENT, f"{event}: 'text' is not text")
+        if len(text) > limit:
+            return Refuse(ErrorCode.WYOMING_TOO_LARGE, f"{event}: text longer than {limit} characters")
+        return text
 
 
 def _format_problem(kind: str, data: dict[str, Any]) -> Refuse | None:
