@@ -367,6 +367,21 @@ class HeadStartBrain(ScriptedBrain):
         pass
 
 
+def _run_daemon(endpoint: SatelliteEndpoint, rig: Rig, home_assistant: Callable[[], Awaitable[None]]) -> None:
+    """The endpoint and the rig's orchestrator running, with ``home_assistant`` on the other side."""
+
+    async def main() -> None:
+        await endpoint.start()
+        ha = asyncio.ensure_future(home_assistant())
+        try:
+            await asyncio.wait_for(rig.orch.run(), 30)
+            await asyncio.wait_for(ha, 5)
+        finally:
+            await endpoint.stop()
+
+    asyncio.run(main())
+
+
 def _command() -> bytes:
     command = espeak16("turn on the kitchen light")
     return silence(0.4) + espeak16("okay nabu") + silence(0.6) + command + silence(1.5)
@@ -395,16 +410,7 @@ def test_the_orchestrator_hands_a_wake_word_turn_to_home_assistant_and_takes_it_
         await _within(lambda: not endpoint.running)
         gone.set()
 
-    async def main() -> None:
-        await endpoint.start()
-        ha = asyncio.ensure_future(home_assistant())
-        try:
-            await asyncio.wait_for(rig.orch.run(), 30)
-            await asyncio.wait_for(ha, 5)
-        finally:
-            await endpoint.stop()
-
-    asyncio.run(main())
+    _run_daemon(endpoint, rig, home_assistant)
     assert len(heard) == 1 and 1.0 < len(heard[0]) / 32000 < 4.0  # the command, as our VAD cut it
     assert len(brain.utterances) == 1 and len(rig.router.calls) == 1  # only the second turn was ours
     assert brain.streams == 1 and brain.prefetches == 1  # and no head start on HA's turn: HA needs the cores
@@ -470,16 +476,7 @@ def test_a_stop_word_while_home_assistants_answer_plays_cuts_it_and_ha_is_told_i
         told.append(time.monotonic())
         await ha.close()
 
-    async def main() -> None:
-        await endpoint.start()
-        ha = asyncio.ensure_future(home_assistant())
-        try:
-            await asyncio.wait_for(rig.orch.run(), 30)
-            await asyncio.wait_for(ha, 5)
-        finally:
-            await endpoint.stop()
-
-    asyncio.run(main())
+    _run_daemon(endpoint, rig, home_assistant)
     assert player.stopped_at is not None and told and told[0] >= player.stopped_at  # cut, then told
     assert sum(player.played) < len(long_answer) // 4  # well before its end
     (cancel,) = rig.log.of("cancelled")
