@@ -44,6 +44,7 @@ from assistant.types import Event, EventType
 from assistant.wyoming.hub_announce import SatelliteAnnouncer
 
 if TYPE_CHECKING:
+    from assistant.brains.gemma.brain import GemmaBrain
     from assistant.daemon import Orchestrator
     from assistant.home.device import AssistantDevice
     from assistant.wake.detector import WakeDetector
@@ -121,6 +122,19 @@ _BRAINS: dict[str, Callable[[Settings], Brain]] = {
     "remote": _phrase_and_remote,
 }
 """brain.kind -> the factory of that brain."""
+
+
+def gemma_of(brain: Brain | None) -> GemmaBrain | None:
+    """The Gemma brain the daemon already runs (``brain`` itself, or a part of a hybrid), if any:
+    what else would want Gemma's ears (the Wyoming server's ``asr: gemma``) shares it."""
+    from assistant.brains.gemma.brain import GemmaBrain  # noqa: PLC0415 - slow import
+    from assistant.brains.hybrid import HybridBrain  # noqa: PLC0415
+
+    if isinstance(brain, GemmaBrain):
+        return brain
+    if isinstance(brain, HybridBrain):
+        return next((part for part in brain.parts if isinstance(part, GemmaBrain)), None)
+    return None
 
 
 def make_brain(settings: Settings) -> Brain:

@@ -418,6 +418,11 @@ class WyomingServerSettings:
     satellite_port: int = 10700
     """TCP port of the satellite endpoint (HA treats a whole endpoint as one satellite, so it
     cannot share ``port``)."""
+    asr: Literal["phrase", "gemma"] = "phrase"
+    """Whose ears ``asr`` lends Home Assistant: phrase (the grammar's transcript, and only of what
+    it would act on: "" otherwise) or gemma (Gemma 4's own audio encoder with Google's ASR prompt:
+    free text of anything said; needs ``brain.gemma.model_dir``, and shares the daemon's Gemma
+    brain when it has one)."""
     site: str = "home-assistant"
     """The site the router sees for Home Assistant's requests (its confirmations stay with it)."""
 
@@ -1133,6 +1138,12 @@ def _settings_problems(obj: Settings) -> list[tuple[str, str]]:
         problems.append(("site", why))
     if any(s.site == obj.site for s in obj.wyoming.satellites):
         problems.append(("site", f"{obj.site!r} is also a satellite's site: each site is one room"))
+    server = obj.wyoming.server
+    if (server is not None and server.asr == "gemma" and "asr" in server.serve
+            and obj.brain.gemma.model_dir is None):
+        problems.append(("wyoming", "server.asr is 'gemma' but brain.gemma.model_dir is not set: "
+                                    "download a model with `assistant models pull e2b` and set it, "
+                                    "or use asr: phrase"))
     return problems
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from assistant.config import Settings
-from assistant.errors import TtsError
+from assistant.errors import AssistantError, TtsError
 from assistant.inbox import PushToTalk, Shutdown
 from assistant.lifecycle import ReloadCheck, SignalRelay, Watchdog, process_relay
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from assistant.wyoming.hub import Hub
     from assistant.wyoming.satellite import SatelliteEndpoint
     from assistant.wyoming.server import WyomingServer
+    from assistant.wyoming.server_brains import Hearing
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -132,15 +133,37 @@ async def _start_server(settings: Settings, daemon: Daemon) -> WyomingServer | N
         return None
     phrase = await asyncio.to_thread(make_phrase_brain, settings.brain.phrase)
     synthesizer = await asyncio.to_thread(_voice, settings, daemon) if "tts" in wanted.serve else None
+    hearing = None
+    if "asr" in wanted.serve and wanted.asr == "gemma":
+        hearing = await asyncio.to_thread(_gemma_ears, settings, daemon)
     try:
         server = await start_wyoming_server(wanted, phrase=phrase, router=daemon.assistant.router,
-                                            synthesizer=synthesizer)
+                                            synthesizer=synthesizer, hearing=hearing)
     except OSError as err:
         _LOGGER.error("Wyoming server: cannot listen on %s:%d (%s); running without it",
                       wanted.host, wanted.port, err.strerror or err)
         return None
     _LOGGER.info("Wyoming server listening on %s:%d (%s)", wanted.host, server.port, ", ".join(wanted.serve))
     return server
+
+
+def _gemma_ears(settings: Settings, daemon: Daemon) -> Hearing | None:
+    """Gemma's transcription for the server's ``asr: gemma``: the daemon's own Gemma brain when it
+    runs one (one model in memory), else one loaded for the server; None (logged) when it cannot load."""
+    from assistant.brains.gemma.brain import make_gemma_brain  # noqa: PLC0415 - slow import
+    from assistant.compose import gemma_of  # noqa: PLC0415 - loads every part
+
+    gemma = gemma_of(daemon.assistant.brain)
+    if gemma is None:
+        try:
+            gemma = make_gemma_brain(settings.brain.gemma)
+        except AssistantError as err:
+            _LOGGER.error("Wyoming server: Gemma for asr could not be loaded (%s)", err)
+            return None
+        except Exception:  # onnxruntime's own load failures: the rest of the server still serves
+            _LOGGER.exception("Wyoming server: Gemma for asr could not be loaded")
+            return None
+    return gemma.transcribe
 
 
 def _voice(settings: Settings, daemon: Daemon) -> Synthesizer | None:

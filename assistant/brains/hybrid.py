@@ -118,6 +118,11 @@ class HybridBrain:
         self._escalate = escalate
         self._local = local
 
+    @property
+    def parts(self) -> tuple[Brain, ...]:
+        """The brains it asks: the phrase brain, the second one, and the local one when there is one."""
+        return tuple(b for b in (self._phrase, self._gemma, self._local) if b is not None)
+
     def warm(self, router: ToolGateway) -> None:
         """Prepare both brains for the current tools (blocking)."""
         warm_brain(self._phrase, router)

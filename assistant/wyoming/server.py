@@ -4,7 +4,8 @@ Serves (``wyoming.server.serve``):
 
 - ``asr``: ``transcribe`` / ``audio-start`` / ``audio-chunk``... / ``audio-stop`` ->
   ``transcript``; the phrase brain's decoder on the current tool grammar; a rejected
-  utterance gives an empty transcript (``server_brains.PhraseTranscriber``).
+  utterance gives an empty transcript (``server_brains.PhraseTranscriber``); or, with
+  ``asr: gemma``, Gemma 4's own transcription of whatever was said (``GemmaTranscriber``).
 - ``handle``: ``transcript`` -> ``handled`` (the router acted; the spoken answer) or
   ``not-handled`` (nothing placed, nothing done) (``server_brains.RouterConversation``).
 - ``tts``: ``synthesize`` -> ``audio-start``, ``audio-chunk``..., ``audio-stop``: the text in
@@ -62,7 +63,14 @@ from assistant.brains.base import ToolGateway
 from assistant.config import WyomingServerSettings
 from assistant.errors import ErrorCode
 from assistant.tts.base import Synthesizer
-from assistant.wyoming.server_brains import PhraseLike, PhraseTranscriber, RouterConversation
+from assistant.wyoming.server_brains import (
+    GemmaTranscriber,
+    Hearing,
+    PhraseLike,
+    PhraseTranscriber,
+    RouterConversation,
+    Transcriber,
+)
 from assistant.wyoming.server_session import Handle, Refuse, Send, Session, Speak, Transcribe
 from assistant.wyoming.wire import WireError, WireLimits, read_event
 
@@ -75,6 +83,7 @@ OURS = Attribution(name="assistant (offline voice assistant)", url="")
 SPHINX = Attribution(name="CMU Sphinx (pocketsphinx)", url="https://github.com/cmusphinx/pocketsphinx")
 HASSIL = Attribution(name="Home Assistant intents (hassil)", url="https://github.com/home-assistant/intents")
 PIPER = Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper")
+GEMMA = Attribution(name="Google Gemma 4 (Apache-2.0)", url="https://ai.google.dev/gemma")
 SPEECH_CHUNK_SAMPLES = 1024
 """Samples per ``audio-chunk`` of synthesized speech."""
 
@@ -98,9 +107,10 @@ class ServerLimits:
     """Most audio in one request."""
 
 
-def describe(serve: frozenset[str], version: str) -> Info:
-    """The ``info`` we answer ``describe`` with: one program per service served, language en."""
-    asr = [AsrProgram(
+def describe(serve: frozenset[str], version: str, *, asr: str = "phrase") -> Info:
+    """The ``info`` we answer ``describe`` with: one program per service served, language en;
+    ``asr``: whose ears (``WyomingServerSettings.asr``)."""
+    ears = AsrProgram(
         name="assistant-phrase",
         description="Speech to text on the assistant's phrase grammar (the commands its tools accept); "
                     "rejects rather than guesses",
@@ -108,7 +118,14 @@ def describe(serve: frozenset[str], version: str) -> Info:
         models=[AsrModel(name="phrase-grammar-en",
                          description="pocketsphinx en-us, grammar of the current tools",
                          attribution=SPHINX, installed=True, version=version, languages=["en"])],
-    )] if "asr" in serve else []
+    ) if asr == "phrase" else AsrProgram(
+        name="assistant-gemma",
+        description="Speech to text by Gemma 4's own audio encoder with Google's ASR prompt (free text)",
+        attribution=OURS, installed=True, version=version,
+        models=[AsrModel(name="gemma-4-asr-en", description="Gemma 4 E2B/E4B (onnx-community export)",
+                         attribution=GEMMA, installed=True, version=version, languages=["en"])],
+    )
+    asr_programs = [ears] if "asr" in serve else []
     handle = [HandleProgram(
         name="assistant-router",
         description="The assistant's tool router: validates, confirms sensitive actions, acts, answers",
@@ -123,13 +140,13 @@ def describe(serve: frozenset[str], version: str) -> Info:
         voices=[TtsVoice(name="assistant-en", description="The voice the assistant speaks with",
                          attribution=PIPER, installed=True, version=version, languages=["en"])],
     )] if "tts" in serve else []
-    return Info(asr=asr, handle=handle, tts=tts)
+    return Info(asr=asr_programs, handle=handle, tts=tts)
 
 
 class WyomingServer:
     """The TCP server; one ``Session`` per connection; brain work in worker threads."""
 
-    def __init__(self, settings: WyomingServerSettings, *, transcriber: PhraseTranscriber | None,
+    def __init__(self, settings: WyomingServerSettings, *, transcriber: Transcriber | None,
                  conversation: RouterConversation | None, version: str,
                  synthesizer: Synthesizer | None = None, limits: ServerLimits = ServerLimits()) -> None:
         self._settings = settings
@@ -138,7 +155,7 @@ class WyomingServer:
         self._synthesizer = synthesizer
         self.serve = frozenset(name for name, part in (
             ("asr", transcriber), ("handle", conversation), ("tts", synthesizer)) if part is not None)
-        self._info = describe(self.serve, version).event()
+        self._info = describe(self.serve, version, asr=settings.asr).event()
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -323,12 +340,14 @@ class WyomingServer:
 
 
 async def start_wyoming_server(settings: WyomingServerSettings, *, phrase: PhraseLike,
-                               router: ToolGateway, synthesizer: Synthesizer | None = None) -> WyomingServer:
+                               router: ToolGateway, synthesizer: Synthesizer | None = None,
+                               hearing: Hearing | None = None) -> WyomingServer:
     """Build and start the server for ``settings`` on the running loop, over ``phrase`` and ``router``.
 
     ``phrase`` is the phrase brain (the daemon's own, when ``brain.kind`` is phrase, or one
     built for the server); ``router`` the daemon's router; ``synthesizer`` the voice of
-    ``tts`` (None: tts is left out, logged when asked for). Its grammar is built in a
+    ``tts`` (None: tts is left out, logged when asked for); ``hearing`` the Gemma brain's
+    transcription for ``asr: gemma`` (None: asr is left out, logged). Its grammar is built in a
     worker thread at once. Raises OSError when the address is taken. Stop it with
     ``await server.stop()``. The ``satellite`` of ``serve`` is not this server's
     (``assistant.wyoming.satellite``).
@@ -339,9 +358,18 @@ async def start_wyoming_server(settings: WyomingServerSettings, *, phrase: Phras
     if "tts" in serve and synthesizer is None:
         _LOGGER.warning("wyoming.server.serve: 'tts' needs a piper voice (tts.voice or the piper extra); "
                         "serving the rest")
+    transcriber: Transcriber | None = None
+    if "asr" in serve and settings.asr == "gemma":
+        if hearing is None:
+            _LOGGER.error("wyoming.server.asr is 'gemma' but no Gemma brain could be loaded; "
+                          "serving the rest")
+        else:
+            transcriber = GemmaTranscriber(hearing, site=site)
+    elif "asr" in serve:
+        transcriber = PhraseTranscriber(phrase, router, site=site)
     server = WyomingServer(
         settings,
-        transcriber=PhraseTranscriber(phrase, router, site=site) if "asr" in serve else None,
+        transcriber=transcriber,
         conversation=RouterConversation(phrase, router, site=site) if "handle" in serve else None,
         synthesizer=synthesizer if "tts" in serve else None,
         version=__version__,

@@ -7,6 +7,9 @@
   gives an empty transcript: it refuses rather than guesses. While the router waits for a
   yes from the server's site, the brain decodes with its yes / no / PIN grammar, so HA's
   next turn can answer a confirmation question by voice.
+- ``GemmaTranscriber`` (asr with ``asr: gemma``): audio -> Gemma 4's own transcription (its audio
+  encoder and Google's ASR prompt, no tools: it never acts), free text of whatever was said,
+  spaces collapsed, at most ``MAX_TRANSCRIPT_CHARS``; "" for no speech, a cancel or a failure.
 - ``RouterConversation`` (handle): text -> the phrase brain's hassil matching of the
   current tool set (``PhraseBrain.match``, the templates of
   ``assistant.brains.phrase.templates``) -> the router, which validates, confirms
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +36,19 @@ if TYPE_CHECKING:
     from assistant.brains.phrase.brain import Grammar, Match
 
 FAILED = "Sorry, that didn't work."
+MAX_TRANSCRIPT_CHARS = 1000
+"""The longest transcript handed back (a model's output is untrusted: bounded like a peer's text)."""
+
+Hearing = Callable[[Utterance, threading.Event], "str | None"]
+"""Speech to text of a brain with ears of its own (``GemmaBrain.transcribe``): None for no words."""
+
+
+class Transcriber(Protocol):
+    """What ``asr`` runs in a worker thread: 16 kHz mono int16 PCM -> a transcript ("" for none)."""
+
+    def transcribe(self, pcm: bytes, cancel: threading.Event) -> str:
+        """The transcript, or "" (nothing to say, or cancelled)."""
+        ...
 
 
 class PhraseLike(Protocol):
@@ -100,6 +116,24 @@ class PhraseTranscriber:
         if not turn.understood or cancel.is_set():
             return ""
         return turn.transcript or ""
+
+
+class GemmaTranscriber:
+    """asr: 16 kHz mono int16 PCM -> Gemma's own transcription of it ("" when it heard no words)."""
+
+    def __init__(self, hearing: Hearing, *, site: str) -> None:
+        self._hearing = hearing
+        self._site = site
+
+    def transcribe(self, pcm: bytes, cancel: threading.Event) -> str:
+        """The words Gemma heard, one line, bounded; "" for none (or a cancel, or a failure: logged
+        by the brain)."""
+        utterance = Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32_000, source="wyoming",
+                              site=self._site, ended_at=time.monotonic())
+        words = self._hearing(utterance, cancel)
+        if not words or cancel.is_set():
+            return ""
+        return " ".join(words.split())[:MAX_TRANSCRIPT_CHARS]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 ``served(tmp, broker)`` builds the assistant (router, demo house entities on the real
 broker, no audio), a phrase brain warmed on its tools and the server on a free loopback
 port, as the daemon would run them side by side; with ``satellite=True`` also our
-satellite endpoint on a port of its own, on the same loop (``Served.loop``).
+satellite endpoint on a port of its own, on the same loop (``Served.loop``); with
+``asr="gemma"`` the asr is ``hearing`` (a Gemma brain's transcription).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from assistant.config import HomeSettings, MqttSettings, PhraseSettings, Setting
 from assistant.tts.base import Synthesizer
 from assistant.wyoming.satellite import SatelliteEndpoint, start_satellite_endpoint
 from assistant.wyoming.server import WyomingServer, start_wyoming_server
+from assistant.wyoming.server_brains import Hearing
 from tests.support.mosquitto import Broker, free_port
 
 T = TypeVar("T")
@@ -60,7 +62,7 @@ class Served:
 @contextlib.contextmanager
 def served(tmp: Path, broker: Broker, *, serve: tuple[Any, ...] = ("asr", "handle"),
            host: str = "127.0.0.1", synthesizer: Synthesizer | None = None,
-           satellite: bool = False) -> Iterator[Served]:
+           satellite: bool = False, asr: Any = "phrase", hearing: Hearing | None = None) -> Iterator[Served]:
     settings = Settings(site="kitchen", state_dir=tmp / "state",
                         mqtt=MqttSettings(host=broker.host, port=broker.port),
                         home=HomeSettings(entities=demo_entities()))
@@ -75,9 +77,9 @@ def served(tmp: Path, broker: Broker, *, serve: tuple[Any, ...] = ("asr", "handl
         phrase.build(assistant.router)  # the daemon's warm-up does this before the first request
         loop = LoopThread()
         server_settings = WyomingServerSettings(host=host, port=free_port(), serve=serve,
-                                                satellite_port=free_port())
+                                                satellite_port=free_port(), asr=asr)
         server = loop.run(start_wyoming_server(server_settings, phrase=phrase, router=assistant.router,
-                                               synthesizer=synthesizer))
+                                               synthesizer=synthesizer, hearing=hearing))
         if satellite:
             endpoint = loop.run(start_satellite_endpoint(server_settings, area="kitchen"))
         yield Served(server, assistant, phrase, loop, endpoint)

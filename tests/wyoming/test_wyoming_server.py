@@ -121,9 +121,11 @@ def raw(port: int, data: bytes) -> list[Event]:
 # --------------------------------------------------------------------------- describe
 
 
-def test_describe_names_our_asr_and_handle_programs_in_english(running: Running) -> None:
+def describe_info(port: int) -> Info:
+    """``describe`` -> the ``info`` answered (checked: a ping on the same connection still pongs)."""
+
     async def go() -> tuple[Event | None, Event | None]:
-        async with AsyncTcpClient("127.0.0.1", running.port) as client:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
             await client.write_event(Describe().event())
             info = await client.read_event()
             await client.write_event(Ping(text="hi").event())
@@ -131,14 +133,18 @@ def test_describe_names_our_asr_and_handle_programs_in_english(running: Running)
 
     event, pong = asyncio.run(go())
     assert event is not None and Info.is_type(event.type)
-    info = Info.from_event(event)
+    assert pong is not None and Pong.is_type(pong.type) and Pong.from_event(pong).text == "hi"
+    return Info.from_event(event)
+
+
+def test_describe_names_our_asr_and_handle_programs_in_english(running: Running) -> None:
+    info = describe_info(running.port)
     assert [p.name for p in info.asr] == ["assistant-phrase"]
     assert [p.name for p in info.handle] == ["assistant-router"]
     for program in (*info.asr, *info.handle):
         assert program.installed and program.version == __version__ and program.attribution.name
         assert [m.languages for m in program.models] == [["en"]] and program.models[0].installed
     assert info.satellite is None and info.tts == [] and info.wake == []
-    assert pong is not None and Pong.is_type(pong.type) and Pong.from_event(pong).text == "hi"
 
 
 # --------------------------------------------------------------------------- asr
