@@ -210,6 +210,11 @@ class PhraseSettings:
     closer is taken instead, so the router asks first; an opposite twin ("on" / "off", "open" /
     "close") or a like-sounding number ("fifty" / "fifteen" / "sixty") that comes closer
     refuses the turn. Higher asks and refuses more often."""
+    max_pause_ms: int = 600
+    """Longest quiet a command may hold between its words; a longer one means the grammar strung
+    two things said into one command ("next" ... noise ... heard as "what day is ... it"), and the
+    turn is refused. The endpointer ends an utterance after ``vad.silence_end_ms`` of quiet, so
+    keep this at least that."""
 
 
 @dataclass(frozen=True)
@@ -944,6 +949,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "rejection_threshold": _Range(0.0, 10_000.0, open_low=True),
         "confidence_threshold": _Range(-10_000.0, 10_000.0),
         "twin_margin": _Range(0.0, 10_000.0),
+        "max_pause_ms": _Range(100, 60_000),
     },
     MqttSettings: {
         "port": _Range(1, 65535),
@@ -1138,6 +1144,10 @@ def _settings_problems(obj: Settings) -> list[tuple[str, str]]:
         problems.append(("site", why))
     if any(s.site == obj.site for s in obj.wyoming.satellites):
         problems.append(("site", f"{obj.site!r} is also a satellite's site: each site is one room"))
+    if obj.brain.phrase.max_pause_ms < obj.vad.silence_end_ms:
+        problems.append(("brain", f"phrase.max_pause_ms ({obj.brain.phrase.max_pause_ms}) is shorter "
+                                  f"than vad.silence_end_ms ({obj.vad.silence_end_ms}): a pause the "
+                                  "endpointer lets through would refuse the command"))
     server = obj.wyoming.server
     if (server is not None and server.asr == "gemma" and "asr" in server.serve
             and obj.brain.gemma.model_dir is None):

@@ -135,3 +135,11 @@ def test_home_aliases_and_the_assistants_area() -> None:
         parse_settings("home:\n  aliases: [big light]\n")
     with pytest.raises(ConfigError, match=r"home\.area"):
         parse_settings("home:\n  area: ' '\n")
+
+
+def test_a_phrase_pause_limit_below_the_endpointers_silence_is_refused() -> None:
+    """brain.phrase.max_pause_ms shorter than vad.silence_end_ms would refuse commands with a
+    pause the endpointer lets through: a clear error naming both."""
+    with pytest.raises(ConfigError, match=r"max_pause_ms \(500\) is shorter than vad\.silence_end_ms"):
+        parse_settings("brain:\n  phrase:\n    max_pause_ms: 500\nvad:\n  silence_end_ms: 800\n")
+    assert parse_settings("brain:\n  phrase:\n    max_pause_ms: 900\nvad:\n  silence_end_ms: 800\n")

@@ -223,3 +223,23 @@ def test_the_phone_loop_check_tells_a_command_from_speech_forced_into_the_gramma
         said, forced)
     assert unverified.confidence is None
 
+
+
+def test_a_pause_longer_than_max_pause_ms_inside_a_command_refuses_it(
+        phrase_brain: PhraseBrain, say: Callable[[str], bytes]) -> None:
+    """"turn on the" ... "kitchen light": with 0.3 s between the parts it acts, with 1.2 s (two
+    things said, as the endpointer would have cut it) it does not; several turns in a row."""
+    from assistant.brains.phrase.decoder import trim_silence
+
+    head, tail = trim_silence(say("Turn on the")), trim_silence(say("kitchen light."))
+    edge = np.zeros(4000, dtype=np.int16).tobytes()
+
+    def spoken(pause_s: float) -> bytes:
+        return edge + head + np.zeros(int(16000 * pause_s), dtype=np.int16).tobytes() + tail + edge
+
+    for pause_s, acts in ((0.3, True), (1.2, False), (0.3, True), (1.2, False)):
+        router, turn = _run(phrase_brain, spoken(pause_s))
+        calls = [c.to_json() for c in router.calls]
+        expected = [{"name": "HassTurnOn", "arguments": {"name": "kitchen light"}}]
+        assert (calls == expected) is acts, (pause_s, calls)
+        assert turn.understood is acts

@@ -110,3 +110,14 @@ def test_a_real_lock_command_heard_right_locks(phrase_brain: PhraseBrain, manife
     outcomes = bench.run(phrase_brain, {**manifest, "clips": [clip]}, RECORDINGS)
     assert outcomes[0].transcript == "lock the front door"
     assert outcomes[0].calls == [{"name": "HassTurnOn", "arguments": {"name": "front door"}}]
+
+
+def test_a_real_next_strung_into_what_day_is_it_over_a_long_pause_is_refused(phrase_brain: PhraseBrain,
+                                                                            manifest: dict) -> None:
+    """The recorded single word "next" (a request for no device here) came out of the grammar as
+    "what day is <0.77 s of quiet> it" and asked for the weekday: a pause longer than the
+    endpointer's 600 ms cannot sit inside one command, so the turn is refused."""
+    bench = _bench()
+    [clip] = [c for c in manifest["clips"] if c["id"] == "stp-next"]
+    outcomes = bench.run(phrase_brain, {**manifest, "clips": [clip]}, RECORDINGS)
+    assert outcomes[0].calls == [] and not outcomes[0].understood

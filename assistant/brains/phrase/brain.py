@@ -34,7 +34,10 @@ speech out without the filler path's misses.
    a result of ``LONG_PHONES`` phones or more must be said at ``MIN_LONG_RATE`` phones per
    second or faster. On the 114 real recordings (bench/bench_real_recordings.py) these took the
    out-of-domain actions from 8 (7 once "stop" counts as the stop command) to 0 without losing a
-   command of either bench.
+   command of either bench. And no quiet between two words longer than
+   ``PhraseSettings.max_pause_ms`` (600 ms, the endpointer's own silence_end_ms): the recorded
+   single word "next" came out as "what day is <0.77 s> it" and asked for the weekday; the longest
+   pause inside a correct command of either bench is 0.43 s (synthesized, "set the <sil> temp ...").
 
 Twins: a result may be one word away from another command in the grammar: a sensitive one
 ("lock" / "unlock the front door", "close" / "open the garage door") or an opposite one ("on" /
@@ -704,7 +707,8 @@ class PhraseBrain:
 
     def _plausible(self, decoded: Decoded, match: Match) -> bool:
         """Evidence that grows with how easily out-of-domain speech fits the result: verb-less
-        short forms and short results need more confidence, long results a fluent speech rate."""
+        short forms and short results need more confidence, long results a fluent speech rate,
+        and no pause between words longer than ``max_pause_ms``."""
         if match.slot_first and not self._confident(decoded, SHORT_FORM_CONFIDENCE):
             return False
         phones = sum(len((self._pronouncer.phones(w) or "").split()) for w in decoded.words)
@@ -713,7 +717,9 @@ class PhraseBrain:
                 and not self._confident(decoded, base + SHORT_SLOPE * (SHORT_PHONES - phones))):
             return False
         rate = phones * 100.0 / max(decoded.speech_frames, 1)
-        return not (phones >= LONG_PHONES and decoded.speech_frames and rate < MIN_LONG_RATE)
+        if phones >= LONG_PHONES and decoded.speech_frames and rate < MIN_LONG_RATE:
+            return False
+        return decoded.longest_pause * 10 <= self._settings.max_pause_ms
 
     def _confident(self, decoded: Decoded, threshold: float | None) -> bool:
         """The phone-loop confidence reaches ``threshold`` (always, when the check is off)."""

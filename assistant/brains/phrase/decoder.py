@@ -92,6 +92,8 @@ class Decoded:
     None when not verified."""
     speech_frames: int = 0
     """10 ms frames inside words of the best path (silence and noise words excluded)."""
+    longest_pause: int = 0
+    """Most 10 ms frames of silence and noise in a row between two words of the best path."""
 
     @property
     def text(self) -> str:
@@ -253,12 +255,19 @@ class GrammarDecoder:
             words: list[str] = []
             fillers = 0
             speech_frames = 0
+            quiet = longest_pause = 0  # quiet: frames of silence and noise since the last word
             for name, first, last in segments:
                 word = _ALT_PRON.sub("", name)
+                if word.startswith("("):
+                    continue  # null transitions
+                if word.startswith(("<", "[", "+")):
+                    quiet += max(last - first + 1, 0)  # silence and noise words
+                    continue
+                if words or fillers:
+                    longest_pause = max(longest_pause, quiet)
+                quiet = 0
                 if word.startswith(FILLER_PREFIX):
                     fillers += 1
-                elif word.startswith(("<", "[", "+", "(")):
-                    continue  # silence, noise words and null transitions
                 else:
                     words.append(word)
                 speech_frames += max(last - first + 1, 0)
@@ -269,7 +278,7 @@ class GrammarDecoder:
                     ratio = (_log(hyp) - _log(phones)) / max(speech_frames, 1)
                     confidence = ratio / CONFIDENCE_UNIT
         return Decoded(words=tuple(words), fillers=fillers, frames=frames, confidence=confidence,
-                       speech_frames=speech_frames)
+                       speech_frames=speech_frames, longest_pause=longest_pause)
 
     def force(self, pcm: bytes, sentences: list[tuple[str, ...]]) -> Forced | None:
         """Best of ``sentences`` forced over the whole utterance: its score, words and their frames.
