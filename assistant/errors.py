@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     CHAT_TEMPLATE_INVALID = "chat_template_invalid"
     CHAT_TEMPLATE_MISMATCH = "chat_template_mismatch"
+    NO_BATCH = "no_batch"
     REMOTE_UNAVAILABLE = "remote_unavailable"
     """The remote brain's server could not be reached, or was too slow."""
     REMOTE_PROTOCOL = "remote_protocol"

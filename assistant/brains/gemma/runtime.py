@@ -24,7 +24,7 @@ import numpy.typing as npt
 from assistant.brains.gemma.encoder_step import StepEncoder
 from assistant.brains.gemma.features import AudioFeatures, FeatureExtractor
 from assistant.brains.gemma.files import ModelFiles, session_problems
-from assistant.errors import BrainError, ModelFilesError
+from assistant.errors import BrainError, ErrorCode, ModelFilesError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -373,7 +373,8 @@ class GemmaRuntime:
         if not rows or not all(rows):
             raise ValueError("verify_rows needs non-empty rows")
         if not self.batched:
-            raise BrainError("this decoder graph has a fixed batch size: no branch rows", code="no_batch")
+            raise BrainError("this decoder graph has a fixed batch size: no branch rows",
+                             code=ErrorCode.NO_BATCH)
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled before a decoder pass")
         count, seq = len(rows), max(len(r) for r in rows)
