@@ -10,7 +10,8 @@ background and the commands after it must stay as fast.
 Printed, each with PASS/FAIL against its goal:
 - every command understood (acted on exactly as asked) / total;
 - RSS at 1 min and at the end, and the growth (goal <= 5 MB after the first minute);
-- threads and open files at 1 min and at the end (/proc/PID/status, /proc/PID/fd; goal: constant);
+- threads and open files at 1 min and at the end, at rest (/proc/PID/status, /proc/PID/fd; the
+  fewest of 5 samples over 2 s; goal: constant);
 - end of speech -> MQTT publish, median and p90 (the daemon's own figure from the retained
   timings JSON, end_of_speech_to_action; goal median <= 50 ms), plus what the watcher saw
   from the last spoken sample to the command's arrival (that includes the endpointer's
@@ -32,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +89,21 @@ class Proc:
     threads: int
     files: int
     at_s: float
+    names: tuple[str, ...] = ()
+    """The threads' OS names (``/proc/PID/task/*/comm``): what a change in their number is."""
+
+
+def _proc(daemon: DaemonProcess, at_s: float) -> Proc:
+    """A reading at rest: of 5 samples over 2 s, the one with the fewest threads (a turn's own
+    short-lived threads, the phrase brain's prefetch decode, may still be finishing right after
+    the command arrived: seen as 9 -> 10 threads in one run and 9 -> 9 in the next)."""
+    samples = []
+    for i in range(5):
+        if i:
+            time.sleep(0.5)
+        samples.append(Proc(daemon.rss_mb(), daemon.threads(), daemon.open_files(), at_s,
+                            tuple(daemon.thread_names())))
+    return min(samples, key=lambda p: (p.threads, -p.at_s))
 
 
 @dataclass
@@ -192,16 +209,16 @@ def soak_loop(args: argparse.Namespace, soak: Soak, daemon: DaemonProcess, mic: 
     while time.monotonic() < end:
         now = time.monotonic()
         if soak.first is None and now - started >= min(60.0, args.minutes * 60 / 3):
-            soak.first = Proc(daemon.rss_mb(), daemon.threads(), daemon.open_files(), now - started)
+            soak.first = _proc(daemon, now - started)
             print(f"[{now - started:6.0f} s] first reading: RSS {soak.first.rss_mb:.1f} MB, "
                   f"{soak.first.threads} threads, {soak.first.files} open files", flush=True)
         if soak.bulk_at is not None and soak.after_bulk is None and now >= bulk_time + 60:
-            soak.after_bulk = Proc(daemon.rss_mb(), daemon.threads(), daemon.open_files(), now - started)
+            soak.after_bulk = _proc(daemon, now - started)
             print(f"[{now - started:6.0f} s] a minute after the announcement: "
                   f"RSS {soak.after_bulk.rss_mb:.1f} MB", flush=True)
         if args.bulk and soak.bulk_at is None and now >= bulk_time:
             soak.bulk_at = number
-            soak.before_bulk = Proc(daemon.rss_mb(), daemon.threads(), daemon.open_files(), now - started)
+            soak.before_bulk = _proc(daemon, now - started)
             t0 = time.monotonic()
             announce(watcher, bulk_configs(args.bulk))
             print(f"[{now - started:6.0f} s] announced {args.bulk} more devices in "
@@ -220,7 +237,7 @@ def soak_loop(args: argparse.Namespace, soak: Soak, daemon: DaemonProcess, mic: 
               f"{'ok  ' if result.ok else 'MISS'} {command.text!r} ({command.voice})"
               + (f" eos->publish {result.daemon_ms:.0f} ms" if result.daemon_ms is not None else "")
               + (f" {result.note}" if result.note else ""), flush=True)
-    soak.last = Proc(daemon.rss_mb(), daemon.threads(), daemon.open_files(), time.monotonic() - started)
+    soak.last = _proc(daemon, time.monotonic() - started)
 
 
 def turn(number: int, command: Command, mic: LiveFeeder, watcher: Watcher) -> TurnResult:
@@ -277,6 +294,12 @@ def report(args: argparse.Namespace, soak: Soak) -> bool:
         line(growth <= 5.0, text + " (goal <= 5 MB)")
         line(soak.last.threads == soak.first.threads,
              f"threads {soak.first.threads} -> {soak.last.threads} (goal: constant)")
+        if soak.last.names != soak.first.names:
+            gone, came = Counter(soak.first.names), Counter(soak.last.names)
+            print(f"        threads by name: new {sorted((came - gone).elements())}, "
+                  f"gone {sorted((gone - came).elements())}"
+                  + (f"; around the announcement: {soak.before_bulk.threads} -> {soak.after_bulk.threads}"
+                     if soak.before_bulk is not None and soak.after_bulk is not None else ""))
         line(soak.last.files == soak.first.files,
              f"open files {soak.first.files} -> {soak.last.files} (goal: constant)")
     before = [r.daemon_ms for r in ok if r.daemon_ms is not None and not r.after_bulk]

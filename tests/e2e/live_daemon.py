@@ -205,6 +205,14 @@ class DaemonProcess:
     def threads(self) -> int:
         return int(self.status()["Threads"])
 
+    def thread_names(self) -> list[str]:
+        """The OS name of each of the process's threads (``/proc/PID/task/*/comm``), sorted."""
+        names = []
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/{self.pid}/task/{task}/comm").read_text().strip())
+        return sorted(names)
+
     def open_files(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
