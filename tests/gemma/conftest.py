@@ -33,6 +33,20 @@ def general_dir(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
+def sized_pair(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two random-weight tiny models of different shapes sharing the generator's tokenizer (as
+    E2B and E4B do): "big" (the default dims) and "small" (narrower, fewer layers)."""
+    root = tmp_path_factory.mktemp("pair")
+    small = tiny.TinyDims(
+        hidden=48, layers=4, kv_shared=2, layer_types=("sliding_attention", "full_attention") * 2
+    )
+    return {
+        "big": tiny.make_tiny_gemma(root / "big", variants=("fp32",), seed=3),
+        "small": tiny.make_tiny_gemma(root / "small", variants=("fp32",), seed=9, dims=small),
+    }
+
+
+@pytest.fixture(scope="session")
 def scripted_dir(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Decoder that calls HassTurnOn(kitchen light), then says the reply after the response."""
     script = [(CONTEXT, False), (CALL, True), (RESPONSE, False), (REPLY, True)]

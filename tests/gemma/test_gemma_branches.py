@@ -19,7 +19,6 @@ import logging
 import shutil
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -48,17 +47,9 @@ BUDGETS = ((4, 16), (16, 64))
 
 
 @pytest.fixture(scope="module")
-def models(tiny: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, GemmaRuntime]:
+def models(sized_pair: dict[str, Path]) -> dict[str, GemmaRuntime]:
     """Two tiny random models of different shapes and the oracle (real architecture)."""
-    root = tmp_path_factory.mktemp("branches")
-    small = tiny.TinyDims(
-        hidden=48, layers=4, kv_shared=2, layer_types=("sliding_attention", "full_attention") * 2
-    )
-    paths = {
-        "tiny": tiny.make_tiny_gemma(root / "tiny", variants=("fp32",), seed=3),
-        "tiny small": tiny.make_tiny_gemma(root / "small", variants=("fp32",), seed=9, dims=small),
-        "oracle": ORACLE,
-    }
+    paths = {"tiny": sized_pair["big"], "tiny small": sized_pair["small"], "oracle": ORACLE}
     return {name: GemmaRuntime(load_model_files(path, "fp32", "fp32")) for name, path in paths.items()}
 
 

@@ -105,16 +105,9 @@ def _same_state(target: GemmaRuntime, prompt: list[int], cache: KVCache, history
 
 
 @pytest.fixture(scope="module")
-def pair(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, GemmaRuntime]:
+def pair(sized_pair: dict[str, Path]) -> dict[str, GemmaRuntime]:
     """Two tiny models of different sizes sharing the generator's tokenizer (as E2B and E4B do)."""
-    root = tmp_path_factory.mktemp("drafting")
-    small = tiny.TinyDims(
-        hidden=48, layers=4, kv_shared=2, layer_types=("sliding_attention", "full_attention") * 2
-    )
-    paths = {
-        "target": tiny.make_tiny_gemma(root / "target", variants=("fp32",), seed=3),
-        "unrelated": tiny.make_tiny_gemma(root / "unrelated", variants=("fp32",), seed=9, dims=small),
-    }
+    paths = {"target": sized_pair["big"], "unrelated": sized_pair["small"]}
     return {name: GemmaRuntime(load_model_files(path, "fp32", "fp32")) for name, path in paths.items()}
 
 
