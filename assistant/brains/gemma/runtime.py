@@ -229,8 +229,11 @@ class GemmaRuntime:
         audio features anyway, and the per-layer token part at those positions is the
         pad row, as the reference model computes it (reference section 2.2).
         """
-        array = np.asarray(ids, dtype=np.int64)
-        lookup = np.where(array == self.tokens.audio, self.tokens.pad, array)[None, :]
+        return self._embed_rows(np.asarray(ids, dtype=np.int64)[None, :])
+
+    def _embed_rows(self, ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        """``embed`` for a [rows, seq] batch of ids (audio placeholders looked up as the pad id)."""
+        lookup = np.where(ids == self.tokens.audio, self.tokens.pad, ids)
         embeds, per_layer = self.embed_session.run(self._embed_names, {"input_ids": lookup})
         return embeds, per_layer
 
@@ -280,27 +283,37 @@ class GemmaRuntime:
         logits, or with ``every_position`` the logits of every new position [seq, vocab]."""
         seq = embeds.shape[1]
         total = cache.length + seq
+        outputs = self._run_decoder(cache, embeds, per_layer, keep=seq if every_position else 1)
+        logits = outputs[0][0, -seq:] if every_position else outputs[0][0, -1]
+        logits = logits.astype(np.float32, copy=False)
+        presents = outputs[1:]
+        return logits, KVCache(tuple(presents[0::2]), tuple(presents[1::2]), total)
+
+    def _run_decoder(
+        self, cache: KVCache, embeds: npt.NDArray[Any], per_layer: npt.NDArray[Any], *, keep: int
+    ) -> list[Any]:
+        """One decoder run over new positions for each of ``embeds``'s rows, the past repeated per
+        row; ``keep``: the positions whose logits are wanted (``num_logits_to_keep``)."""
+        count, seq = embeds.shape[0], embeds.shape[1]
+        total = cache.length + seq
+        positions = np.arange(cache.length, total, dtype=np.int64)[None, :]
         feed: dict[str, Any] = {
             "inputs_embeds": embeds.astype(self._embeds_dtype, copy=False),
             "per_layer_inputs": per_layer.astype(self._ple_dtype, copy=False),
-            "attention_mask": np.ones((1, total), dtype=np.int64),
-            "position_ids": np.arange(cache.length, total, dtype=np.int64)[None, :],
+            "attention_mask": np.ones((count, total), dtype=np.int64),
+            "position_ids": positions if count == 1 else np.repeat(positions, count, axis=0),
         }
         if self._has_logits_to_keep:
-            feed["num_logits_to_keep"] = np.array(seq if every_position else 1, dtype=np.int64)
+            feed["num_logits_to_keep"] = np.array(keep, dtype=np.int64)
         if self._use_cache_branch_rank is not None:
             flag = np.array(cache.length > 0, dtype=bool)
             feed["use_cache_branch"] = flag.reshape((1,) * self._use_cache_branch_rank)
         for (key_name, value_name), key, value in zip(
             self._past_names, cache.keys, cache.values, strict=True
         ):
-            feed[key_name] = key
-            feed[value_name] = value
-        outputs = self.decoder_session.run(self._output_names, feed)
-        logits = outputs[0][0, -seq:] if every_position else outputs[0][0, -1]
-        logits = logits.astype(np.float32, copy=False)
-        presents = outputs[1:]
-        return logits, KVCache(tuple(presents[0::2]), tuple(presents[1::2]), total)
+            feed[key_name] = key if count == 1 else np.repeat(key, count, axis=0)
+            feed[value_name] = value if count == 1 else np.repeat(value, count, axis=0)
+        return list(self.decoder_session.run(self._output_names, feed))
 
     def prefill(
         self,
@@ -381,26 +394,8 @@ class GemmaRuntime:
         ids = np.full((count, seq), self.tokens.pad, dtype=np.int64)
         for index, row in enumerate(rows):
             ids[index, : len(row)] = row
-        ids = np.where(ids == self.tokens.audio, self.tokens.pad, ids)
-        embeds, per_layer = self.embed_session.run(self._embed_names, {"input_ids": ids})
-        total = cache.length + seq
-        feed: dict[str, Any] = {
-            "inputs_embeds": embeds.astype(self._embeds_dtype, copy=False),
-            "per_layer_inputs": per_layer.astype(self._ple_dtype, copy=False),
-            "attention_mask": np.ones((count, total), dtype=np.int64),
-            "position_ids": np.repeat(np.arange(cache.length, total, dtype=np.int64)[None, :], count, axis=0),
-        }
-        if self._has_logits_to_keep:
-            feed["num_logits_to_keep"] = np.array(seq, dtype=np.int64)
-        if self._use_cache_branch_rank is not None:
-            flag = np.array(cache.length > 0, dtype=bool)
-            feed["use_cache_branch"] = flag.reshape((1,) * self._use_cache_branch_rank)
-        for (key_name, value_name), key, value in zip(
-            self._past_names, cache.keys, cache.values, strict=True
-        ):
-            feed[key_name] = np.repeat(key, count, axis=0)
-            feed[value_name] = np.repeat(value, count, axis=0)
-        outputs = self.decoder_session.run(self._output_names, feed)
+        embeds, per_layer = self._embed_rows(ids)
+        outputs = self._run_decoder(cache, embeds, per_layer, keep=seq)
         logits = outputs[0][:, -seq:].astype(np.float32, copy=False)
         presents = outputs[1:]
         limits = [cache.length + len(r) for r in rows]
