@@ -796,20 +796,8 @@ class Orchestrator:
     async def _play(self, run: Run, sink: PlaysPcm, text: str, pcm: bytes, rate: int) -> SpeakResult | None:
         """speaking: sound made elsewhere (saying ``text``) through the sink; None when it failed
         (already reported)."""
-        self._set_state(State.SPEAKING)
-        self._emit(EventType.TTS_START, {"text": text, "sink": self.tts.name})
-        try:
-            result = await self._in_thread(sink.play_pcm, pcm, rate, run.cancel)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            if self._run is run and not run.cancel.is_set():
-                await self._fail(run, "tts", coded(err, TtsError, ErrorCode.TTS_OUTPUT_FAILED), speak=False)
-            return None
-        if result.first_audio_at is not None:
-            run.mark("first_audio", result.first_audio_at)
-        self._emit(EventType.TTS_END, {"completed": result.completed, "path": result.path})
-        return result
+        return await self._sound_out(run, text, lambda: sink.play_pcm(pcm, rate, run.cancel),
+                                     ErrorCode.TTS_OUTPUT_FAILED)
 
     async def _reply(self, run: Run, reply: Reply, *, ahead: bool = False) -> None:
         """speaking, then idle, or listening again for a confirmation or a follow-up.
@@ -870,15 +858,22 @@ class Orchestrator:
 
     async def _speak(self, run: Run, text: str) -> SpeakResult | None:
         """speaking: the reply through the sink; None when it failed (already reported)."""
+        speak = self.tts.speak
+        return await self._sound_out(run, text, lambda: speak(text, run.cancel), ErrorCode.TTS_FAILED)
+
+    async def _sound_out(self, run: Run, text: str, work: Callable[[], SpeakResult],
+                         code: ErrorCode) -> SpeakResult | None:
+        """speaking: ``work`` (saying ``text``) in a worker thread, TTS_START/TTS_END around it;
+        None when it failed (reported with ``code``, unless the run was cancelled)."""
         self._set_state(State.SPEAKING)
         self._emit(EventType.TTS_START, {"text": text, "sink": self.tts.name})
         try:
-            result = await self._in_thread(self.tts.speak, text, run.cancel)
+            result = await self._in_thread(work)
         except asyncio.CancelledError:
             raise
         except Exception as err:
             if self._run is run and not run.cancel.is_set():
-                await self._fail(run, "tts", coded(err, TtsError, ErrorCode.TTS_FAILED), speak=False)
+                await self._fail(run, "tts", coded(err, TtsError, code), speak=False)
             return None
         if result.first_audio_at is not None:
             run.mark("first_audio", result.first_audio_at)
