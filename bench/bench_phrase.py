@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_phrase_testset import Clip, load_manifest, make_testset  # noqa: E402
 
 from assistant.brains.phrase import PhraseBrain  # noqa: E402
+from assistant.brains.phrase.side import SideProcess, shared_side  # noqa: E402
 from assistant.brains.phrase.testkit import (  # noqa: E402
     DEMO_ENTITIES,
     RecordingRouter,
@@ -303,6 +304,52 @@ def bench_rebuild(brain: PhraseBrain, entities: int) -> tuple[float, int, int]:
     return statistics.median(times), grammar.sentences, grammar.words
 
 
+def bench_side_process(settings: PhraseSettings, clips: list[Clip],
+                       folder: Path) -> tuple[list[float], list[float]]:
+    """End of speech -> router call on files with the phone loop in the side process and in this
+    one, clip by clip in turn (same clips, same load): (side, alone) latencies of the turns that acted."""
+    from assistant.brains.phrase.decoder import GrammarDecoder, ranked_fillers
+    from assistant.brains.phrase.pronounce import default_pronouncer
+    from assistant.brains.phrase.side import InProcess
+
+    pronouncer = default_pronouncer()
+    decoder = GrammarDecoder(ranked_fillers(pronouncer.words()), pronouncer.phones, side=InProcess())
+    alone = PhraseBrain(settings, decoder=decoder)
+    side = PhraseBrain(settings)
+    never = threading.Event()
+    out: tuple[list[float], list[float]] = ([], [])
+    routers = (RecordingRouter(demo_tools()), RecordingRouter(demo_tools()))
+    for clip in clips:
+        if clip.kind != "command":
+            continue
+        pcm = _pcm(folder / clip.file)
+        for brain, router, sink in ((side, routers[0], out[0]), (alone, routers[1], out[1])):
+            router.reset()
+            utterance = Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source=clip.file,
+                                  ended_at=time.monotonic())
+            turn = brain.handle(utterance, router, never)
+            if "end_of_speech_to_action" in turn.timings_ms:
+                sink.append(turn.timings_ms["end_of_speech_to_action"])
+    return out
+
+
+def _wait_for_side_process() -> None:
+    """Let the shared side process come up first: the bench measures turns, not its start."""
+    side = shared_side()
+    if isinstance(side, SideProcess) and not side.wait_ready(30.0):
+        print("(the phrase side process did not start: the phone loop runs in this process)")
+
+
+def print_side_process(with_side: list[float], alone: list[float]) -> None:
+    """The side-by-side latency row of ``bench_side_process``."""
+    if not with_side or not alone:
+        return
+    side_ms, alone_ms = statistics.median(with_side), statistics.median(alone)
+    print(f"phone loop in the side process vs in this one (files, same commands, in turn): end of speech "
+          f"-> router call median {side_ms:.0f} vs {alone_ms:.0f} ms (ratio {side_ms / alone_ms:.2f}), "
+          f"p90 {_pct(with_side, 0.9):.0f} vs {_pct(alone, 0.9):.0f} ms")
+
+
 def main() -> int:
     """Command-line entry."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -329,6 +376,7 @@ def main() -> int:
         make_testset(folder)
         print(f"synthesized the test set in {time.monotonic() - started:.1f} s -> {folder}")
     clips = load_manifest(folder)
+    _wait_for_side_process()
     thresholds = args.threshold or [PhraseSettings().rejection_threshold]
     for threshold in thresholds:
         settings = dataclasses.replace(PhraseSettings(), rejection_threshold=threshold,
@@ -392,6 +440,7 @@ def main() -> int:
               f"closes at 600 ms): end of speech -> router call median {statistics.median(early):.0f} ms, "
               f"p90 {_pct(early, 0.9):.0f} ms over the {len(early)} commands that acted; "
               f"early decode used {used}/{commands} (goal: median <= 50 ms)")
+    print_side_process(*bench_side_process(settings, clips, folder))
     for size in (200, 1000):
         rebuild_ms, sentences, words = bench_rebuild(brain, size)
         print(f"grammar rebuild for {size} entities: {rebuild_ms:.0f} ms median of 3 "

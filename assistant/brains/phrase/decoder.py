@@ -28,18 +28,23 @@ Dither: the audio gets +-1 LSB of seeded noise first (see ``dither``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from assistant.brains.phrase.graph import WordGraph
+
+if TYPE_CHECKING:
+    from assistant.brains.phrase.side import SidePasses
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -157,11 +162,9 @@ def frequent_words(entries: Iterable[str], limit: int = _RANKED_WORDS) -> list[s
 class GrammarDecoder:
     """A pocketsphinx decoder with named grammar searches; thread-safe."""
 
-    def __init__(self, ranked_fillers: list[str], phones: Callable[[str], str | None]) -> None:
-        import pocketsphinx  # noqa: PLC0415 - native module, loaded only for this brain
-
-        # bestpath=False: the lattice pass of bestpath returns word strings outside an FSG.
-        self._decoder = pocketsphinx.Decoder(lm=None, bestpath=False, loglevel="ERROR", **_DECODER_OPTIONS)
+    def __init__(self, ranked_fillers: list[str], phones: Callable[[str], str | None], *,
+                 side: SidePasses | None = None) -> None:
+        self._decoder = grammar_decoder()
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._searches: set[str] = set()
@@ -172,19 +175,12 @@ class GrammarDecoder:
                 self._fillers.append(word)
         for i, word in enumerate(self._fillers):
             self._decoder.add_word(FILLER_PREFIX + word, phones(word) or "", i == len(self._fillers) - 1)
-        # The verifier: a second decoder over the same acoustic model, free phone loop with
-        # uniform phone probabilities, scoring every other frame (half the cost; the score
-        # stays comparable per frame, and it only needs to be a rough upper bound).
-        # A phone loop needs no words: a one-word dictionary stands in for the 3 MB cmudict,
-        # which would cost about 25 MB of memory a second time. It is read at construction.
-        with tempfile.TemporaryDirectory(prefix="assistant-phones-") as folder:
-            tiny_dict = Path(folder) / "phones.dict"
-            tiny_dict.write_text("a AH\n", encoding="ascii")
-            self._verifier = pocketsphinx.Decoder(
-                lm=None, dict=str(tiny_dict), loglevel="ERROR", ds=_VERIFY_DS, **_DECODER_OPTIONS
-            )
-        self._verifier.add_allphone_file(_VERIFY_SEARCH, None)
-        self._verifier.activate_search(_VERIFY_SEARCH)
+        self._verifier = phone_loop_decoder()
+        if side is None:
+            from assistant.brains.phrase.side import shared_side  # noqa: PLC0415 - imports this module
+
+            side = shared_side()
+        self._side = side
 
     def install(self, name: str, graph: WordGraph, phones: Callable[[str], str | None],
                 penalty: float | None) -> None:
@@ -248,35 +244,41 @@ class GrammarDecoder:
         if samples.size < MIN_SAMPLES:
             return Decoded(words=(), fillers=0, frames=0)
         raw = dither(samples).tobytes()
+        # the phone loop runs in the side process while this one decodes the grammar (both are
+        # CPU-bound and hold the GIL); it is waited for only when the result is clean
+        bound = self._side.phone_loop(raw) if verify else None
         with self._lock:
             if search not in self._searches:
                 raise KeyError(search)
-            hyp, segments, frames = self._run(search, raw)
-            words: list[str] = []
-            fillers = 0
-            speech_frames = 0
-            quiet = longest_pause = 0  # quiet: frames of silence and noise since the last word
-            for name, first, last in segments:
-                word = _ALT_PRON.sub("", name)
-                if word.startswith("("):
-                    continue  # null transitions
-                if word.startswith(("<", "[", "+")):
-                    quiet += max(last - first + 1, 0)  # silence and noise words
-                    continue
-                if words or fillers:
-                    longest_pause = max(longest_pause, quiet)
-                quiet = 0
-                if word.startswith(FILLER_PREFIX):
-                    fillers += 1
-                else:
-                    words.append(word)
-                speech_frames += max(last - first + 1, 0)
-            confidence = None
-            if verify and words and not fillers and hyp is not None:
-                phones = self._phone_loop(raw)
-                if phones is not None and phones > 0.0:  # an underflowed bound proves nothing
-                    ratio = (_log(hyp) - _log(phones)) / max(speech_frames, 1)
-                    confidence = ratio / CONFIDENCE_UNIT
+            hyp, segments, frames = _run(self._decoder, search, raw)
+        words: list[str] = []
+        fillers = 0
+        speech_frames = 0
+        quiet = longest_pause = 0  # quiet: frames of silence and noise since the last word
+        for name, first, last in segments:
+            word = _ALT_PRON.sub("", name)
+            if word.startswith("("):
+                continue  # null transitions
+            if word.startswith(("<", "[", "+")):
+                quiet += max(last - first + 1, 0)  # silence and noise words
+                continue
+            if words or fillers:
+                longest_pause = max(longest_pause, quiet)
+            quiet = 0
+            if word.startswith(FILLER_PREFIX):
+                fillers += 1
+            else:
+                words.append(word)
+            speech_frames += max(last - first + 1, 0)
+        confidence = None
+        if verify and words and not fillers and hyp is not None:
+            phones = bound.result() if bound is not None else UNAVAILABLE
+            if phones is UNAVAILABLE:
+                with self._lock:
+                    phones = phone_loop(self._verifier, raw)
+            if isinstance(phones, float) and phones > 0.0:  # an underflowed bound proves nothing
+                ratio = (_log(hyp) - _log(phones)) / max(speech_frames, 1)
+                confidence = ratio / CONFIDENCE_UNIT
         return Decoded(words=tuple(words), fillers=fillers, frames=frames, confidence=confidence,
                        speech_frames=speech_frames, longest_pause=longest_pause)
 
@@ -291,64 +293,111 @@ class GrammarDecoder:
         if samples.size < MIN_SAMPLES or not sentences:
             return None
         raw = dither(samples).tobytes()
-        start, final = 0, 1
-        transitions: list[tuple[int, int, float] | tuple[int, int, float, str]] = []
-        # a prefix tree: sentences that share their first words share those states, so they are
-        # searched as one path there (parallel copies would crowd each other out of the beam:
-        # measured, 27 number twins forced as copies scored their best 0.8 nats below itself alone)
-        children: dict[tuple[int, str], int] = {}
-        ends: set[tuple[int, str]] = set()
         with self._lock:
-            for words in sentences:
-                if not words or any(self._decoder.lookup_word(w) is None for w in words):
-                    return None
-                state = start
-                for word in words[:-1]:
-                    state = children.setdefault((state, word), len(children) + 2)
-                ends.add((state, words[-1]))
-            for (state, word), nxt in children.items():
-                transitions.append((state, nxt, 1.0, word))
-            for state, word in sorted(ends):
-                transitions.append((state, final, 1.0, word))
-            self._decoder.add_fsg(_FORCED_SEARCH, self._decoder.create_fsg(_FORCED_SEARCH, start, final,
-                                                                            transitions))
-            try:
-                hyp, segments, frames = self._run(_FORCED_SEARCH, raw)
-            finally:
-                self._decoder.remove_search(_FORCED_SEARCH)
-        spoken = [(_ALT_PRON.sub("", w), last - first + 1) for w, first, last in segments
-                  if not w.startswith(("<", "[", "+", "("))]
-        said = tuple(w for w, _ in spoken)
-        if hyp is None or said not in sentences:
-            return None  # the best path stopped short of a sentence end
-        total = _log(hyp) / CONFIDENCE_UNIT
-        return Forced(score=total / max(frames, 1), words=said, total=total,
-                      word_frames=tuple(max(n, 1) for _, n in spoken))
+            if any(not words or self._decoder.lookup_word(w) is None for words in sentences for w in words):
+                return None
+            return force_pass(self._decoder, raw, sentences)
 
-    def _phone_loop(self, raw: bytes) -> float | None:
-        """Path score of the free phone loop over the utterance (lock held)."""
-        self._verifier.start_utt()
-        try:
-            self._verifier.process_raw(raw, False, True)
-        finally:
-            self._verifier.end_utt()
-        hyp = self._verifier.hyp()
-        return None if hyp is None else float(hyp.score)
+UNAVAILABLE = object()
+"""What a side pass returns when the side process could not do it (then it is done here)."""
 
-    def _run(self, search: str, raw: bytes) -> tuple[float | None, list[tuple[str, int, int]], int]:
-        """One pass of a search over the whole utterance: path score, segments, frames (lock held)."""
-        self._decoder.activate_search(search)
-        self._decoder.start_utt()
-        try:
-            self._decoder.process_raw(raw, False, True)
-        finally:
-            self._decoder.end_utt()  # a failed utterance must not wedge the decoder
-        hyp = self._decoder.hyp()
-        frames = int(self._decoder.n_frames())
-        if hyp is None:
-            return None, [], frames
-        segments = [(seg.word, int(seg.start_frame), int(seg.end_frame)) for seg in self._decoder.seg() or ()]
-        return float(hyp.score), segments, frames
+
+def grammar_decoder() -> Any:
+    """A pocketsphinx decoder for grammar searches and forced alignment (cmudict loaded)."""
+    import pocketsphinx  # noqa: PLC0415 - native module, loaded only for this brain
+
+    # bestpath=False: the lattice pass of bestpath returns word strings outside an FSG.
+    return pocketsphinx.Decoder(lm=None, bestpath=False, loglevel="ERROR", **_DECODER_OPTIONS)
+
+
+@contextlib.contextmanager
+def _tiny_dictionary() -> Iterator[str]:
+    """A one-word dictionary file: stands in for the 3 MB cmudict (about 25 MB of memory) in a
+    decoder that needs no words; pocketsphinx reads it at construction."""
+    with tempfile.TemporaryDirectory(prefix="assistant-phones-") as folder:
+        tiny = Path(folder) / "phones.dict"
+        tiny.write_text("a AH\n", encoding="ascii")
+        yield str(tiny)
+
+
+def phone_loop_decoder() -> Any:
+    """The verifier: a decoder over the same acoustic model with a free phone loop of uniform
+    phone probabilities, scoring every other frame (half the cost; the score stays comparable
+    per frame, and it only needs to be a rough upper bound).
+
+    A phone loop needs no words (``_tiny_dictionary``).
+    """
+    import pocketsphinx  # noqa: PLC0415 - native module, loaded only for this brain
+
+    with _tiny_dictionary() as tiny:
+        verifier = pocketsphinx.Decoder(lm=None, dict=tiny, loglevel="ERROR", ds=_VERIFY_DS,
+                                        **_DECODER_OPTIONS)
+    verifier.add_allphone_file(_VERIFY_SEARCH, None)
+    verifier.activate_search(_VERIFY_SEARCH)
+    return verifier
+
+
+def phone_loop(verifier: Any, raw: bytes) -> float | None:
+    """Path score of the free phone loop over dithered PCM (the caller owns ``verifier``)."""
+    verifier.start_utt()
+    try:
+        verifier.process_raw(raw, False, True)
+    finally:
+        verifier.end_utt()
+    hyp = verifier.hyp()
+    return None if hyp is None else float(hyp.score)
+
+
+def force_pass(decoder: Any, raw: bytes, sentences: list[tuple[str, ...]]) -> Forced | None:
+    """One forced alignment of dithered PCM to the best of ``sentences`` (the caller owns
+    ``decoder``, which knows every word): see ``GrammarDecoder.force``."""
+    start, final = 0, 1
+    transitions: list[tuple[int, int, float] | tuple[int, int, float, str]] = []
+    # a prefix tree: sentences that share their first words share those states, so they are
+    # searched as one path there (parallel copies would crowd each other out of the beam:
+    # measured, 27 number twins forced as copies scored their best 0.8 nats below itself alone)
+    children: dict[tuple[int, str], int] = {}
+    ends: set[tuple[int, str]] = set()
+    for words in sentences:
+        if not words:
+            return None
+        state = start
+        for word in words[:-1]:
+            state = children.setdefault((state, word), len(children) + 2)
+        ends.add((state, words[-1]))
+    for (state, word), nxt in children.items():
+        transitions.append((state, nxt, 1.0, word))
+    for state, word in sorted(ends):
+        transitions.append((state, final, 1.0, word))
+    decoder.add_fsg(_FORCED_SEARCH, decoder.create_fsg(_FORCED_SEARCH, start, final, transitions))
+    try:
+        hyp, segments, frames = _run(decoder, _FORCED_SEARCH, raw)
+    finally:
+        decoder.remove_search(_FORCED_SEARCH)
+    spoken = [(_ALT_PRON.sub("", w), last - first + 1) for w, first, last in segments
+              if not w.startswith(("<", "[", "+", "("))]
+    said = tuple(w for w, _ in spoken)
+    if hyp is None or said not in sentences:
+        return None  # the best path stopped short of a sentence end
+    total = _log(hyp) / CONFIDENCE_UNIT
+    return Forced(score=total / max(frames, 1), words=said, total=total,
+                  word_frames=tuple(max(n, 1) for _, n in spoken))
+
+
+def _run(decoder: Any, search: str, raw: bytes) -> tuple[float | None, list[tuple[str, int, int]], int]:
+    """One pass of a search over the whole utterance: path score, segments, frames."""
+    decoder.activate_search(search)
+    decoder.start_utt()
+    try:
+        decoder.process_raw(raw, False, True)
+    finally:
+        decoder.end_utt()  # a failed utterance must not wedge the decoder
+    hyp = decoder.hyp()
+    frames = int(decoder.n_frames())
+    if hyp is None:
+        return None, [], frames
+    segments = [(seg.word, int(seg.start_frame), int(seg.end_frame)) for seg in decoder.seg() or ()]
+    return float(hyp.score), segments, frames
 
 
 def _log(probability: float) -> float:
