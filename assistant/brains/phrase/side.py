@@ -360,10 +360,15 @@ def _write(stream: IO[bytes], answer: dict[str, Any]) -> None:
 
 def main() -> int:
     """``python -m assistant.brains.phrase.side``: the worker, on its stdin and stdout."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which closes our input
+    # Ctrl-C and systemd's stop are for the parent: our end is the end of our input, when it exits
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything native code prints goes to stderr, never into the answers
-    serve(sys.stdin.buffer, answers)
+    try:
+        serve(sys.stdin.buffer, answers)
+    except BrokenPipeError:  # the parent went away before reading its answer: nothing left to do
+        os._exit(0)  # without flushing the answer it left behind (that would raise once more)
     return 0
 
 
