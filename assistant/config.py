@@ -210,6 +210,12 @@ class PhraseSettings:
     closer is taken instead, so the router asks first; an opposite twin ("on" / "off", "open" /
     "close") or a like-sounding number ("fifty" / "fifteen" / "sixty") that comes closer
     refuses the turn. Higher asks and refuses more often."""
+    number_margin: float = 4.4
+    """How far a heard number must lead a like-sounding one ("seventy" / "seventeen", "eighty" /
+    "eighteen") to act without asking; a number that leads by more than ``twin_margin`` but no
+    more than this is asked back ("Do you want me to start a timer: 70?") and runs on a yes.
+    At least ``twin_margin``; equal to it never asks. Higher asks more often. See
+    assistant.brains.phrase.brain (PhraseBrain._verdict)."""
     max_pause_ms: int = 600
     """Longest quiet a command may hold between its words; a longer one means the grammar strung
     two things said into one command ("next" ... noise ... heard as "what day is ... it"), and the
@@ -949,6 +955,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "rejection_threshold": _Range(0.0, 10_000.0, open_low=True),
         "confidence_threshold": _Range(-10_000.0, 10_000.0),
         "twin_margin": _Range(0.0, 10_000.0),
+        "number_margin": _Range(0.0, 10_000.0),
         "max_pause_ms": _Range(100, 60_000),
     },
     MqttSettings: {
@@ -1144,6 +1151,10 @@ def _settings_problems(obj: Settings) -> list[tuple[str, str]]:
         problems.append(("site", why))
     if any(s.site == obj.site for s in obj.wyoming.satellites):
         problems.append(("site", f"{obj.site!r} is also a satellite's site: each site is one room"))
+    if obj.brain.phrase.number_margin < obj.brain.phrase.twin_margin:
+        problems.append(("brain", f"phrase.number_margin ({obj.brain.phrase.number_margin}) is below "
+                                  f"phrase.twin_margin ({obj.brain.phrase.twin_margin}): a number close to "
+                                  "its twin is refused below twin_margin and asked back up to number_margin"))
     if obj.brain.phrase.max_pause_ms < obj.vad.silence_end_ms:
         problems.append(("brain", f"phrase.max_pause_ms ({obj.brain.phrase.max_pause_ms}) is shorter "
                                   f"than vad.silence_end_ms ({obj.vad.silence_end_ms}): a pause the "

@@ -74,6 +74,9 @@ class ToolCall:
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    confirm: bool = False
+    """Ask before running it, as for a sensitive call: the brain is not sure it heard this
+    (a number that sounds like another, "seventy" / "seventeen"). Never set from model output."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able form: ``{"name", "arguments"}``."""

@@ -42,7 +42,9 @@ from assistant.brains.phrase.testkit import (  # noqa: E402
 )
 from assistant.brains.phrase.testkit import home_tools as make_home_tools  # noqa: E402
 from assistant.config import PhraseSettings  # noqa: E402
-from assistant.types import ResultStatus, ToolCall, Utterance  # noqa: E402
+from assistant.types import BrainTurn, ResultStatus, ToolCall, Utterance  # noqa: E402
+
+GROUPS = ("main", "stress", "names", "numbers")
 
 
 def _pcm(path: Path) -> bytes:
@@ -69,13 +71,41 @@ def effect(call: dict[str, object]) -> tuple[object, ...]:
     return call.get("name"), reached, tuple(sorted(args.items()))
 
 
+@dataclasses.dataclass
+class _Commands:
+    """Tallies of the command clips, by group."""
+
+    ok: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
+    total: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
+    alike: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
+    asked: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
+    asked_wrong: list[str] = dataclasses.field(default_factory=list)
+    wrong: list[str] = dataclasses.field(default_factory=list)
+
+
+def _tally_command(clip: Clip, turn: BrainTurn, router: RecordingRouter, label: str, t: _Commands) -> bool:
+    """Count one command clip: exact, the same effect, acted wrongly, asked back; True when exact."""
+    got = [c.to_json() for c in router.calls]
+    t.total[clip.group] += 1
+    good = got == [clip.expected] and router.executed == router.calls
+    t.ok[clip.group] += good
+    effects = [effect(c) for c in got] == [effect(clip.expected)]
+    same = good or (router.executed == router.calls and effects)
+    t.alike[clip.group] += same
+    if router.executed and not same:
+        t.wrong.append(f"{clip.group:6s} {label} {clip.text!r} -> calls {got}")
+    if got and not router.executed and turn.results[0].status is ResultStatus.NEEDS_CONFIRMATION:
+        if effects:
+            t.asked[clip.group] += 1
+        else:
+            t.asked_wrong.append(f"{clip.group:6s} {label} {clip.text!r} -> asked {got}")
+    return good
+
+
 def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:
     """Every clip through the brain with a fresh recording router; returns the tallies."""
     never = threading.Event()
-    ok = {"main": 0, "stress": 0, "names": 0}
-    total = {"main": 0, "stress": 0, "names": 0}
-    alike = {"main": 0, "stress": 0, "names": 0}
-    wrong: list[str] = []
+    commands = _Commands()
     false_actions = 0
     ood = 0
     sensitive_ok = 0
@@ -98,21 +128,14 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
         turn = brain.handle(utterance, router, never)
         if "decode" in turn.timings_ms:
             decode_ms.append(turn.timings_ms["decode"])
-        if "end_of_speech_to_action" in turn.timings_ms and clip.kind != "answer":
-            latencies.append(turn.timings_ms["end_of_speech_to_action"])
+        if "end_of_speech_to_action" in turn.timings_ms and clip.kind != "answer" and clip.group != "numbers":
+            latencies.append(turn.timings_ms["end_of_speech_to_action"])  # numbers: a stress set, apart
         got = [c.to_json() for c in router.calls]
         noise = " noise" if clip.snr_db else ""
         via = f" via {clip.rate} Hz" if clip.rate else ""
         label = f"{clip.id} [{clip.voice}{noise}{via}]"
         if clip.kind == "command":
-            total[clip.group] += 1
-            good = got == [clip.expected] and router.executed == router.calls
-            ok[clip.group] += good
-            same = good or (router.executed == router.calls
-                            and [effect(c) for c in got] == [effect(clip.expected)])
-            alike[clip.group] += same
-            if got and not same:
-                wrong.append(f"{clip.group:6s} {label} {clip.text!r} -> calls {got}")
+            good = _tally_command(clip, turn, router, label, commands)
             if clip.group == "main":
                 synth = clip.voice.split(":")[0]
                 by_synth.setdefault(synth, [0, 0])
@@ -141,10 +164,11 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
             answers_ok += good
             if not good:
                 failures.append(f"answer {label} {clip.text!r} -> heard {router.answers}, executed {ran}")
-    return {"ok": ok, "total": total, "false_actions": false_actions, "ood": ood,
+    return {"ok": commands.ok, "total": commands.total, "false_actions": false_actions, "ood": ood,
             "sensitive_ok": sensitive_ok, "sensitive": sensitive, "answers_ok": answers_ok,
             "answers": answers, "latencies": latencies, "decode_ms": decode_ms, "failures": failures,
-            "by_synth": by_synth, "alike": alike, "wrong": wrong}
+            "by_synth": by_synth, "alike": commands.alike, "wrong": commands.wrong, "asked": commands.asked,
+            "asked_wrong": commands.asked_wrong}
 
 
 def whisper_model() -> object | None:
@@ -195,8 +219,8 @@ def run_anchor(model: object, brain: PhraseBrain, clips: list[Clip], folder: Pat
     (``PhraseBrain.match``); the call goes to the same recording router. Returns the tallies."""
     import numpy as np
 
-    ok = {"main": 0, "stress": 0, "names": 0}
-    total = {"main": 0, "stress": 0, "names": 0}
+    ok = dict.fromkeys(GROUPS, 0)
+    total = dict.fromkeys(GROUPS, 0)
     false_actions = ood = sensitive_ok = sensitive = 0
     latencies: list[float] = []
     failures: list[str] = []
@@ -333,6 +357,38 @@ def bench_side_process(settings: PhraseSettings, clips: list[Clip],
     return out
 
 
+def print_commands(tally: dict[str, object]) -> None:
+    """The command rows of a run's tallies: exact calls by group, same effect, asked back, wrong."""
+    ok, total = tally["ok"], tally["total"]
+    assert isinstance(ok, dict) and isinstance(total, dict)  # noqa: S101 - typing
+    print(f"commands, exact tool call (acceptance: piper joe + 5 espeak en-us voices): "
+          f"{ok['main']}/{total['main']} = {ok['main'] / max(total['main'], 1):.1%}")
+    by_synth = tally["by_synth"]
+    assert isinstance(by_synth, dict)  # noqa: S101 - typing
+    print("   by synthesizer: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_synth.items())))
+    print(f"commands, exact tool call (stress: espeak en-gb, British accent): "
+          f"{ok['stress']}/{total['stress']} = {ok['stress'] / max(total['stress'], 1):.1%}")
+    if total["names"]:
+        print(f"commands, exact tool call (names as people say them, target-less forms, opposite "
+              f"twins): {ok['names']}/{total['names']} = {ok['names'] / total['names']:.1%}")
+    if total["numbers"]:
+        print(f"commands, exact tool call (numbers: every -teen and -ty word, every voice): "
+              f"{ok['numbers']}/{total['numbers']} = {ok['numbers'] / total['numbers']:.1%}")
+    alike, asked, asked_wrong = tally["alike"], tally["asked"], tally["asked_wrong"]
+    assert isinstance(alike, dict) and isinstance(asked, dict) and isinstance(asked_wrong, list)  # noqa: S101
+    print("commands acting on the right devices as asked (exact, or another form of the same call): "
+          + ", ".join(f"{g} {alike[g]}/{total[g]}" for g in GROUPS))
+    print("commands asked back first (a number close to a like-sounding one), the right call: "
+          + ", ".join(f"{g} {asked[g]}" for g in GROUPS) + f"; with the wrong call: {len(asked_wrong)}")
+    for line in asked_wrong:
+        print("  ASKED WRONG " + line)
+    wrong = tally["wrong"]
+    assert isinstance(wrong, list)  # noqa: S101 - typing
+    print(f"commands that acted wrongly (another device, the opposite, another value): {len(wrong)}")
+    for line in wrong:
+        print("  WRONG " + line)
+
+
 def _wait_for_side_process() -> None:
     """Let the shared side process come up first: the bench measures turns, not its start."""
     side = shared_side()
@@ -360,6 +416,8 @@ def main() -> int:
     parser.add_argument("--confidence", default=None,
                         help="phone-loop confidence threshold, or 'none' to skip that pass "
                              "(default: the settings default)")
+    parser.add_argument("--number-margin", type=float, default=PhraseSettings().number_margin,
+                        help="brain.phrase.number_margin (twin_margin, 2.0: never ask back)")
     parser.add_argument("--no-anchor", action="store_true",
                         help="skip the Whisper tiny.en + hassil anchor row")
     args = parser.parse_args()
@@ -380,7 +438,7 @@ def main() -> int:
     thresholds = args.threshold or [PhraseSettings().rejection_threshold]
     for threshold in thresholds:
         settings = dataclasses.replace(PhraseSettings(), rejection_threshold=threshold,
-                                       confidence_threshold=confidence)
+                                       confidence_threshold=confidence, number_margin=args.number_margin)
         started = time.monotonic()
         brain = PhraseBrain(settings)
         load_s = time.monotonic() - started
@@ -395,25 +453,7 @@ def main() -> int:
         assert isinstance(lat, list) and isinstance(dec, list)  # noqa: S101 - typing
         print(f"\n=== rejection_threshold = {threshold}, confidence_threshold = {confidence}  "
               f"(brain load {load_s:.2f} s, 12-entity grammar {build_ms:.0f} ms)")
-        print(f"commands, exact tool call (acceptance: piper joe + 5 espeak en-us voices): "
-              f"{ok['main']}/{total['main']} = {ok['main'] / max(total['main'], 1):.1%}")
-        by_synth = tally["by_synth"]
-        assert isinstance(by_synth, dict)  # noqa: S101 - typing
-        print("   by synthesizer: " + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(by_synth.items())))
-        print(f"commands, exact tool call (stress: espeak en-gb, British accent): "
-              f"{ok['stress']}/{total['stress']} = {ok['stress'] / max(total['stress'], 1):.1%}")
-        if total["names"]:
-            print(f"commands, exact tool call (names as people say them, target-less forms, opposite "
-                  f"twins): {ok['names']}/{total['names']} = {ok['names'] / total['names']:.1%}")
-        alike = tally["alike"]
-        assert isinstance(alike, dict)  # noqa: S101 - typing
-        print("commands acting on the right devices as asked (exact, or another form of the same call): "
-              + ", ".join(f"{g} {alike[g]}/{total[g]}" for g in ("main", "stress", "names")))
-        wrong = tally["wrong"]
-        assert isinstance(wrong, list)  # noqa: S101 - typing
-        print(f"commands that acted wrongly (another device, the opposite, another value): {len(wrong)}")
-        for line in wrong:
-            print("  WRONG " + line)
+        print_commands(tally)
         print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
         print("sensitive commands ending in a confirmation question: "
               f"{tally['sensitive_ok']}/{tally['sensitive']}")

@@ -7,7 +7,9 @@ and speeds. Some clips get white noise at 15 dB SNR, some go through another sam
 
 Groups: main (every command by piper and one espeak voice), stress (every third command by
 the en-gb voice), names (NAMES: device names, name + area, a settings alias, target-less
-thermostat forms, opposite twins; piper and one espeak voice each).
+thermostat forms, opposite twins; piper and one espeak voice each), numbers (NUMBERS: every
+"-teen" and "-ty" word in two command frames, by every voice, a third at 15 dB: the number twins
+a recognizer confuses, "seventy" / "seventeen"; only in the full set, never in a --subset).
 
 Writes ``<out>/<id>.wav`` (16 kHz mono int16) and ``<out>/manifest.jsonl``, one line per
 clip: id, file, text, kind (command | sensitive | ood | answer), expected tool call
@@ -112,6 +114,19 @@ NAMES: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 """Reported apart as the "names" group (added with 'Hear right or do nothing'; the main group's
 figures stay comparable with earlier runs)."""
+
+NUMBER_WORDS: tuple[tuple[str, int], ...] = (
+    ("thirteen", 13), ("fourteen", 14), ("fifteen", 15), ("sixteen", 16), ("seventeen", 17),
+    ("eighteen", 18), ("nineteen", 19), ("thirty", 30), ("forty", 40), ("fifty", 50), ("sixty", 60),
+    ("seventy", 70), ("eighty", 80), ("ninety", 90),
+)
+NUMBERS: tuple[tuple[str, str, str], ...] = (
+    ("start a timer for {} minutes", "start_timer", "minutes"),
+    ("set the volume to {} percent", "set_volume", "level"),
+)
+"""Frames for the numbers group: (text, tool, argument); every NUMBER_WORDS word in each, said by
+every voice (added with the ask-back of close numbers: before it, 12 of 336 such clips acted on
+the wrong number)."""
 
 SENSITIVE: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("unlock the front door", "HassTurnOff", {"name": "front door"}),
@@ -273,13 +288,36 @@ def plan(subset: int | None = None) -> list[dict[str, Any]]:
             items.append({"id": f"{n:03d}-command", "text": text, "kind": "command",
                           "expected": {"name": name, "arguments": arguments}, "voice": voice,
                           "snr_db": 15.0 if i % 4 == 3 else None, "via_rate": 0, "group": "names"})
-    if subset is not None and subset < len(items):
-        # a representative slice: every kind, both synthesizers, noise and resampling included
-        step = len(items) / subset
-        chosen = {int(k * step) for k in range(subset)}
-        for kind in ("sensitive", "ood", "answer"):
-            chosen |= {j for j, it in enumerate(items) if it["kind"] == kind and j % 2 == 0}
-        items = [it for j, it in enumerate(items) if j in chosen]
+    if subset is None:
+        return [*items, *_number_items(len(items))]
+    return _slice(items, subset)
+
+
+def _slice(items: list[dict[str, Any]], subset: int) -> list[dict[str, Any]]:
+    """A representative slice of about ``subset`` items: every kind, both synthesizers, noise and
+    resampling included."""
+    if subset >= len(items):
+        return items
+    step = len(items) / subset
+    chosen = {int(k * step) for k in range(subset)}
+    for kind in ("sensitive", "ood", "answer"):
+        chosen |= {j for j, it in enumerate(items) if it["kind"] == kind and j % 2 == 0}
+    return [it for j, it in enumerate(items) if j in chosen]
+
+
+def _number_items(first: int) -> list[dict[str, Any]]:
+    """The numbers group: every number word in every frame, by piper (three speeds) and every
+    espeak voice; every third clip at 15 dB SNR."""
+    voices = [f"piper:joe:{s}" for s in PIPER_SPEEDS] + [f"espeak:{n}:{w}" for n, w in ESPEAK_VOICES]
+    items: list[dict[str, Any]] = []
+    for word, value in NUMBER_WORDS:
+        for text, tool, argument in NUMBERS:
+            for voice in voices:
+                n = first + len(items)
+                items.append({"id": f"{n:03d}-command", "text": text.format(word), "kind": "command",
+                              "expected": {"name": tool, "arguments": {argument: value}}, "voice": voice,
+                              "snr_db": 15.0 if len(items) % 3 == 1 else None, "via_rate": 0,
+                              "group": "numbers"})
     return items
 
 

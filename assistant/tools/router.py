@@ -168,7 +168,7 @@ class Router:
             _LOGGER.exception("validator failed on %s", tool.name)
             return self._refuse(call, tool, site, "invalid_arguments", str(err), started=started)
         # the rules resolve their targets as the handler will: in the area of the call's site
-        if _at_site(site, self._is_sensitive, tool, arguments):
+        if call.confirm or _at_site(site, self._is_sensitive, tool, arguments):
             question = _at_site(site, self._question, tool, arguments)
             with self._lock:
                 self._pending[site] = _Pending(tool, arguments, call, site,

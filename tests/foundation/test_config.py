@@ -143,3 +143,12 @@ def test_a_phrase_pause_limit_below_the_endpointers_silence_is_refused() -> None
     with pytest.raises(ConfigError, match=r"max_pause_ms \(500\) is shorter than vad\.silence_end_ms"):
         parse_settings("brain:\n  phrase:\n    max_pause_ms: 500\nvad:\n  silence_end_ms: 800\n")
     assert parse_settings("brain:\n  phrase:\n    max_pause_ms: 900\nvad:\n  silence_end_ms: 800\n")
+
+
+def test_a_number_margin_below_the_twin_margin_is_refused() -> None:
+    """Numbers are refused below twin_margin and asked back up to number_margin: the other order
+    has no meaning and would silently never ask."""
+    with pytest.raises(ConfigError, match=r"number_margin \(1\.0\) is below phrase\.twin_margin \(2\.0\)"):
+        parse_settings("brain:\n  phrase:\n    number_margin: 1.0\n")
+    settings = parse_settings("brain:\n  phrase:\n    number_margin: 2.0\n")
+    assert settings.brain.phrase.number_margin == 2.0  # equal: never asks back

@@ -16,7 +16,10 @@ from assistant.brains.phrase import PhraseBrain
 from assistant.brains.phrase.brain import Grammar, _sensitive, _slot_first
 from assistant.brains.phrase.decoder import Decoded
 from assistant.brains.phrase.testkit import RecordingRouter, demo_tools
-from assistant.types import ResultStatus, Utterance
+from assistant.tools.base import Tool
+from assistant.tools.registry import ToolRegistry
+from assistant.tools.router import Router
+from assistant.types import ResultStatus, ToolCall, Utterance
 
 
 def _grammar(brain: PhraseBrain) -> Grammar:
@@ -139,3 +142,61 @@ def test_a_clear_close_command_closes_and_is_not_asked_as_open(
     closed = {"name": "HassTurnOff", "arguments": {"name": "garage door"}}
     assert [c.to_json() for c in router.executed] == [closed]
     assert turn.results[0].status is ResultStatus.OK
+
+
+def test_a_number_close_to_a_like_sounding_one_is_asked_back_not_acted_on(
+    phrase_brain: PhraseBrain, say: Callable[[str], bytes]
+) -> None:
+    # piper's "seventy minutes" decodes as "seventeen minutes", leading "seventy" by 3.0: acted on
+    # as a 17-minute timer before numbers were asked back
+    router = RecordingRouter(demo_tools())
+    pcm = say("start a timer for seventy minutes")
+    turn = phrase_brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
+                                         ended_at=time.monotonic()), router, threading.Event())
+    assert router.executed == []
+    assert len(router.calls) == 1 and router.calls[0].confirm
+    assert turn.results[0].status is ResultStatus.NEEDS_CONFIRMATION
+    assert turn.reply.expects_answer
+
+
+def test_the_verdict_by_lead_refuses_asks_back_or_acts(phrase_brain: PhraseBrain) -> None:
+    grammar = _grammar(phrase_brain)
+    match = phrase_brain.match("start a timer for seventy minutes", grammar)
+    assert match is not None
+    tools = grammar.intents.tools
+    settings = phrase_brain._settings
+    assert settings.twin_margin < settings.number_margin
+    assert phrase_brain._verdict(match, None, settings.twin_margin - 0.1, tools) is None
+    asked = phrase_brain._verdict(match, None, settings.number_margin - 0.1, tools)
+    assert asked is not None and asked.call.confirm and asked.call.arguments == match.call.arguments
+    acted = phrase_brain._verdict(match, None, settings.number_margin + 0.1, tools)
+    assert acted is match and not acted.call.confirm
+    # an opposite twin that is not a number ("on" / "off") is not asked back: acted on above twin_margin
+    other = phrase_brain.match("turn off the coffee maker", grammar)
+    assert other is not None
+    assert phrase_brain._verdict(other, other, settings.twin_margin + 0.1, tools) is other
+
+
+def test_a_call_the_brain_is_unsure_of_waits_for_a_yes_in_the_router() -> None:
+    registry = ToolRegistry()
+    ran: list[dict[str, object]] = []
+
+    def start(**arguments: object) -> dict[str, object]:
+        ran.append(arguments)
+        return {}
+
+    schema = {"type": "object", "properties": {"minutes": {"type": "integer", "minimum": 1, "maximum": 1440}},
+              "required": ["minutes"], "additionalProperties": False}
+    assert registry.set_group("skills", [Tool("start_timer", "Start a timer.", schema, start)]) == []
+    router = Router(registry)
+    try:
+        parked = router.call(ToolCall("start_timer", {"minutes": 17}, confirm=True), site="kitchen")
+        assert parked.status is ResultStatus.NEEDS_CONFIRMATION and ran == []
+        assert router.pending_confirmation("kitchen")
+        done = router.answer_confirmation("yes", site="kitchen")
+        assert done.status is ResultStatus.OK and ran == [{"minutes": 17}]
+        router.call(ToolCall("start_timer", {"minutes": 17}, confirm=True), site="kitchen")
+        assert router.answer_confirmation("no", site="kitchen").status is ResultStatus.CANCELLED
+        assert ran == [{"minutes": 17}]
+    finally:
+        router.close()

@@ -223,14 +223,15 @@ class RecordingRouter:
             return sorted(self._tools, key=lambda t: t.name)
 
     def call(self, call: ToolCall, *, site: str) -> ToolResult:
-        """Record the call; sensitive ones are parked with a question."""
+        """Record the call; sensitive ones (and those the brain is unsure of) are parked with a question."""
         with self._lock:
             self.calls.append(call)
             tool = next((t for t in self._tools if t.name == call.name), None)
             if tool is None:
                 return ToolResult(call, ResultStatus.ERROR, error_code="unknown_tool", speech="Sorry.")
-            if tool.is_sensitive(call.arguments):
-                question = "Do you want me to " + tool.confirm.format(**call.arguments) + "?"
+            if call.confirm or tool.is_sensitive(call.arguments):
+                action = _render(tool.confirm, call.arguments) if tool.confirm else tool.name
+                question = "Do you want me to " + action + "?"
                 self._pending[site] = (call, question)
                 return ToolResult(call, ResultStatus.NEEDS_CONFIRMATION, speech=question)
             self.executed.append(call)
