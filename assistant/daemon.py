@@ -70,6 +70,7 @@ from assistant.frame_bridge import ThreadedFrameSource
 from assistant.handoff import HandedOff, TurnHandoff
 from assistant.inbox import Announce, Command, Inbox, PushToTalk, SetMuted, SetVolume, Shutdown, Stop
 from assistant.runs import Counters, Run
+from assistant.threadnames import name_native_thread
 from assistant.tools.base import Tool
 from assistant.tts.base import SpeakResult, TtsSink
 from assistant.types import (
@@ -345,7 +346,8 @@ class Orchestrator:
         self._stopping: asyncio.Event | None = None
         self._settled: asyncio.Event | None = None  # set while idle or listening (no run in flight)
         self._stop_requested = False
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="assistant")
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="assistant",
+                                                               initializer=name_native_thread)
 
     # ------------------------------------------------------------------ public
 

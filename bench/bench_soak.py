@@ -11,7 +11,8 @@ Printed, each with PASS/FAIL against its goal:
 - every command understood (acted on exactly as asked) / total;
 - RSS at 1 min and at the end, and the growth (goal <= 5 MB after the first minute);
 - threads and open files at 1 min and at the end, at rest (/proc/PID/status, /proc/PID/fd; the
-  fewest of 5 samples over 2 s; goal: constant);
+  fewest of 5 samples over 2 s; goal: constant, but for the daemon's worker pools, which may grow
+  to their bounds: their threads are told apart by name, /proc/PID/task/*/comm);
 - end of speech -> MQTT publish, median and p90 (the daemon's own figure from the retained
   timings JSON, end_of_speech_to_action; goal median <= 50 ms), plus what the watcher saw
   from the last spoken sample to the command's arrival (that includes the endpointer's
@@ -81,6 +82,25 @@ class TurnResult:
     prefetched: bool | None = None
     after_bulk: bool = False
     note: str = ""
+
+
+_POOL_THREAD = re.compile(r"^(assistant|tool|hub)_\d+$")
+POOL_BOUNDS = {"assistant": 4, "tool": 4, "hub": 8}
+"""The daemon's worker pools (ThreadPoolExecutor: they start a worker when work finds none idle, up
+to their bound, and keep it); their threads carry OS names (assistant.threadnames)."""
+
+
+def _pools(names: tuple[str, ...]) -> tuple[Counter[str], list[str]]:
+    """Worker-pool threads by pool, and the other threads."""
+    pools: Counter[str] = Counter()
+    other: list[str] = []
+    for name in names:
+        match = _POOL_THREAD.match(name)
+        if match:
+            pools[match.group(1)] += 1
+        else:
+            other.append(name)
+    return pools, other
 
 
 @dataclass
@@ -292,8 +312,13 @@ def report(args: argparse.Namespace, soak: Soak) -> bool:
             text += (f"; {step:+.1f} MB of it for the {args.bulk} devices ({soak.before_bulk.rss_mb:.1f} -> "
                      f"{soak.after_bulk.rss_mb:.1f} MB around the announcement), {growth:+.1f} MB besides")
         line(growth <= 5.0, text + " (goal <= 5 MB)")
-        line(soak.last.threads == soak.first.threads,
-             f"threads {soak.first.threads} -> {soak.last.threads} (goal: constant)")
+        first_pools, first_other = _pools(soak.first.names)
+        last_pools, last_other = _pools(soak.last.names)
+        bounded = all(n <= POOL_BOUNDS.get(p, 0) for p, n in last_pools.items())
+        line(len(last_other) == len(first_other) and bounded,
+             f"threads {soak.first.threads} -> {soak.last.threads}: {len(first_other)} -> {len(last_other)} "
+             f"besides the worker pools (goal: constant), pool workers {dict(first_pools)} -> "
+             f"{dict(last_pools)} (goal: within their bounds {POOL_BOUNDS})")
         if soak.last.names != soak.first.names:
             gone, came = Counter(soak.first.names), Counter(soak.last.names)
             print(f"        threads by name: new {sorted((came - gone).elements())}, "

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from assistant.config import RouterSettings
 from assistant.errors import AssistantError, ToolError
+from assistant.threadnames import name_native_thread
 from assistant.tools.base import Tool
 from assistant.tools.context import set_current_site
 from assistant.tools.registry import ToolRegistry
@@ -116,8 +117,8 @@ class Router:
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers,
-                                                           thread_name_prefix="tool")
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tool",
+                                                           initializer=name_native_thread)
         self._busy = 0
         self._max_workers = max_workers
 

@@ -67,6 +67,7 @@ from assistant.backoff import Backoff
 from assistant.brains.base import Brain, ToolGateway
 from assistant.config import SatelliteSettings, VadSettings
 from assistant.errors import ErrorCode
+from assistant.threadnames import name_native_thread
 from assistant.tools.base import Tool
 from assistant.tts.base import Synthesizer, split_sentences
 from assistant.types import (
@@ -678,7 +679,8 @@ class Hub:
         self.on_turn = on_turn
         self.state_file = state_file
         self.links = {s.site: SatelliteLink(s, self) for s in satellites}
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub")
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub",
+                                                               initializer=name_native_thread)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
