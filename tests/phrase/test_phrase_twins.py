@@ -19,11 +19,21 @@ from assistant.brains.phrase.testkit import RecordingRouter, demo_tools
 from assistant.tools.base import Tool
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.router import Router
-from assistant.types import ResultStatus, ToolCall, Utterance
+from assistant.types import BrainTurn, ResultStatus, ToolCall, Utterance
 
 
 def _grammar(brain: PhraseBrain) -> Grammar:
     return brain.build(RecordingRouter(demo_tools()))
+
+
+def _handle_said(brain: PhraseBrain, say: Callable[[str], bytes],
+                 text: str) -> tuple[BrainTurn, RecordingRouter]:
+    """``text`` spoken by piper, one turn through the brain with a fresh recording router."""
+    router = RecordingRouter(demo_tools())
+    pcm = say(text)
+    turn = brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
+                                  ended_at=time.monotonic()), router, threading.Event())
+    return turn, router
 
 
 def _twin_texts(brain: PhraseBrain, text: str) -> list[str]:
@@ -135,10 +145,7 @@ def test_on_heard_where_the_audio_fits_off_as_well_does_nothing(
 def test_a_clear_close_command_closes_and_is_not_asked_as_open(
     phrase_brain: PhraseBrain, say: Callable[[str], bytes]
 ) -> None:
-    router = RecordingRouter(demo_tools())
-    pcm = say("close the garage door")
-    turn = phrase_brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
-                                         ended_at=time.monotonic()), router, threading.Event())
+    turn, router = _handle_said(phrase_brain, say, "close the garage door")
     closed = {"name": "HassTurnOff", "arguments": {"name": "garage door"}}
     assert [c.to_json() for c in router.executed] == [closed]
     assert turn.results[0].status is ResultStatus.OK
@@ -149,10 +156,7 @@ def test_a_number_close_to_a_like_sounding_one_is_asked_back_not_acted_on(
 ) -> None:
     # piper's "seventy minutes" decodes as "seventeen minutes", leading "seventy" by 3.0: acted on
     # as a 17-minute timer before numbers were asked back
-    router = RecordingRouter(demo_tools())
-    pcm = say("start a timer for seventy minutes")
-    turn = phrase_brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
-                                         ended_at=time.monotonic()), router, threading.Event())
+    turn, router = _handle_said(phrase_brain, say, "start a timer for seventy minutes")
     assert router.executed == []
     assert len(router.calls) == 1 and router.calls[0].confirm
     assert turn.results[0].status is ResultStatus.NEEDS_CONFIRMATION
