@@ -11,6 +11,9 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
 
 from assistant.brains.phrase import PhraseBrain
 from assistant.brains.phrase.brain import Grammar, _sensitive, _slot_first
@@ -204,3 +207,26 @@ def test_a_call_the_brain_is_unsure_of_waits_for_a_yes_in_the_router() -> None:
         assert ran == [{"minutes": 17}]
     finally:
         router.close()
+
+
+def test_a_number_of_two_words_has_its_one_word_twins(phrase_brain: PhraseBrain) -> None:
+    grammar = _grammar(phrase_brain)
+    heard = ("set", "the", "volume", "to", "forty", "three", "percent")
+    twins = {" ".join(t) for t in phrase_brain.span_twins(heard, grammar)}
+    assert {"set the volume to fourteen percent", "set the volume to forty percent"} <= twins
+    assert "set the volume to fifty percent" not in twins  # another onset: not a likely confusion
+    assert phrase_brain.span_twins(("set", "the", "volume", "to", "forty", "percent"), grammar) == []
+
+
+def test_fourteen_heard_as_forty_three_is_not_acted_on(
+    phrase_brain: PhraseBrain, testset_script: ModuleType
+) -> None:
+    # espeak-ng en-us at 160 wpm: "fourteen percent" decodes as "forty three percent"; it set the
+    # volume to 43 before the one-word twins of a two-word number were checked
+    audio, rate = testset_script._espeak("set the volume to fourteen percent", "en-us", 160)
+    rng = np.random.default_rng(7)
+    pcm = testset_script._finish(audio, rate, via_rate=rate, snr_db=None, rng=rng).tobytes()
+    router = RecordingRouter(demo_tools())
+    phrase_brain.handle(Utterance(pcm=pcm, start_s=0.0, end_s=len(pcm) / 32000, source="test",
+                                  ended_at=time.monotonic()), router, threading.Event())
+    assert all(c.arguments.get("level") == 14 for c in router.executed), router.executed

@@ -65,9 +65,11 @@ class Pending:
             return UNAVAILABLE
         try:
             return self._future.result(timeout=self._timeout_s)
-        except Exception as err:  # a broken or stuck process: this pass is done by the caller
+        except TimeoutError as err:  # a stuck worker: stop it; this pass is done by the caller
             if self._owner is not None:
                 self._owner.failed(err)
+            return UNAVAILABLE
+        except Exception:  # the worker failed (the side process has seen to it) or refused the pass
             return UNAVAILABLE
 
 
@@ -230,18 +232,18 @@ class SideProcess:
             self._failures += 1
             failures = self._failures
             closed = self._closed
+        # said before the waiting passes go on: their callers may be gone right after
+        if not closed and failures >= MAX_RESTARTS:
+            _LOGGER.warning("Phrase side process failed %d times (%s); decoding in one process from now on",
+                            failures, err)
+        elif not closed:
+            _LOGGER.warning("Phrase side process failed (%s); starting it again", err)
         for future in waiting:
             future.set_exception(RuntimeError("side process stopped"))
         if proc is not None:
             _stop(proc)
-        if closed:
-            return
-        if failures >= MAX_RESTARTS:
-            _LOGGER.warning("Phrase side process failed %d times (%s); decoding in one process from now on",
-                            failures, err)
-            return
-        _LOGGER.warning("Phrase side process failed (%s); starting it again", err)
-        self.start()
+        if not closed and failures < MAX_RESTARTS:
+            self.start()
 
     def close(self) -> None:
         """Stop the worker; passes are done by their callers from now on."""
