@@ -434,12 +434,7 @@ class PhraseBrain:
 
     def twins(self, words: tuple[str, ...], grammar: Grammar) -> list[tuple[str, ...]]:
         """Grammar sentences that differ from ``words`` in exactly one word (same length)."""
-        n = len(words)
-        # accept[i]: states from which words[i:] reaches the final state
-        accept: list[set[int]] = [set() for _ in range(n + 1)]
-        accept[n] = {grammar.final}
-        for i in range(n - 1, -1, -1):
-            accept[i] = {src for src, dst in grammar.arcs_by_word.get(words[i], ()) if dst in accept[i + 1]}
+        accept = _suffix_states(words, grammar)
         found: set[tuple[str, ...]] = set()
         here = {grammar.start}
         for i, word in enumerate(words):
@@ -447,20 +442,17 @@ class PhraseBrain:
                 for dst, other in grammar.arcs_from.get(state, ()):
                     if other != word and dst in accept[i + 1]:
                         found.add((*words[:i], other, *words[i + 1:]))
-            here = {dst for state in here for dst, w in grammar.arcs_from.get(state, ()) if w == word}
+            here = _after(here, word, grammar)
         return sorted(found)
 
     def span_twins(self, words: tuple[str, ...], grammar: Grammar) -> list[tuple[str, ...]]:
         """Grammar sentences where a number of two words or more ("forty three") is one number
-        word that begins as its first does ("fourteen", "forty", "four"): a recognizer that splits "-teen"
-        into "-ty" and a unit, or drops the unit, changes the value, and ``twins`` (one word for
-        one word) cannot see it. Measured: "set the volume to fourteen percent" heard as "forty
+        word that begins as its first does ("fourteen", "forty", "four"): a recognizer that splits
+        "-teen" into "-ty" and a unit, or drops the unit, changes the value, and ``twins`` (one word
+        for one word) cannot see it. Measured: "set the volume to fourteen percent" heard as "forty
         three percent" acted on 43."""
         n = len(words)
-        accept: list[set[int]] = [set() for _ in range(n + 1)]
-        accept[n] = {grammar.final}
-        for i in range(n - 1, -1, -1):
-            accept[i] = {src for src, dst in grammar.arcs_by_word.get(words[i], ()) if dst in accept[i + 1]}
+        accept = _suffix_states(words, grammar)
         found: set[tuple[str, ...]] = set()
         here = {grammar.start}
         for i, word in enumerate(words):
@@ -472,7 +464,7 @@ class PhraseBrain:
                     for dst, other in grammar.arcs_from.get(state, ()):
                         if other in NUMBER_WORDS and dst in accept[end] and self._same_onset(word, other):
                             found.add((*words[:i], other, *words[end:]))
-            here = {dst for state in here for dst, w in grammar.arcs_from.get(state, ()) if w == word}
+            here = _after(here, word, grammar)
         return sorted(found)
 
     def sensitive_twins(self, words: tuple[str, ...], match: Match,
@@ -806,6 +798,20 @@ def _sensitive(tool: Tool, arguments: Mapping[str, Any]) -> bool:
     except Exception:  # a broken rule must not decide that a call is harmless
         _LOGGER.warning("Sensitivity rule of %s failed on %r", tool.name, dict(arguments), exc_info=True)
         return True
+
+
+def _suffix_states(words: tuple[str, ...], grammar: Grammar) -> list[set[int]]:
+    """For each i, the word-graph states from which ``words[i:]`` reaches the final state."""
+    accept: list[set[int]] = [set() for _ in range(len(words) + 1)]
+    accept[len(words)] = {grammar.final}
+    for i in range(len(words) - 1, -1, -1):
+        accept[i] = {src for src, dst in grammar.arcs_by_word.get(words[i], ()) if dst in accept[i + 1]}
+    return accept
+
+
+def _after(states: set[int], word: str, grammar: Grammar) -> set[int]:
+    """The states one ``word`` leads to from ``states``."""
+    return {dst for state in states for dst, w in grammar.arcs_from.get(state, ()) if w == word}
 
 
 def _differing_frames(words: tuple[str, ...], twin: tuple[str, ...], frames: tuple[int, ...]) -> int:
