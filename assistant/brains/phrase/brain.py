@@ -513,15 +513,19 @@ class PhraseBrain:
                     out.append((twin, found))
         return out
 
+    def _bare_phones(self, word: str) -> list[str]:
+        """The word's phones, stress marks dropped (empty when it has no pronunciation)."""
+        return [p.rstrip("012") for p in (self._pronouncer.phones(word) or "").split()]
+
     def _same_onset(self, one: str, other: str) -> bool:
         """The same first two phones, stress aside ("forty" / "fourteen" / "four": F AO)."""
-        a, b = ([p.rstrip("012") for p in (self._pronouncer.phones(w) or "").split()] for w in (one, other))
+        a, b = self._bare_phones(one), self._bare_phones(other)
         return bool(a) and a[:2] == b[:2]
 
     def _sounds_alike(self, one: str, other: str) -> bool:
         """Number words a recognizer confuses: the same first two phones ("fifty" / "fifteen"),
         or half their phones or more in common, stress aside ("sixty" / "fifty": IH, T IY)."""
-        a, b = ([p.rstrip("012") for p in (self._pronouncer.phones(w) or "").split()] for w in (one, other))
+        a, b = self._bare_phones(one), self._bare_phones(other)
         if not a or not b:
             return False
         return a[:2] == b[:2] or difflib.SequenceMatcher(None, a, b).ratio() >= NUMBER_LIKENESS

@@ -294,9 +294,10 @@ class GrammarDecoder:
             return None
         raw = dither(samples).tobytes()
         with self._lock:
-            if any(not words or self._decoder.lookup_word(w) is None for words in sentences for w in words):
+            if any(self._decoder.lookup_word(w) is None for words in sentences for w in words):
                 return None
-            return force_pass(self._decoder, raw, sentences)
+            return force_pass(self._decoder, raw, sentences)  # None for an empty sentence
+
 
 UNAVAILABLE = object()
 """What a side pass returns when the side process could not do it (then it is done here)."""
