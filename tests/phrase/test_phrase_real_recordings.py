@@ -121,3 +121,18 @@ def test_a_real_next_strung_into_what_day_is_it_over_a_long_pause_is_refused(phr
     [clip] = [c for c in manifest["clips"] if c["id"] == "stp-next"]
     outcomes = bench.run(phrase_brain, {**manifest, "clips": [clip]}, RECORDINGS)
     assert outcomes[0].calls == [] and not outcomes[0].understood
+
+
+def test_a_real_request_for_a_device_we_lack_does_not_act_on_a_like_named_one(
+        phrase_brain: PhraseBrain, manifest: dict) -> None:
+    """The recorded "activate mood lighting" (no such light in the bench home) came out of the
+    grammar as "toggle bedroom light" and toggled it; "toggle big light" fits the audio better, so
+    the name twin guard refuses the turn. The recorded "turn on standing light" (heard "activate
+    the standing light") still acts: its name leads the names like it."""
+    bench = _bench()
+    ids = ("stp-activate_mood_lighting", "stp-turn_on_standing_light")
+    clips = [c for c in manifest["clips"] if c["id"] in ids]
+    outcomes = {o.clip["id"]: o for o in bench.run(phrase_brain, {**manifest, "clips": clips}, RECORDINGS)}
+    assert outcomes["stp-activate_mood_lighting"].calls == []
+    assert outcomes["stp-turn_on_standing_light"].calls == [
+        {"name": "HassTurnOn", "arguments": {"name": "standing light"}}]

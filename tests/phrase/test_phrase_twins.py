@@ -124,6 +124,28 @@ def test_opposite_twins_are_the_ones_that_would_act_otherwise(phrase_brain: Phra
     assert opposites("is the front door locked") == set()
 
 
+def test_name_twins_are_the_alike_names_of_other_devices_the_grammar_allows_there(
+    phrase_brain: PhraseBrain,
+) -> None:
+    grammar = _grammar(phrase_brain)
+    heard = ("toggle", "bedroom", "light")
+    match = phrase_brain.match(" ".join(heard), grammar)
+    assert match is not None
+    twins = {" ".join(t): m for t, m in phrase_brain.name_twins(heard, match, grammar)}
+    # "big light" and "bedroom fan" share half their phones with "bedroom light", "kitchen light"
+    # (0.35) does not; "bedroom humidity" is alike but a sensor cannot be toggled: not a sentence
+    assert set(twins) == {"toggle big light", "toggle bedroom fan"}
+    found = twins["toggle big light"]
+    assert found is not None and found.call.arguments == {"name": "big light"}
+    on = phrase_brain.match("turn on the office fan", grammar)
+    assert on is not None
+    assert phrase_brain.name_twins(("turn", "on", "the", "office", "fan"), on, grammar) == []
+    area = ("turn", "off", "the", "bedroom", "lights")  # an area's lights: no name to confuse
+    by_area = phrase_brain.match(" ".join(area), grammar)
+    assert by_area is not None and "name" not in by_area.call.arguments
+    assert phrase_brain.name_twins(area, by_area, grammar) == []
+
+
 def test_a_verb_less_form_is_marked_slot_first(phrase_brain: PhraseBrain) -> None:
     grammar = _grammar(phrase_brain)
     short = phrase_brain.match("kitchen light off", grammar)
