@@ -160,6 +160,8 @@ def summary(outcomes: list[Outcome], manifest: dict[str, Any], label: str) -> No
         if category == "home_command":
             with_device = [o for o in group if o.clip.get("expected")]
             line += f", exact expected call {sum(o.exact for o in with_device)}/{len(with_device)}"
+            # a call that is not the expected one (or any call where none was asked for)
+            line += f", acted wrongly {sum(o.acted and not o.exact for o in group)} (goal: 0)"
         print("   " + line)
     for o in out_of_domain_actions(outcomes):
         print(f"   ACT {o.clip['id']}: heard {o.transcript!r} -> {_fmt_calls(o.calls)}")
