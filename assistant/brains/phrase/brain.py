@@ -133,6 +133,8 @@ class Grammar:
     """The hassil intents whose tool may be sensitive (None when no tool is)."""
     name_phones: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Each speakable device name's phones, stress marks dropped (for its name twins)."""
+    alike_names: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    """Names found alike so far, by name (``_alike_names``; filled as names are heard)."""
 
 
 @dataclass(frozen=True)
@@ -534,23 +536,14 @@ class PhraseBrain:
         fits that audio better (lead -3.2), while every command of the spoken and real sets that
         was heard right leads its alike names by 3.5 or more."""
         name = match.call.arguments.get("name")
-        mine = grammar.name_phones.get(name) if isinstance(name, str) else None
-        if not isinstance(name, str) or not mine:
+        if not isinstance(name, str) or name not in grammar.name_phones:
             return []
         said = tuple(name.split())
         at = next((i for i in range(len(words) - len(said) + 1) if words[i:i + len(said)] == said), None)
         if at is None:
             return []
-        likeness = difflib.SequenceMatcher(None, b=mine)  # what it knows of "mine" is kept
-        alike: list[tuple[float, str]] = []
-        for other, theirs in grammar.name_phones.items():
-            likeness.set_seq1(theirs)
-            if other != name and likeness.quick_ratio() >= NAME_LIKENESS:
-                ratio = likeness.ratio()
-                if ratio >= NAME_LIKENESS:
-                    alike.append((-ratio, other))
         out: list[tuple[tuple[str, ...], Match | None]] = []
-        for _, other in sorted(alike):
+        for other in _alike_names(name, grammar):
             if len(out) == NAME_TWINS:
                 break
             twin = (*words[:at], *other.split(), *words[at + len(said):])
@@ -867,6 +860,25 @@ def _sensitive(tool: Tool, arguments: Mapping[str, Any]) -> bool:
     except Exception:  # a broken rule must not decide that a call is harmless
         _LOGGER.warning("Sensitivity rule of %s failed on %r", tool.name, dict(arguments), exc_info=True)
         return True
+
+
+def _alike_names(name: str, grammar: Grammar) -> tuple[str, ...]:
+    """The grammar's other names sharing ``NAME_LIKENESS`` of the phones of ``name``, the most alike
+    first; worked out once per name and grammar (a pass over every name: 8 ms in a 1000-device home)."""
+    known = grammar.alike_names.get(name)
+    if known is not None:
+        return known
+    likeness = difflib.SequenceMatcher(None, b=grammar.name_phones[name])  # keeps what it learnt of b
+    alike: list[tuple[float, str]] = []
+    for other, theirs in grammar.name_phones.items():
+        likeness.set_seq1(theirs)
+        if other != name and likeness.quick_ratio() >= NAME_LIKENESS:
+            ratio = likeness.ratio()
+            if ratio >= NAME_LIKENESS:
+                alike.append((-ratio, other))
+    found = tuple(other for _, other in sorted(alike))
+    grammar.alike_names[name] = found  # one dict item set: safe from several turns at once
+    return found
 
 
 def _suffix_states(words: tuple[str, ...], grammar: Grammar) -> list[set[int]]:
