@@ -18,6 +18,8 @@ from assistant.tts.kinds import TTS_KINDS
 
 MODEL_SIZES = ("e2b", "e4b")
 """What `models pull` fetches (assistant.brains.gemma.pull.REPOS; a test keeps them equal)."""
+VERIFIER_MODELS = ("whisper-tiny.en",)
+"""The phrase verifier's models (assistant.brains.phrase.verifier.WHISPER_REPOS; a test keeps them equal)."""
 MODEL_VARIANTS = ("fp16", "fp32", "q4", "q4f16", "quantized")
 """Precisions of the export (assistant.brains.gemma.files.VARIANT_SUFFIX; a test keeps them equal).
 Written out so that `--help` does not import the model code."""
@@ -128,14 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", nargs="?", help="settings file (default: the search order)")
 
-    models = sub.add_parser("models", help="Gemma model files: pull (explicit download) and check")
+    models = sub.add_parser("models", help="model files: pull (explicit download) and check (Gemma)")
     models_sub = _SubParsers(models.add_subparsers(dest="models_command", metavar="SUBCOMMAND"), "models_")
     pull = models_sub.add_parser(
         "pull",
-        help="download a Gemma 4 ONNX export (the only command that downloads anything)",
+        help="download a Gemma 4 ONNX export or the verifier's Whisper model (the only command that "
+             "downloads anything)",
         description="Download only the files the chosen variants need, resumable and checked.",
     )
-    pull.add_argument("model", choices=MODEL_SIZES, help="model size")
+    pull.add_argument("model", choices=MODEL_SIZES + VERIFIER_MODELS,
+                      help="Gemma size, or the phrase brain's optional verifier (whisper-tiny.en)")
     pull.add_argument("--variant", default="q4", choices=MODEL_VARIANTS,
                       help="decoder/embedding precision (default q4)")
     pull.add_argument("--audio-variant", default="fp32", choices=MODEL_VARIANTS,

@@ -171,8 +171,12 @@ def run(settings: Settings, *, config_path: str | None) -> int:
 
 
 def models_pull(settings: Settings, model: str, variant: str, audio_variant: str, dest: Path | None) -> int:
-    """Download a Gemma export (the only command that downloads anything)."""
+    """Download a Gemma export or the verifier's Whisper model (the only command that downloads anything)."""
     from assistant.brains.gemma import cli as gemma_cli  # noqa: PLC0415
+    from assistant.brains.phrase.verifier import WHISPER_REPOS  # noqa: PLC0415
+
+    if model in WHISPER_REPOS:
+        return gemma_cli.verifier_pull(model, dest)
 
     return gemma_cli.models_pull(model, dest, variant, audio_variant)
 

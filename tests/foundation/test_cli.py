@@ -86,6 +86,9 @@ def test_model_choices_are_the_ones_the_model_code_knows() -> None:
 
     assert tuple(sorted(VARIANT_SUFFIX)) == cli.MODEL_VARIANTS
     assert tuple(sorted(REPOS)) == cli.MODEL_SIZES
+    from assistant.brains.phrase.verifier import WHISPER_REPOS
+
+    assert tuple(sorted(WHISPER_REPOS)) == cli.VERIFIER_MODELS
 
 
 def test_an_unknown_model_variant_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:

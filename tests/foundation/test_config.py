@@ -152,3 +152,12 @@ def test_a_number_margin_below_the_twin_margin_is_refused() -> None:
         parse_settings("brain:\n  phrase:\n    number_margin: 1.0\n")
     settings = parse_settings("brain:\n  phrase:\n    number_margin: 2.0\n")
     assert settings.brain.phrase.number_margin == 2.0  # equal: never asks back
+
+
+def test_the_verifier_settings_are_checked() -> None:
+    """A probability gate outside 0..1 is a typo, not a setting; the folder is a path."""
+    with pytest.raises(ConfigError, match=r"verifier_min_probability: must be in \[0, 1\], got 1\.5"):
+        parse_settings("brain:\n  phrase:\n    verifier_min_probability: 1.5\n")
+    settings = parse_settings("brain:\n  phrase:\n    verifier_dir: /var/lib/assistant/whisper\n")
+    assert settings.brain.phrase.verifier_dir == Path("/var/lib/assistant/whisper")
+    assert parse_settings("").brain.phrase.verifier_dir is None

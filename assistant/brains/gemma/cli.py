@@ -56,6 +56,31 @@ def models_pull(
     return 0 if report.ok else 1
 
 
+def verifier_pull(model: str, dest: Path | None = None, out: TextIO | None = None) -> int:
+    """Download the phrase verifier's Whisper model and load it once; 0 on success."""
+    from assistant.brains.phrase.verifier import WhisperTranscriber, pull_whisper  # noqa: PLC0415
+
+    out = out or sys.stdout
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    target = dest or base / "assistant" / "models" / model
+
+    def progress(name: str, done: int, total: int) -> None:
+        out.write(f"[{done + 1}/{total}] {name}\n" if name else f"done: {total} files\n")
+        out.flush()
+
+    try:
+        path = pull_whisper(model, target, progress)
+        WhisperTranscriber(path)
+    except ModelFilesError as exc:
+        out.write(f"error: {exc.message}\n")
+        return 1
+    except (OSError, ValueError) as exc:  # network and hub errors derive from these
+        out.write(f"error: download failed: {exc}\n")
+        return 1
+    out.write(f"model files in {path}: it loads\nset brain.phrase.verifier_dir: {path}\n")
+    return 0
+
+
 def models_check(
     directory: Path, variant: str = "q4", audio_variant: str = "fp32", out: TextIO | None = None
 ) -> int:

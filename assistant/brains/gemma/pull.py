@@ -100,28 +100,17 @@ def _remote_files(repo: str, revision: str | None) -> tuple[str, dict[str, Remot
     return str(info.sha), files
 
 
-def pull(
-    model: str,
-    dest: Path | str,
-    variant: str = "q4",
-    audio_variant: str = "fp32",
-    progress: Progress | None = None,
-    *,
-    revision: str | None = None,
-) -> Path:
-    """Download the model's needed files into ``dest`` (resumable, verified); returns ``dest``."""
+def fetch(repo: str, dest: Path | str, select: Callable[[Iterable[str]], list[str]],
+          progress: Progress | None = None, *, revision: str | None = None) -> tuple[Path, str]:
+    """Download ``select``'s pick of the repository's files into ``dest`` (resumable, each file
+    checked against the hub's sha256 or size); returns ``dest`` and the commit it came from.
+    Raises ModelFilesError for a file missing from the repository or a failed check."""
     from huggingface_hub import hf_hub_download  # noqa: PLC0415  (optional dependency)
 
-    if model not in REPOS:
-        raise ModelFilesError(f"unknown model {model!r}; one of {', '.join(REPOS)}")
-    for value in (variant, audio_variant):
-        if value not in VARIANT_SUFFIX:
-            raise ModelFilesError(f"unknown variant {value!r}; one of {', '.join(VARIANT_SUFFIX)}")
-    repo = REPOS[model]
     dest = Path(dest).expanduser()
     dest.mkdir(parents=True, exist_ok=True)
     commit, remote = _remote_files(repo, revision)
-    names = select_files(remote, variant, audio_variant)
+    names = select(remote)
     total_bytes = sum(remote[n].size or 0 for n in names)
     _LOGGER.info(
         "pulling %d files (%.2f GB) of %s@%s into %s", len(names), total_bytes / 1e9, repo, commit[:12], dest
@@ -141,11 +130,32 @@ def pull(
         progress("", len(names), len(names))
     if problems:
         raise ModelFilesError("download incomplete: " + "; ".join(problems))
-    (dest / ".assistant-model").write_text(
+    return dest, commit
+
+
+def pull(
+    model: str,
+    dest: Path | str,
+    variant: str = "q4",
+    audio_variant: str = "fp32",
+    progress: Progress | None = None,
+    *,
+    revision: str | None = None,
+) -> Path:
+    """Download the model's needed files into ``dest`` (resumable, verified); returns ``dest``."""
+    if model not in REPOS:
+        raise ModelFilesError(f"unknown model {model!r}; one of {', '.join(REPOS)}")
+    for value in (variant, audio_variant):
+        if value not in VARIANT_SUFFIX:
+            raise ModelFilesError(f"unknown variant {value!r}; one of {', '.join(VARIANT_SUFFIX)}")
+    repo = REPOS[model]
+    path, commit = fetch(repo, dest, lambda names: select_files(names, variant, audio_variant), progress,
+                         revision=revision)
+    (path / ".assistant-model").write_text(
         f"repo: {repo}\nrevision: {commit}\nvariant: {variant}\naudio_variant: {audio_variant}\n",
         encoding="utf-8",
     )
-    return dest
+    return path
 
 
-__all__ = ["GRAPHS", "REPOS", "RemoteFile", "pull", "select_files", "verify_file"]
+__all__ = ["GRAPHS", "REPOS", "RemoteFile", "fetch", "pull", "select_files", "verify_file"]

@@ -89,6 +89,7 @@ from assistant.brains.phrase.decoder import Decoded, Forced, GrammarDecoder, ran
 from assistant.brains.phrase.graph import GraphBuilder, WordGraph
 from assistant.brains.phrase.pronounce import Pronouncer, default_pronouncer
 from assistant.brains.phrase.templates import IntentSet, build_intent_set, entity_domains
+from assistant.brains.phrase.verifier import Transcriber, WhisperTranscriber, choose
 from assistant.config import PhraseSettings
 from assistant.errors import BrainError
 from assistant.tools.base import Tool
@@ -212,8 +213,9 @@ class PhraseBrain:
     name = "phrase"
 
     def __init__(self, settings: PhraseSettings, *, pronouncer: Pronouncer | None = None,
-                 decoder: GrammarDecoder | None = None) -> None:
+                 decoder: GrammarDecoder | None = None, verifier: Transcriber | None = None) -> None:
         self._settings = settings
+        self._verifier = verifier
         self._pronouncer = pronouncer or default_pronouncer()
         if decoder is None:
             ranked = ranked_fillers(self._pronouncer.words())
@@ -750,7 +752,43 @@ class PhraseBrain:
             match = None
         if match is not None:
             match = self._guard(pcm, decoded, match, grammar, timings)
+        if match is None and self._verifier is not None:
+            match = self._second_opinion(pcm, decoded, grammar, timings)
         return match
+
+    def _second_opinion(self, pcm: bytes, decoded: Decoded, grammar: Grammar,
+                        timings: dict[str, float]) -> Match | None:
+        """A refused turn, put to the verifier: Whisper's transcript may pick the heard sentence or
+        one of its twins (``verifier.choose``); the pick acts, is asked back (a number Whisper is
+        unsure of), or nothing happens. Only turns whose grammar words make a call get here."""
+        assert self._verifier is not None  # noqa: S101 - checked by the caller
+        hypothesis = self.match(decoded.text, grammar) if decoded.words else None
+        if hypothesis is None:
+            return None
+        t0 = time.monotonic()
+        candidates: dict[tuple[str, ...], Match] = {decoded.words: hypothesis}
+        twins = [*self.opposite_twins(decoded.words, hypothesis, grammar),
+                 *self.sensitive_twins(decoded.words, hypothesis, grammar),
+                 *self.name_twins(decoded.words, hypothesis, grammar)]
+        for words, found in twins:
+            reading = found or self.match(" ".join(words), grammar)
+            if reading is not None:
+                candidates.setdefault(words, reading)
+        sentences = list(candidates)
+        heard = self._verifier.transcribe(pcm)
+        pick = choose(sentences, heard, min_probability=self._settings.verifier_min_probability,
+                      numbers=NUMBER_WORDS)
+        timings["verifier"] = (time.monotonic() - t0) * 1000.0
+        said = " ".join(word for word, _p in heard)
+        if pick is None:
+            _LOGGER.info("Verifier heard %r: no pick among %d readings of %r", said, len(sentences),
+                         decoded.text)
+            return None
+        match = candidates[sentences[pick.index]]
+        _LOGGER.info("Verifier heard %r: picks %r (%d words off, probability %.2f%s)", said,
+                     " ".join(sentences[pick.index]), pick.distance, pick.probability,
+                     ", asked back" if pick.ask else "")
+        return replace(match, call=replace(match.call, confirm=True)) if pick.ask else match
 
     def _act(self, utterance: Utterance, decoded: Decoded, grammar: Grammar, *, pcm: bytes, router: Router,
              cancel: threading.Event, timings: dict[str, float], started: float, t0: float,
@@ -949,5 +987,8 @@ def _rejected(transcript: str | None, site: str, timings: Mapping[str, float]) -
 
 
 def make_phrase_brain(settings: PhraseSettings) -> PhraseBrain:
-    """The phrase brain with its decoder loaded (about 0.3 s); grammars build on first use."""
-    return PhraseBrain(settings)
+    """The phrase brain with its decoder loaded (about 0.3 s), and its verifier when
+    ``verifier_dir`` is set (ModelFilesError when that folder or faster-whisper is missing);
+    grammars build on first use."""
+    verifier = WhisperTranscriber(settings.verifier_dir) if settings.verifier_dir is not None else None
+    return PhraseBrain(settings, verifier=verifier)
