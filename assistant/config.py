@@ -224,7 +224,8 @@ class PhraseSettings:
     verifier_dir: Path | None = None
     """Optional second opinion on refused turns: a faster-whisper model folder (``assistant models
     pull whisper-tiny.en``; needs the verify extra). Whisper's transcript may pick the heard command
-    or one of its twins, never a call of its own; None (default) keeps the brain download-free.
+    or one of its twins, or propose a grammar sentence the audio must then fit; it never acts
+    alone. None (default) keeps the brain download-free.
     See assistant.brains.phrase.verifier."""
     verifier_min_probability: float = 0.75
     """Least Whisper word probability, on the words that tell the candidates apart, for its pick

@@ -194,3 +194,53 @@ def test_pull_takes_the_four_files_faster_whisper_loads_and_the_manifest_agrees(
         manifest = yaml.safe_load((root / "models" / f"{name}.yaml").read_text(encoding="utf-8"))
         assert (manifest["name"], manifest["repo"]) == (name, repo)
         assert manifest["files"] == list(WHISPER_FILES)
+
+
+# --------------------------------------------------------------------------- real recordings
+
+RECORDINGS = Path(__file__).resolve().parents[1] / "data" / "recordings"
+
+
+def _real(clip_id: str) -> bytes:
+    import json
+    import wave
+
+    manifest = json.loads((RECORDINGS / "manifest.json").read_text(encoding="utf-8"))
+    clip = next(c for c in manifest["clips"] if c["id"] == clip_id)
+    with wave.open(str(RECORDINGS / clip["file"]), "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2)
+        return wav.readframes(wav.getnframes())
+
+
+def test_a_real_command_the_grammar_lost_is_proposed_by_whisper_and_checked_by_the_grammar(
+        phrase_brain: PhraseBrain, checked_brain: PhraseBrain) -> None:
+    """speech-to-phrase's recording "turn off lights in the office": the grammar's filler path
+    won (refused, nothing to pick from); Whisper heard it word for word, the sentence is one of the
+    grammar's, and forced over the audio it passes the phone-loop check: the office lights go off."""
+    pcm = _real("stp-turn_off_lights_in_the_office")
+    assert _turn(phrase_brain, pcm).calls == []
+    router = _turn(checked_brain, pcm)
+    assert [c.to_json() for c in router.executed] == [
+        {"name": "HassTurnOff", "arguments": {"area": "office", "domain": "light"}}]
+
+
+@pytest.mark.parametrize("clip_id", ["v2j-would_you_please_turn_on_living_room_lamp",
+                                     "stp-turn_off_all_of_the_lights_in_the_office",
+                                     "stp-whats_the_weather_like_in_new_york"])
+def test_what_whisper_hears_outside_the_grammar_does_nothing(checked_brain: PhraseBrain,
+                                                             clip_id: str) -> None:
+    """Whisper hears these right, but they are no sentence of the grammar: nothing the grammar
+    could confirm, so nothing happens (as without the verifier)."""
+    assert _turn(checked_brain, _real(clip_id)).calls == []
+
+
+def test_a_proposal_the_grammar_cannot_align_does_nothing(whisper: WhisperTranscriber,
+                                                          testset_script: ModuleType) -> None:
+    """The British-voiced "what is the outside temperature" (the stress group's clip 137): Whisper
+    hears it right and it is a sentence of the grammar, but the grammar's alignment of it does not
+    reach the end of the audio. One recognizer alone does not act, even with Whisper's own
+    probability gate off (0: the alignment is the only check left)."""
+    settings = dataclasses.replace(PhraseSettings(), verifier_min_probability=0.0)
+    brain = PhraseBrain(settings, verifier=whisper)
+    pcm = _espeak(testset_script, "what is the outside temperature", "en-gb", 165)
+    assert _turn(brain, pcm).calls == []

@@ -89,7 +89,7 @@ from assistant.brains.phrase.decoder import Decoded, Forced, GrammarDecoder, ran
 from assistant.brains.phrase.graph import GraphBuilder, WordGraph
 from assistant.brains.phrase.pronounce import Pronouncer, default_pronouncer
 from assistant.brains.phrase.templates import IntentSet, build_intent_set, entity_domains
-from assistant.brains.phrase.verifier import Transcriber, WhisperTranscriber, choose
+from assistant.brains.phrase.verifier import Transcriber, WhisperTranscriber, choose, spoken
 from assistant.config import PhraseSettings
 from assistant.errors import BrainError
 from assistant.tools.base import Tool
@@ -762,33 +762,65 @@ class PhraseBrain:
         one of its twins (``verifier.choose``); the pick acts, is asked back (a number Whisper is
         unsure of), or nothing happens. Only turns whose grammar words make a call get here."""
         assert self._verifier is not None  # noqa: S101 - checked by the caller
-        hypothesis = self.match(decoded.text, grammar) if decoded.words else None
-        if hypothesis is None:
-            return None
         t0 = time.monotonic()
-        candidates: dict[tuple[str, ...], Match] = {decoded.words: hypothesis}
-        twins = [*self.opposite_twins(decoded.words, hypothesis, grammar),
-                 *self.sensitive_twins(decoded.words, hypothesis, grammar),
-                 *self.name_twins(decoded.words, hypothesis, grammar)]
-        for words, found in twins:
-            reading = found or self.match(" ".join(words), grammar)
+        hypothesis = self.match(decoded.text, grammar) if decoded.words else None
+        heard: Sequence[tuple[str, float]] | None = None
+        if hypothesis is None:
+            # nothing the grammar heard makes a call: Whisper may propose a sentence, which the
+            # grammar's own acoustic check must then pass as if it had heard it
+            heard = self._verifier.transcribe(pcm)
+            proposed = tuple(word for text, _p in heard for word in spoken(text))
+            hypothesis, why = self._proposal(pcm, proposed, grammar)
+            if hypothesis is None:
+                timings["verifier"] = (time.monotonic() - t0) * 1000.0
+                _LOGGER.info("Verifier heard %r: %s", " ".join(proposed), why)
+                return None
+            words = proposed
+        else:
+            words = decoded.words
+        candidates: dict[tuple[str, ...], Match] = {words: hypothesis}
+        twins = [*self.opposite_twins(words, hypothesis, grammar),
+                 *self.sensitive_twins(words, hypothesis, grammar),
+                 *self.name_twins(words, hypothesis, grammar)]
+        for twin, found in twins:
+            reading = found or self.match(" ".join(twin), grammar)
             if reading is not None:
-                candidates.setdefault(words, reading)
+                candidates.setdefault(twin, reading)
         sentences = list(candidates)
-        heard = self._verifier.transcribe(pcm)
+        if heard is None:
+            heard = self._verifier.transcribe(pcm)
         pick = choose(sentences, heard, min_probability=self._settings.verifier_min_probability,
                       numbers=NUMBER_WORDS)
         timings["verifier"] = (time.monotonic() - t0) * 1000.0
         said = " ".join(word for word, _p in heard)
         if pick is None:
             _LOGGER.info("Verifier heard %r: no pick among %d readings of %r", said, len(sentences),
-                         decoded.text)
+                         " ".join(words))
             return None
         match = candidates[sentences[pick.index]]
         _LOGGER.info("Verifier heard %r: picks %r (%d words off, probability %.2f%s)", said,
                      " ".join(sentences[pick.index]), pick.distance, pick.probability,
                      ", asked back" if pick.ask else "")
         return replace(match, call=replace(match.call, confirm=True)) if pick.ask else match
+
+    def _proposal(self, pcm: bytes, words: tuple[str, ...], grammar: Grammar) -> tuple[Match | None, str]:
+        """Whisper's sentence as a call, when it is a sentence of the grammar that the audio fits
+        as well as the grammar's own results must (``GrammarDecoder.fit``: the phone-loop
+        confidence and the plausibility checks by length, on the forced alignment); else None
+        and why."""
+        if not words or grammar.start not in _suffix_states(words, grammar)[0]:
+            return None, "not a sentence of the grammar"
+        match = self.match(" ".join(words), grammar)
+        if match is None:
+            return None, "no call"
+        fitted = self._decoder.fit(pcm, words)
+        if fitted is None:
+            return None, "the grammar's alignment of it does not reach the end of the audio"
+        if not self._confident(fitted, self._settings.confidence_threshold):
+            return None, f"the audio fits it too loosely (confidence {fitted.confidence})"
+        if not self._plausible(fitted, match):
+            return None, "implausible for its length"
+        return match, ""
 
     def _act(self, utterance: Utterance, decoded: Decoded, grammar: Grammar, *, pcm: bytes, router: Router,
              cancel: threading.Event, timings: dict[str, float], started: float, t0: float,

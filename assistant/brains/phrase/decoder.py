@@ -299,6 +299,25 @@ class GrammarDecoder:
             return force_pass(self._decoder, raw, sentences)  # None for an empty sentence
 
 
+    def fit(self, pcm: bytes, words: tuple[str, ...]) -> Decoded | None:
+        """``words`` forced over the utterance and scored against the free phone loop, as a
+        ``Decoded`` with its ``confidence`` (the same measure ``decode(verify=True)`` gives its own
+        result); None when the sentence does not fit the audio at all or a word is unknown."""
+        forced = self.force(pcm, [words])
+        if forced is None:
+            return None
+        raw = dither(np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype=np.int16)).tobytes()
+        phones = self._side.phone_loop(raw).result()
+        if phones is UNAVAILABLE:
+            with self._lock:
+                phones = phone_loop(self._verifier, raw)
+        speech = sum(forced.word_frames)
+        confidence = None
+        if isinstance(phones, float) and phones > 0.0:
+            confidence = (forced.total - _log(phones) / CONFIDENCE_UNIT) / max(speech, 1)
+        return Decoded(words=forced.words, fillers=0, frames=0, confidence=confidence, speech_frames=speech)
+
+
 UNAVAILABLE = object()
 """What a side pass returns when the side process could not do it (then it is done here)."""
 

@@ -4,10 +4,11 @@ The phrase brain refuses a turn when its evidence is thin: a low phone-loop conf
 opposite, number or name twin the audio fits about as well as the hypothesis. Those refusals are
 most of its misses, and most of them were heard right. With ``brain.phrase.verifier_dir`` set
 (a faster-whisper / CTranslate2 model folder: ``assistant models pull whisper-tiny.en``), a
-refused turn whose words make a call is transcribed by Whisper, and the transcript picks between
-the hypothesis and its twins (``choose``). Whisper never adds a call of its own: it can only
-pick one of the sentences the grammar already heard as likely, so out-of-domain speech that the
-grammar refused stays refused unless Whisper heard nearly the same command.
+refused turn is transcribed by Whisper, and the transcript picks between the hypothesis and its
+twins (``choose``). Whisper never acts alone: it can only pick one of the sentences the grammar
+already heard as likely, or propose a sentence of the grammar that the audio then has to fit as
+well as the grammar's own results (below), so out-of-domain speech that the grammar refused stays
+refused unless Whisper heard nearly the same command.
 
 A pick needs all of:
 - the transcript (digits spelled, "%" as "percent", plural "s" dropped on both sides) is
@@ -16,6 +17,15 @@ A pick needs all of:
   (``allowed_distance``: none for three words or fewer, so "call mom" never becomes "volume up");
 - Whisper's own probability for the words that tell the candidates apart (the whole sentence
   when there is a single candidate) is at least ``min_probability`` on every such word.
+
+When nothing the grammar heard makes a call (its filler path won, or no path reached the end),
+Whisper's transcript is the proposal instead, if it is a sentence of the grammar, and the grammar
+checks it as if it had heard it: the sentence is forced over the audio and must pass the same
+phone-loop confidence and length checks as the grammar's own results (``GrammarDecoder.fit``);
+then its twins are put to ``choose`` as above. Measured: speech-to-phrase's real "turn off lights
+in the office" (filler path won) acts; the British-voiced "what is the outside temperature",
+which Whisper hears right, does not, because the grammar's alignment of it does not reach the end
+of the audio - two recognizers must agree.
 
 A pick that fails only the probability, between numbers, is asked back instead of acted on.
 Measured on the spoken set (bench/bench_phrase.py) before the gate: Whisper tiny.en hears "-teen"
@@ -194,8 +204,8 @@ class WhisperTranscriber:
         audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         with self._lock:
             segments, _info = self._model.transcribe(
-                audio, language="en", beam_size=1, condition_on_previous_text=False,
-                word_timestamps=True, without_timestamps=False)
+                audio, language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False,
+                word_timestamps=True, without_timestamps=False)  # no sampled fallback: reproducible
             return [(word.word.strip(), float(word.probability))
                     for segment in segments for word in (segment.words or ())]
 
