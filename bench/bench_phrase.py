@@ -41,7 +41,7 @@ from assistant.brains.phrase.testkit import (  # noqa: E402
     synthetic_entities,
 )
 from assistant.brains.phrase.testkit import home_tools as make_home_tools  # noqa: E402
-from assistant.brains.phrase.verifier import WhisperTranscriber  # noqa: E402
+from assistant.brains.phrase.verifier import WhisperTranscriber, number_words  # noqa: E402
 from assistant.config import PhraseSettings  # noqa: E402
 from assistant.errors import ModelFilesError  # noqa: E402
 from assistant.types import BrainTurn, ResultStatus, ToolCall, Utterance  # noqa: E402
@@ -200,26 +200,6 @@ def whisper_transcriber() -> WhisperTranscriber | None:
         return None
 
 
-_ONES = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
-)
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-
-
-def _number_words(n: int) -> str:
-    """0..999999 as words ("3000" -> "three thousand"), the way the templates spell numbers."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = "" if n % 100 == 0 else " " + _number_words(n % 100)
-        return _ONES[n // 100] + " hundred" + rest
-    rest = "" if n % 1000 == 0 else " " + _number_words(n % 1000)
-    return _number_words(n // 1000) + " thousand" + rest
-
-
 def _spell_numbers(text: str) -> str:
     """Whisper writes "20%" and "3000": hassil's range lists match digits, our number-word slot
     lists do not, so the anchor gets the digits spelled (what hassil would have matched);
@@ -228,7 +208,7 @@ def _spell_numbers(text: str) -> str:
 
     text = re.sub(r"(\d+)\s*%", r"\1 percent", text)
     text = re.sub(r"(\d)\.(\d)", r"\1 point \2", text)
-    return re.sub(r"\d{1,6}", lambda m: " " + _number_words(int(m.group())) + " ", text)
+    return re.sub(r"\d{1,6}", lambda m: " " + number_words(int(m.group())) + " ", text)
 
 
 def run_anchor(model: object, brain: PhraseBrain, clips: list[Clip], folder: Path) -> dict[str, object]:

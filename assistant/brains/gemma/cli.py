@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from assistant.brains.gemma.files import check_model_dir
 from assistant.brains.gemma.pull import pull
 from assistant.errors import ModelFilesError
+
+
+def _progress(out: TextIO) -> Callable[[str, int, int], None]:
+    """A pull's progress lines: "[i/n] file", then "done: n files"."""
+    def progress(name: str, done: int, total: int) -> None:
+        out.write(f"[{done + 1}/{total}] {name}\n" if name else f"done: {total} files\n")
+        out.flush()
+
+    return progress
+
+
+def _pull_error(exc: Exception) -> str:
+    """The line a failed pull prints: our own message, or the network / hub error."""
+    if isinstance(exc, ModelFilesError):
+        return f"error: {exc.message}\n"
+    return f"error: download failed: {exc}\n"  # network and hub errors derive from OSError / ValueError
 
 
 def default_model_dir(model: str) -> Path:
@@ -33,20 +50,10 @@ def models_pull(
     out = out or sys.stdout
     target = dest or default_model_dir(model)
 
-    def progress(name: str, done: int, total: int) -> None:
-        if name:
-            out.write(f"[{done + 1}/{total}] {name}\n")
-        else:
-            out.write(f"done: {total} files\n")
-        out.flush()
-
     try:
-        path = pull(model, target, variant=variant, audio_variant=audio_variant, progress=progress)
-    except ModelFilesError as exc:
-        out.write(f"error: {exc.message}\n")
-        return 1
-    except (OSError, ValueError) as exc:  # network and hub errors derive from these
-        out.write(f"error: download failed: {exc}\n")
+        path = pull(model, target, variant=variant, audio_variant=audio_variant, progress=_progress(out))
+    except (ModelFilesError, OSError, ValueError) as exc:
+        out.write(_pull_error(exc))
         return 1
     out.write(
         f"model files in {path}\nset brain.gemma.model_dir: {path} and brain.gemma.variant: {variant}\n"
@@ -64,18 +71,11 @@ def verifier_pull(model: str, dest: Path | None = None, out: TextIO | None = Non
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     target = dest or base / "assistant" / "models" / model
 
-    def progress(name: str, done: int, total: int) -> None:
-        out.write(f"[{done + 1}/{total}] {name}\n" if name else f"done: {total} files\n")
-        out.flush()
-
     try:
-        path = pull_whisper(model, target, progress)
+        path = pull_whisper(model, target, _progress(out))
         WhisperTranscriber(path)
-    except ModelFilesError as exc:
-        out.write(f"error: {exc.message}\n")
-        return 1
-    except (OSError, ValueError) as exc:  # network and hub errors derive from these
-        out.write(f"error: download failed: {exc}\n")
+    except (ModelFilesError, OSError, ValueError) as exc:
+        out.write(_pull_error(exc))
         return 1
     out.write(f"model files in {path}: it loads\nset brain.phrase.verifier_dir: {path}\n")
     return 0
